@@ -1,0 +1,185 @@
+/**
+ * gRPC client side for bidi Packet streams: one HTTP/2 session (a channel)
+ * to a server over TLS or a unix socket, carrying any number of streams.
+ */
+import http2 from 'node:http2';
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
+import net from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
+import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
+import { GrpcCode, GrpcStatusError, decodeGrpcMessage } from './status.ts';
+
+export type GrpcTarget =
+  | { transport: 'unix'; path: string }
+  | { transport: 'tls'; host: string; port: number; tls: ConnectionOptions };
+
+export interface GrpcChannelOptions {
+  keepaliveTimeMs?: number;
+  connectTimeoutMs?: number;
+  signal?: AbortSignal;
+  userAgent?: string;
+  stream?: PacketStreamOptions;
+}
+
+export interface GrpcStatus {
+  code: number;
+  message: string;
+}
+
+export function describeTarget(t: GrpcTarget): string {
+  return t.transport === 'unix' ? `unix://${t.path}` : `${net.isIPv6(t.host) ? `[${t.host}]` : t.host}:${t.port}`;
+}
+
+export class GrpcClientCall {
+  readonly stream: PacketStream;
+  /** Response headers (initial metadata). Rejects if the call ended without any. */
+  readonly headers: Promise<IncomingHttpHeaders>;
+  /** Final status, from trailers or from how the stream ended. Never rejects. */
+  readonly status: Promise<GrpcStatus>;
+  private readonly h2: ClientHttp2Stream;
+
+  constructor(h2: ClientHttp2Stream, streamOptions: PacketStreamOptions) {
+    this.h2 = h2;
+    this.stream = new PacketStream(h2, streamOptions);
+    let statusFromHeaders: GrpcStatus | null = null;
+    let trailerStatus: GrpcStatus | null = null;
+    this.headers = new Promise((resolve, reject) => {
+      h2.once('response', (headers: IncomingHttpHeaders) => {
+        const httpStatus = Number(headers[':status']);
+        if (headers['grpc-status'] !== undefined) {
+          // Trailers-only response: the call failed (or ended) before any message.
+          statusFromHeaders = { code: Number(headers['grpc-status']), message: decodeGrpcMessage(String(headers['grpc-message'] ?? '')) };
+          reject(new GrpcStatusError(statusFromHeaders.code, statusFromHeaders.message));
+          return;
+        }
+        if (httpStatus !== 200) {
+          statusFromHeaders = { code: GrpcCode.UNKNOWN, message: `unexpected HTTP status code ${httpStatus}` };
+          reject(new GrpcStatusError(statusFromHeaders.code, statusFromHeaders.message));
+          return;
+        }
+        resolve(headers);
+      });
+      h2.once('close', () => reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'stream closed before response headers')));
+    });
+    this.headers.catch(() => {});
+    h2.once('trailers', (trailers: IncomingHttpHeaders) => {
+      trailerStatus = {
+        code: trailers['grpc-status'] === undefined ? GrpcCode.UNKNOWN : Number(trailers['grpc-status']),
+        message: decodeGrpcMessage(String(trailers['grpc-message'] ?? '')),
+      };
+    });
+    this.status = new Promise((resolve) => {
+      h2.once('close', () => {
+        if (statusFromHeaders) resolve(statusFromHeaders);
+        else if (trailerStatus) resolve(trailerStatus);
+        else if (h2.rstCode === http2.constants.NGHTTP2_CANCEL) resolve({ code: GrpcCode.CANCELLED, message: 'stream cancelled' });
+        else resolve({ code: GrpcCode.UNAVAILABLE, message: `stream reset (HTTP/2 code ${h2.rstCode ?? 'none'})` });
+      });
+    });
+  }
+
+  /** Half-close: no more packets from us; the server may keep sending. */
+  closeSend(): void {
+    if (!this.h2.destroyed && this.h2.writable) this.h2.end();
+  }
+
+  /** Cancel the call (RST_STREAM CANCEL). */
+  cancel(): void {
+    if (!this.h2.destroyed) this.h2.close(http2.constants.NGHTTP2_CANCEL);
+  }
+}
+
+export class GrpcChannel {
+  readonly target: GrpcTarget;
+  readonly session: ClientHttp2Session;
+  private readonly options: GrpcChannelOptions;
+
+  private constructor(target: GrpcTarget, session: ClientHttp2Session, options: GrpcChannelOptions) {
+    this.target = target;
+    this.session = session;
+    this.options = options;
+  }
+
+  /** Opens the HTTP/2 session; resolves once the connection (and TLS handshake) is up. */
+  static connect(target: GrpcTarget, options: GrpcChannelOptions = {}): Promise<GrpcChannel> {
+    const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
+    let session: ClientHttp2Session;
+    if (target.transport === 'unix') {
+      session = http2.connect('http://localhost', { ...base, createConnection: () => net.connect(target.path) });
+    } else {
+      const host = net.isIPv6(target.host) ? `[${target.host}]` : target.host;
+      const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls };
+      if (tlsOptions.servername === undefined && !net.isIP(target.host)) tlsOptions.servername = target.host;
+      session = http2.connect(`https://${host}:${target.port}`, { ...base, ...tlsOptions });
+    }
+    return new Promise((resolve, reject) => {
+      const timeoutMs = options.connectTimeoutMs ?? 20_000;
+      const fail = (err: Error): void => {
+        cleanup();
+        session.destroy();
+        reject(err);
+      };
+      const onError = (err: Error): void => fail(err);
+      const onAbort = (): void => fail(options.signal?.reason instanceof Error ? options.signal.reason : new Error('connect aborted'));
+      const timer = setTimeout(() => fail(new Error(`timed out connecting to ${describeTarget(target)} after ${timeoutMs}ms`)), timeoutMs);
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        session.off('error', onError);
+        options.signal?.removeEventListener('abort', onAbort);
+      };
+      session.once('error', onError);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      session.once('connect', () => {
+        cleanup();
+        session.on('error', () => {}); // later errors surface through stream and session close
+        try {
+          session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+        } catch {
+          // closed during setup
+        }
+        if (target.transport === 'tls') {
+          const alpn = (session.socket as import('node:tls').TLSSocket).alpnProtocol;
+          if (alpn !== 'h2') {
+            session.destroy();
+            reject(new Error(`server did not negotiate ALPN h2 (got ${String(alpn)})`));
+            return;
+          }
+        }
+        startKeepalive(session, options.keepaliveTimeMs ?? 0);
+        resolve(new GrpcChannel(target, session, options));
+      });
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.session.closed || this.session.destroyed;
+  }
+
+  onClose(cb: () => void): void {
+    if (this.isClosed) queueMicrotask(cb);
+    else this.session.once('close', cb);
+  }
+
+  /** Starts a bidi call. Packets may be sent immediately; headers arrive later. */
+  openStream(method: string, metadata: Record<string, string> = {}): GrpcClientCall {
+    const h2 = this.session.request({
+      ':method': 'POST',
+      ':path': method,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'user-agent': this.options.userAgent ?? 'konnectivity-ts',
+      ...metadata,
+    });
+    h2.on('error', () => {}); // surfaced through status/onClose
+    return new GrpcClientCall(h2, this.options.stream ?? {});
+  }
+
+  close(): void {
+    if (!this.isClosed) this.session.close();
+  }
+
+  destroy(): void {
+    if (!this.session.destroyed) this.session.destroy();
+  }
+}

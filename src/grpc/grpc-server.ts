@@ -1,0 +1,157 @@
+/**
+ * A small gRPC server for bidi Packet streams on Node's HTTP/2. It handles
+ * exactly what konnectivity needs: routing by method path, initial metadata,
+ * trailers (and trailers-only errors), keepalive pings and orderly shutdown.
+ */
+import http2 from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
+import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
+import { GrpcCode, encodeGrpcMessage } from './status.ts';
+
+export class GrpcServerCall {
+  readonly method: string;
+  readonly metadata: IncomingHttpHeaders;
+  readonly stream: PacketStream;
+  readonly socket: Socket | TLSSocket;
+  private readonly h2: ServerHttp2Stream;
+  private headersSent = false;
+  private finished = false;
+
+  constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, streamOptions: PacketStreamOptions) {
+    this.h2 = h2;
+    this.method = String(headers[':path']);
+    this.metadata = headers;
+    this.socket = h2.session!.socket as Socket | TLSSocket;
+    this.stream = new PacketStream(h2, streamOptions);
+  }
+
+  /** Metadata value when exactly one was sent, as upstream requires; otherwise undefined. */
+  single(key: string): string | undefined {
+    const v = this.metadata[key];
+    if (Array.isArray(v)) return v.length === 1 ? v[0] : undefined;
+    return v;
+  }
+
+  /** Number of values a metadata key carries (Node joins repeated keys with ', ' for some headers, arrays for others). */
+  count(key: string): number {
+    const v = this.metadata[key];
+    if (v === undefined) return 0;
+    return Array.isArray(v) ? v.length : 1;
+  }
+
+  /** Sends response headers (initial metadata). Idempotent. */
+  sendHeaders(metadata: Record<string, string> = {}): void {
+    if (this.headersSent || this.h2.destroyed || this.h2.headersSent) return;
+    this.headersSent = true;
+    this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...metadata }, { waitForTrailers: true });
+  }
+
+  /** Ends the call with a status; trailers-only when no headers went out yet. */
+  finish(code: number = GrpcCode.OK, message = ''): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.h2.destroyed || this.h2.closed) return;
+    const status: Record<string, string> = { 'grpc-status': String(code) };
+    if (message) status['grpc-message'] = encodeGrpcMessage(message);
+    if (!this.headersSent && !this.h2.headersSent) {
+      this.headersSent = true;
+      this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+      return;
+    }
+    this.h2.once('wantTrailers', () => {
+      try {
+        this.h2.sendTrailers(status);
+      } catch {
+        // stream was reset meanwhile; nothing left to tell the peer
+      }
+    });
+    this.h2.end();
+  }
+
+  get isFinished(): boolean {
+    return this.finished;
+  }
+}
+
+export type GrpcHandler = (call: GrpcServerCall) => void;
+
+export interface GrpcServerOptions {
+  /** TLS options; omit for plaintext HTTP/2 with prior knowledge (unix sockets). */
+  tls?: http2.SecureServerOptions;
+  handlers: Record<string, GrpcHandler>;
+  keepaliveTimeMs: number;
+  stream?: PacketStreamOptions;
+  /** Called for every accepted session (for per-connection accounting). */
+  onSession?: (session: ServerHttp2Session) => void;
+}
+
+export class GrpcServer {
+  readonly http2: http2.Http2Server | http2.Http2SecureServer;
+  private readonly sessions = new Set<ServerHttp2Session>();
+
+  constructor(options: GrpcServerOptions) {
+    const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
+    this.http2 = options.tls
+      ? http2.createSecureServer({ ...base, ...options.tls, allowHTTP1: false, ALPNProtocols: ['h2'] })
+      : http2.createServer(base);
+    this.http2.on('session', (session: ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      session.on('error', () => {}); // surfaced per stream; a session error must not crash the process
+      session.once('connect', () => {
+        try {
+          session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+        } catch {
+          // session closed during setup
+        }
+      });
+      startKeepalive(session, options.keepaliveTimeMs);
+      options.onSession?.(session);
+    });
+    this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      h2.on('error', () => {}); // PacketStream reports errors through onClose
+      const contentType = String(headers['content-type'] ?? '');
+      if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
+        h2.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
+        h2.end(`invalid gRPC request content-type ${JSON.stringify(contentType)}`);
+        return;
+      }
+      const path = String(headers[':path']);
+      const handler = options.handlers[path];
+      if (!handler) {
+        const service = path.split('/')[1] ?? '';
+        const known = Object.keys(options.handlers).some((m) => m.split('/')[1] === service);
+        const msg = known ? `unknown method ${path.split('/')[2] ?? ''} for service ${service}` : `unknown service ${service}`;
+        h2.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(GrpcCode.UNIMPLEMENTED), 'grpc-message': encodeGrpcMessage(msg) }, { endStream: true });
+        return;
+      }
+      handler(new GrpcServerCall(h2, headers, options.stream ?? {}));
+    });
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Stops accepting connections; existing sessions get GOAWAY and finish their streams. */
+  closeGracefully(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.http2.close(() => resolve()));
+    for (const s of this.sessions) {
+      try {
+        s.close();
+      } catch {
+        // already closing
+      }
+    }
+    return closed;
+  }
+
+  /** Tears every session down now. */
+  destroy(): void {
+    this.http2.close();
+    for (const s of this.sessions) s.destroy();
+  }
+}

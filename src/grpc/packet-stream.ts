@@ -1,0 +1,126 @@
+/**
+ * One gRPC bidi stream of Packets over a Node HTTP/2 stream, used the same
+ * way on both sides. The owner assigns the `on*` callbacks; there is exactly
+ * one owner per stream, so callbacks are cheaper than EventEmitter fan-out on
+ * the per-packet path.
+ */
+import type { Http2Stream } from 'node:http2';
+import { encodePacketWithHeadroom } from '../protocol/codec.ts';
+import { decodePacket } from '../protocol/codec.ts';
+import { GRPC_FRAME_HEADER, GrpcDeframer, writeFrameHeader } from '../protocol/grpc-frame.ts';
+import type { Packet } from '../protocol/packet.ts';
+import { ProtocolError } from '../protocol/protocol-error.ts';
+
+/** grpc-go's default receive limit; upstream never changes it. */
+export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** Bytes we let Node buffer on one stream before `send` reports backpressure. */
+export const DEFAULT_SEND_HIGH_WATER_BYTES = 1024 * 1024;
+
+export interface PacketStreamOptions {
+  maxReceiveMessageBytes?: number;
+  sendHighWaterBytes?: number;
+}
+
+export class PacketStream {
+  /** A decoded packet arrived. */
+  onPacket: (packet: Packet) => void = () => {};
+  /**
+   * A received message could not be decoded. The stream is still open; the
+   * owner decides (upstream ignores unknown packet types, and fails the call
+   * for bytes that do not parse).
+   */
+  onProtocolError: (err: ProtocolError) => void = () => {};
+  /** Buffered sends fell to zero after `send` returned false. */
+  onDrain: () => void = () => {};
+  /** The peer finished sending (half-close). */
+  onRemoteEnd: () => void = () => {};
+  /** The underlying HTTP/2 stream is gone (after end, reset or error). */
+  onClose: (err: Error | null) => void = () => {};
+
+  readonly h2: Http2Stream;
+  private readonly deframer: GrpcDeframer;
+  private readonly highWater: number;
+  private closed = false;
+  private paused = false;
+  private firstError: Error | null = null;
+
+  constructor(h2: Http2Stream, options: PacketStreamOptions = {}) {
+    this.h2 = h2;
+    this.deframer = new GrpcDeframer(options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES);
+    this.highWater = options.sendHighWaterBytes ?? DEFAULT_SEND_HIGH_WATER_BYTES;
+    const onMessage = (msg: Uint8Array): void => {
+      let packet: Packet;
+      try {
+        packet = decodePacket(msg);
+      } catch (err) {
+        if (err instanceof ProtocolError) {
+          this.onProtocolError(err);
+          return;
+        }
+        throw err;
+      }
+      this.onPacket(packet);
+    };
+    h2.on('data', (chunk: Buffer) => {
+      if (this.closed) return;
+      try {
+        this.deframer.push(chunk, onMessage);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        // Framing is broken: nothing after this point can be trusted.
+        this.onProtocolError(err);
+      }
+    });
+    h2.on('end', () => this.onRemoteEnd());
+    h2.on('drain', () => this.onDrain());
+    h2.on('error', (err: Error) => {
+      this.firstError ??= err;
+    });
+    h2.on('close', () => {
+      if (this.closed) return;
+      this.closed = true;
+      this.onClose(this.firstError);
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed || this.h2.destroyed;
+  }
+
+  /** Bytes queued in Node for this stream, not yet handed to the socket. */
+  get bufferedBytes(): number {
+    return this.h2.writableLength;
+  }
+
+  /**
+   * Queues one packet. Returns false when the caller should stop sending and
+   * wait for `onDrain`; the packet itself is always queued.
+   */
+  send(packet: Packet): boolean {
+    if (this.closed || !this.h2.writable) return false;
+    const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
+    writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
+    this.h2.write(frame);
+    return this.h2.writableLength < this.highWater;
+  }
+
+  /** Stops reading from the peer; HTTP/2 flow control then pushes back on it. */
+  pauseReceive(): void {
+    if (!this.paused) {
+      this.paused = true;
+      this.h2.pause();
+    }
+  }
+
+  resumeReceive(): void {
+    if (this.paused) {
+      this.paused = false;
+      this.h2.resume();
+    }
+  }
+
+  /** Abortive close (RST_STREAM). */
+  reset(code?: number): void {
+    if (!this.h2.destroyed) this.h2.close(code);
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * gRPC length-prefixed message framing (1 byte compressed flag, 4 bytes
+ * big-endian length, message). Independent of any transport so it can be
+ * driven from memory in tests.
+ */
+import { ProtocolError } from './protocol-error.ts';
+
+export const GRPC_FRAME_HEADER = 5;
+
+/** Writes the frame header into the first 5 bytes of a buffer built with headroom. */
+export function writeFrameHeader(buf: Uint8Array, messageLength: number): void {
+  buf[0] = 0;
+  buf[1] = messageLength >>> 24;
+  buf[2] = (messageLength >>> 16) & 0xff;
+  buf[3] = (messageLength >>> 8) & 0xff;
+  buf[4] = messageLength & 0xff;
+}
+
+/**
+ * Incremental deframer. Feed it transport chunks; it calls `onMessage` with
+ * each complete message (a view into the chunk when the message did not span
+ * chunks, otherwise one copy). A length above `maxMessageBytes` raises
+ * before any of the body is buffered, so an oversized frame costs nothing.
+ */
+export class GrpcDeframer {
+  private readonly maxMessageBytes: number;
+  private header = new Uint8Array(GRPC_FRAME_HEADER);
+  private headerFilled = 0;
+  private body: Uint8Array | null = null;
+  private bodyFilled = 0;
+
+  constructor(maxMessageBytes: number) {
+    this.maxMessageBytes = maxMessageBytes;
+  }
+
+  /** True while a partially received message is buffered. */
+  get midMessage(): boolean {
+    return this.headerFilled > 0 || this.body !== null;
+  }
+
+  push(chunk: Uint8Array, onMessage: (message: Uint8Array) => void): void {
+    let pos = 0;
+    const len = chunk.length;
+    while (pos < len) {
+      if (this.body === null) {
+        // Fast path: a whole frame inside this chunk, no copying.
+        if (this.headerFilled === 0 && len - pos >= GRPC_FRAME_HEADER) {
+          const msgLen = this.checkHeader(chunk, pos);
+          if (len - pos - GRPC_FRAME_HEADER >= msgLen) {
+            const start = pos + GRPC_FRAME_HEADER;
+            pos = start + msgLen;
+            onMessage(chunk.subarray(start, pos));
+            continue;
+          }
+        }
+        const take = Math.min(GRPC_FRAME_HEADER - this.headerFilled, len - pos);
+        this.header.set(chunk.subarray(pos, pos + take), this.headerFilled);
+        this.headerFilled += take;
+        pos += take;
+        if (this.headerFilled < GRPC_FRAME_HEADER) return;
+        const msgLen = this.checkHeader(this.header, 0);
+        this.headerFilled = 0;
+        if (msgLen === 0) {
+          onMessage(new Uint8Array(0));
+          continue;
+        }
+        this.body = new Uint8Array(msgLen);
+        this.bodyFilled = 0;
+      }
+      const body: Uint8Array = this.body;
+      const take = Math.min(body.length - this.bodyFilled, len - pos);
+      body.set(chunk.subarray(pos, pos + take), this.bodyFilled);
+      this.bodyFilled += take;
+      pos += take;
+      if (this.bodyFilled === body.length) {
+        this.body = null;
+        onMessage(body);
+      }
+    }
+  }
+
+  private checkHeader(buf: Uint8Array, at: number): number {
+    const flag = buf[at]!;
+    if (flag !== 0) {
+      // Upstream never negotiates compression, so a compressed frame is a protocol error.
+      throw new ProtocolError('bad_frame', flag === 1 ? 'compressed gRPC message received but no compression was negotiated' : `invalid gRPC frame flag ${flag}`);
+    }
+    const msgLen = ((buf[at + 1]! << 24) >>> 0) + (buf[at + 2]! << 16) + (buf[at + 3]! << 8) + buf[at + 4]!;
+    if (msgLen > this.maxMessageBytes) {
+      throw new ProtocolError('message_too_large', `grpc: received message larger than max (${msgLen} vs. ${this.maxMessageBytes})`);
+    }
+    return msgLen;
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * Konnectivity packet model. Numbers match the upstream proto enum exactly;
+ * IDs are bigint because upstream's `random` is a 63-bit value.
+ */
+export const PacketType = {
+  DIAL_REQ: 0,
+  DIAL_RSP: 1,
+  CLOSE_REQ: 2,
+  CLOSE_RSP: 3,
+  DATA: 4,
+  DIAL_CLS: 5,
+  DRAIN: 6,
+} as const;
+export type PacketType = (typeof PacketType)[keyof typeof PacketType];
+
+const packetTypeNames: readonly string[] = ['DIAL_REQ', 'DIAL_RSP', 'CLOSE_REQ', 'CLOSE_RSP', 'DATA', 'DIAL_CLS', 'DRAIN'];
+
+/** The enum name upstream uses in metric labels (`packet_type`). */
+export function packetTypeName(type: number): string {
+  return packetTypeNames[type] ?? 'Unknown';
+}
+
+export interface DialRequest {
+  protocol: string;
+  address: string;
+  random: bigint;
+}
+export interface DialResponse {
+  error: string;
+  connectID: bigint;
+  random: bigint;
+}
+export interface CloseRequest {
+  connectID: bigint;
+}
+export interface CloseResponse {
+  error: string;
+  connectID: bigint;
+}
+export interface CloseDial {
+  random: bigint;
+}
+export interface Data {
+  connectID: bigint;
+  /** Declared upstream but never set by any upstream component. */
+  error: string;
+  data: Uint8Array;
+}
+
+export type DialRequestPacket = { type: typeof PacketType.DIAL_REQ; dialRequest: DialRequest };
+export type DialResponsePacket = { type: typeof PacketType.DIAL_RSP; dialResponse: DialResponse };
+export type CloseRequestPacket = { type: typeof PacketType.CLOSE_REQ; closeRequest: CloseRequest };
+export type CloseResponsePacket = { type: typeof PacketType.CLOSE_RSP; closeResponse: CloseResponse };
+export type DataPacket = { type: typeof PacketType.DATA; data: Data };
+export type CloseDialPacket = { type: typeof PacketType.DIAL_CLS; closeDial: CloseDial };
+export type DrainPacket = { type: typeof PacketType.DRAIN };
+
+export type Packet =
+  | DialRequestPacket
+  | DialResponsePacket
+  | CloseRequestPacket
+  | CloseResponsePacket
+  | DataPacket
+  | CloseDialPacket
+  | DrainPacket;
+
+// Constructors keep every sender honest about the type/payload pairing that
+// Go peers dereference without nil checks.
+export const packets = {
+  dialRequest(address: string, random: bigint, protocol = 'tcp'): DialRequestPacket {
+    return { type: PacketType.DIAL_REQ, dialRequest: { protocol, address, random } };
+  },
+  dialResponse(random: bigint, connectID: bigint, error = ''): DialResponsePacket {
+    return { type: PacketType.DIAL_RSP, dialResponse: { error, connectID, random } };
+  },
+  closeRequest(connectID: bigint): CloseRequestPacket {
+    return { type: PacketType.CLOSE_REQ, closeRequest: { connectID } };
+  },
+  closeResponse(connectID: bigint, error = ''): CloseResponsePacket {
+    return { type: PacketType.CLOSE_RSP, closeResponse: { error, connectID } };
+  },
+  data(connectID: bigint, data: Uint8Array): DataPacket {
+    return { type: PacketType.DATA, data: { connectID, error: '', data } };
+  },
+  closeDial(random: bigint): CloseDialPacket {
+    return { type: PacketType.DIAL_CLS, closeDial: { random } };
+  },
+  drain(): DrainPacket {
+    return { type: PacketType.DRAIN };
+  },
+} as const;

@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { GrpcServer } from '../src/grpc/grpc-server.ts';
+import { GrpcChannel } from '../src/grpc/grpc-client.ts';
+import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
+import { GrpcCode } from '../src/grpc/status.ts';
+
+test('bidi packet stream over a unix socket: headers, packets both ways, trailers', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kts-'));
+  const sock = path.join(dir, 's.sock');
+  const server = new GrpcServer({
+    keepaliveTimeMs: 0,
+    handlers: {
+      '/AgentService/Connect': (call) => {
+        assert.equal(call.single('agentid'), 'a1');
+        call.sendHeaders({ serverid: 's1', servercount: '3' });
+        call.stream.onPacket = (p) => {
+          call.stream.send(p); // echo
+        };
+        call.stream.onRemoteEnd = () => call.finish(GrpcCode.OK);
+      },
+    },
+  });
+  server.http2.listen(sock);
+  await once(server.http2, 'listening');
+  const ch = await GrpcChannel.connect({ transport: 'unix', path: sock });
+  const call = ch.openStream('/AgentService/Connect', { agentid: 'a1' });
+  const headers = await call.headers;
+  assert.equal(headers['serverid'], 's1');
+  const got: Packet[] = [];
+  call.stream.onPacket = (p) => got.push(p);
+  const big = 1n << 62n;
+  call.stream.send(packets.dialRequest('127.0.0.1:80', big));
+  call.stream.send(packets.data(7n, Buffer.alloc(100_000, 1)));
+  call.closeSend();
+  const status = await call.status;
+  assert.equal(status.code, 0);
+  assert.equal(got.length, 2);
+  assert.equal(got[0]!.type, PacketType.DIAL_REQ);
+  assert.equal(got[0]!.type === PacketType.DIAL_REQ && got[0]!.dialRequest.random, big);
+  assert.equal(got[1]!.type === PacketType.DATA && got[1]!.data.data.length, 100_000);
+  ch.close();
+  await server.closeGracefully();
+});
+
+test('unknown method gets UNIMPLEMENTED as a trailers-only response', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kts-'));
+  const sock = path.join(dir, 's.sock');
+  const server = new GrpcServer({ keepaliveTimeMs: 0, handlers: { '/ProxyService/Proxy': () => {} } });
+  server.http2.listen(sock);
+  await once(server.http2, 'listening');
+  const ch = await GrpcChannel.connect({ transport: 'unix', path: sock });
+  const call = ch.openStream('/pkg.ProxyService/Proxy');
+  await assert.rejects(call.headers, /Unimplemented/);
+  const st = await call.status;
+  assert.equal(st.code, GrpcCode.UNIMPLEMENTED);
+  assert.match(st.message, /unknown service pkg.ProxyService/);
+  ch.close();
+  await server.closeGracefully();
+});
