@@ -1,0 +1,90 @@
+/**
+ * `/AgentService/Connect`: validates the agent's metadata, optionally
+ * authenticates it, answers with serverid/servercount headers, then
+ * registers the stream with the router. Nothing the agent sends is relayed
+ * before that point: the stream is paused until authentication finishes.
+ */
+import type { GrpcHandler, GrpcServerCall } from '../grpc/grpc-server.ts';
+import { GrpcCode } from '../grpc/status.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { ServerMetrics } from '../observability/server-metrics.ts';
+import { parseAgentIdentifiers } from './agent-identifiers.ts';
+import { Backend, type ProxyRouter } from './proxy-router.ts';
+
+export interface AgentAuthenticator {
+  /** Resolves when the agent may connect; rejects with a message for the agent otherwise. */
+  authenticate(call: GrpcServerCall): Promise<void>;
+}
+
+export interface AgentBackendOptions {
+  serverId: string;
+  serverCount: number;
+  authenticator?: AgentAuthenticator;
+  /** Lets the server refuse new agents while shutting down. */
+  accepting?: () => boolean;
+}
+
+function metadataValues(call: GrpcServerCall, key: string): string[] {
+  const v = call.metadata[key];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMetrics, logger: Logger, options: AgentBackendOptions): GrpcHandler {
+  return (call) => {
+    const stream = call.stream;
+    stream.pauseReceive();
+    const agentIds = metadataValues(call, 'agentid');
+    if (agentIds.length !== 1) {
+      call.finish(GrpcCode.UNKNOWN, `expected one agent ID in the context, got [${agentIds.join(' ')}]`);
+      return;
+    }
+    const idents = metadataValues(call, 'agentidentifiers');
+    if (idents.length > 1) {
+      call.finish(GrpcCode.UNKNOWN, `expected at most one set of agent identifiers in the context, got [${idents.join(' ')}]`);
+      return;
+    }
+    if (options.accepting && !options.accepting()) {
+      call.finish(GrpcCode.UNAVAILABLE, 'server is shutting down');
+      return;
+    }
+    const agentId = agentIds[0]!;
+    const start = (): void => {
+      if (stream.isClosed) return;
+      metrics.grpcConnections.inc({ service_method: 'Connect' });
+      call.sendHeaders({ serverid: options.serverId, servercount: String(options.serverCount) });
+      const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p) });
+      router.addBackend(backend);
+      stream.onPacket = (p) => router.handleBackendPacket(backend, p);
+      stream.onDrain = () => router.backendDrained(backend);
+      stream.onProtocolError = (err) => {
+        metrics.streamErrors.inc({ segment: 'from_agent', code: 'Internal', packet_type: 'Unknown' });
+        if (err.code === 'unknown_packet_type') {
+          logger.v(2, 'ignoring packet of unknown type from agent', { agentID: agentId, error: err.message });
+          return;
+        }
+        logger.warn('malformed packet from agent; ending its stream', { agentID: agentId, error: err.message });
+        router.removeBackend(backend);
+        call.finish(GrpcCode.INTERNAL, `grpc: error unmarshalling request: ${err.message}`);
+      };
+      stream.onRemoteEnd = () => {
+        router.removeBackend(backend);
+        call.finish(GrpcCode.OK);
+      };
+      stream.onClose = () => {
+        router.removeBackend(backend);
+        metrics.grpcConnections.dec({ service_method: 'Connect' });
+      };
+      stream.resumeReceive();
+    };
+    if (!options.authenticator) {
+      start();
+      return;
+    }
+    options.authenticator.authenticate(call).then(start, (err: unknown) => {
+      const message = err instanceof Error ? err.message : String(err);
+      logger.warn('agent authentication failed', { agentID: agentId, error: message });
+      call.finish(GrpcCode.UNAUTHENTICATED, message);
+    });
+  };
+}

@@ -1,0 +1,424 @@
+/**
+ * The server's relay core: pending dials keyed by `random`, established
+ * connections keyed by (agent stream, connectID), and every packet rule of
+ * upstream's proxy-server (spec §4). It knows nothing about sockets or gRPC:
+ * frontends and agent streams plug in through small peer interfaces, so the
+ * whole state machine runs in memory in tests.
+ */
+import { PacketType, packets, type Packet } from '../protocol/packet.ts';
+import type { Logger } from '../observability/logger.ts';
+import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
+import type { DialFailureReason, ServerMetrics } from '../observability/server-metrics.ts';
+import type { AgentIdentifiers } from './agent-identifiers.ts';
+import { BackendRegistry, type ProxyStrategyName, type RoutableBackend } from './backend-registry.ts';
+
+/** What the router needs from a frontend transport (gRPC Proxy stream or HTTP-CONNECT socket). */
+export interface FrontendPeer {
+  dialResponse(random: bigint, connectID: bigint, error: string): void;
+  data(connectID: bigint, data: Uint8Array): void;
+  closeResponse(connectID: bigint, error: string): void;
+  dialClosed(random: bigint): void;
+  /** Bytes queued toward the frontend and not yet taken by its transport. */
+  readonly bufferedBytes: number;
+  pauseReading(): void;
+  resumeReading(): void;
+}
+
+/** What the router needs from an agent stream. */
+export interface BackendTransport {
+  /** Queues a packet; false means the shared stream is backpressured. */
+  send(packet: Packet): boolean;
+}
+
+export interface ProxyRouterOptions {
+  strategies: readonly ProxyStrategyName[];
+  metrics: ServerMetrics;
+  logger: Logger;
+  /** 0 disables, as upstream's --backend-dial-timeout. */
+  backendDialTimeoutMs: number;
+  /**
+   * Bytes we hold for one frontend that is not reading before closing that
+   * connection. Upstream instead blocks the agent's whole stream.
+   */
+  maxFrontendBufferBytes: number;
+  random?: () => number;
+}
+
+interface EstablishedConnection {
+  readonly connectID: bigint;
+  readonly backend: Backend;
+  /** Null once the frontend went away and we are waiting for the agent's CLOSE_RSP. */
+  frontend: FrontendSession | null;
+  readonly startedAt: number;
+  bytesFromAgent: number;
+  bytesToAgent: number;
+}
+
+interface PendingDial {
+  readonly random: bigint;
+  readonly frontend: FrontendSession;
+  readonly backend: Backend;
+  readonly address: string;
+  readonly startedAt: number;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Error texts the router puts in DIAL_RSP; HTTP-CONNECT maps them to upstream's status lines. */
+export const NO_AGENT_ERROR = 'No agent available';
+export const BACKEND_DIAL_TIMEOUT_ERROR = 'timed out waiting for backend dial';
+export const AGENT_GONE_ERROR = 'agent disconnected before answering the dial';
+
+let backendSerial = 0;
+
+export class Backend implements RoutableBackend {
+  readonly serial = ++backendSerial;
+  readonly agentId: string;
+  readonly identifiers: AgentIdentifiers;
+  readonly transport: BackendTransport;
+  readonly connectedAt = Date.now();
+  draining = false;
+  readonly connections = new Map<bigint, EstablishedConnection>();
+  /** Frontends paused because this agent stream was backpressured. */
+  readonly pausedFrontends = new Set<FrontendSession>();
+  closed = false;
+
+  constructor(agentId: string, identifiers: AgentIdentifiers, transport: BackendTransport) {
+    this.agentId = agentId;
+    this.identifiers = identifiers;
+    this.transport = transport;
+  }
+}
+
+export class FrontendSession {
+  readonly peer: FrontendPeer;
+  readonly router: ProxyRouter;
+  readonly pending = new Set<bigint>();
+  readonly connections = new Set<EstablishedConnection>();
+  /** Upstream's "backend chosen for this stream": set by the first dial. */
+  backend: Backend | null = null;
+  firstConnectID = 0n;
+  /** Upstream stops processing a frontend stream after CLOSE_REQ or a fatal rule. */
+  stopped = false;
+  ended = false;
+
+  constructor(router: ProxyRouter, peer: FrontendPeer) {
+    this.router = router;
+    this.peer = peer;
+  }
+
+  handlePacket(p: Packet): void {
+    this.router.handleFrontendPacket(this, p);
+  }
+
+  /** The frontend transport is gone (stream ended/reset, socket closed). */
+  end(): void {
+    this.router.endFrontend(this);
+  }
+}
+
+export class ProxyRouter {
+  readonly registry: BackendRegistry<Backend>;
+  private readonly pending = new Map<bigint, PendingDial>();
+  private readonly options: ProxyRouterOptions;
+  private readonly metrics: ServerMetrics;
+  private readonly log: Logger;
+  private established = 0;
+  private readonly backends = new Set<Backend>();
+  /** Connections closed because their frontend stopped reading (a konnectivity-ts addition). */
+  stalledFrontendCloses = 0;
+  private readonly count: Record<'fromAgent' | 'toAgent' | 'fromClient' | 'toClient', PacketCounter>;
+
+  constructor(options: ProxyRouterOptions) {
+    this.options = options;
+    this.metrics = options.metrics;
+    this.log = options.logger;
+    this.registry = new BackendRegistry<Backend>(options.strategies, options.random);
+    const c = options.metrics.streamPackets;
+    this.count = {
+      fromAgent: bindPacketCounter(c, 'from_agent'),
+      toAgent: bindPacketCounter(c, 'to_agent'),
+      fromClient: bindPacketCounter(c, 'from_client'),
+      toClient: bindPacketCounter(c, 'to_client'),
+    };
+  }
+
+  /** Frontend transports report what they sent to their client. */
+  countToClient(packetType: number): void {
+    this.count.toClient(packetType);
+  }
+
+  get pendingDialCount(): number {
+    return this.pending.size;
+  }
+  get establishedCount(): number {
+    return this.established;
+  }
+  get backendList(): readonly Backend[] {
+    return [...this.backends];
+  }
+
+  openFrontend(peer: FrontendPeer): FrontendSession {
+    return new FrontendSession(this, peer);
+  }
+
+  // --- agents ---------------------------------------------------------------
+
+  addBackend(b: Backend): void {
+    this.backends.add(b);
+    this.registry.add(b);
+    this.updateBackendGauges();
+    this.log.v(2, 'agent connected', { agentID: b.agentId, serial: b.serial });
+  }
+
+  /** The agent stream ended: its connections and (unlike upstream) its pending dials are failed now. */
+  removeBackend(b: Backend): void {
+    if (b.closed) return;
+    b.closed = true;
+    this.backends.delete(b);
+    this.registry.remove(b);
+    this.updateBackendGauges();
+    for (const conn of b.connections.values()) {
+      this.finishConnection(conn);
+      conn.frontend?.peer.closeResponse(conn.connectID, '');
+    }
+    b.connections.clear();
+    for (const dial of [...this.pending.values()]) {
+      if (dial.backend !== b) continue;
+      this.takePending(dial.random);
+      this.metrics.dialFailures.inc({ reason: 'backend_close' });
+      dial.frontend.peer.dialResponse(dial.random, 0n, AGENT_GONE_ERROR);
+    }
+    for (const f of b.pausedFrontends) f.peer.resumeReading();
+    b.pausedFrontends.clear();
+    this.log.v(2, 'agent disconnected', { agentID: b.agentId, serial: b.serial });
+  }
+
+  /** The agent stream can take more packets again. */
+  backendDrained(b: Backend): void {
+    if (b.pausedFrontends.size === 0) return;
+    const paused = [...b.pausedFrontends];
+    b.pausedFrontends.clear();
+    for (const f of paused) f.peer.resumeReading();
+  }
+
+  handleBackendPacket(b: Backend, p: Packet): void {
+    this.count.fromAgent(p.type);
+    switch (p.type) {
+      case PacketType.DIAL_RSP:
+        return this.onDialResponse(b, p.dialResponse.random, p.dialResponse.connectID, p.dialResponse.error);
+      case PacketType.DATA: {
+        const conn = b.connections.get(p.data.connectID);
+        if (!conn) {
+          this.sendToBackend(b, packets.closeRequest(p.data.connectID));
+          return;
+        }
+        if (!conn.frontend) return; // closing: the agent's CLOSE_RSP is on its way
+        conn.bytesFromAgent += p.data.data.length;
+        const fe = conn.frontend;
+        fe.peer.data(conn.connectID, p.data.data);
+        if (fe.peer.bufferedBytes > this.options.maxFrontendBufferBytes) this.closeStalledFrontend(conn);
+        return;
+      }
+      case PacketType.CLOSE_RSP: {
+        const conn = b.connections.get(p.closeResponse.connectID);
+        if (!conn) return;
+        b.connections.delete(conn.connectID);
+        this.finishConnection(conn);
+        conn.frontend?.peer.closeResponse(conn.connectID, p.closeResponse.error);
+        return;
+      }
+      case PacketType.DIAL_CLS: {
+        const dial = this.takePending(p.closeDial.random);
+        if (!dial) return;
+        this.metrics.dialFailures.inc({ reason: 'backend_close' });
+        dial.frontend.peer.dialClosed(dial.random);
+        return;
+      }
+      case PacketType.DRAIN:
+        if (!b.draining) {
+          b.draining = true;
+          this.log.info('agent is draining', { agentID: b.agentId });
+        }
+        return;
+      default:
+        return; // DIAL_REQ and CLOSE_REQ from an agent are ignored, as upstream
+    }
+  }
+
+  private onDialResponse(b: Backend, random: bigint, connectID: bigint, error: string): void {
+    const dial = this.pending.get(random);
+    if (!dial || dial.backend !== b) {
+      this.metrics.dialFailures.inc({ reason: 'unrecognized_response' });
+      if (connectID !== 0n) this.sendToBackend(b, packets.closeRequest(connectID));
+      return;
+    }
+    this.takePending(random);
+    const fe = dial.frontend;
+    if (error) {
+      this.metrics.dialFailures.inc({ reason: 'error_response' });
+      fe.peer.dialResponse(random, connectID, error);
+      return;
+    }
+    if (fe.ended) {
+      this.metrics.dialFailures.inc({ reason: 'send_rsp' });
+      this.sendToBackend(b, packets.closeRequest(connectID));
+      return;
+    }
+    const conn: EstablishedConnection = { connectID, backend: b, frontend: fe, startedAt: Date.now(), bytesFromAgent: 0, bytesToAgent: 0 };
+    b.connections.set(connectID, conn);
+    fe.connections.add(conn);
+    this.established++;
+    this.metrics.establishedConnections.set(this.established);
+    this.metrics.dialDuration.observe((performance.now() - dial.startedAt) / 1000);
+    fe.peer.dialResponse(random, connectID, '');
+  }
+
+  private closeStalledFrontend(conn: EstablishedConnection): void {
+    const fe = conn.frontend!;
+    this.stalledFrontendCloses++;
+    this.log.warn('closing connection: frontend stopped reading', { connectID: conn.connectID, agentID: conn.backend.agentId, bufferedBytes: fe.peer.bufferedBytes });
+    fe.connections.delete(conn);
+    conn.frontend = null;
+    this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
+    fe.peer.closeResponse(conn.connectID, `konnectivity-ts: frontend stopped reading (more than ${this.options.maxFrontendBufferBytes} bytes buffered)`);
+  }
+
+  // --- frontends -------------------------------------------------------------
+
+  handleFrontendPacket(fe: FrontendSession, p: Packet): void {
+    this.count.fromClient(p.type);
+    if (fe.stopped || fe.ended) return;
+    switch (p.type) {
+      case PacketType.DIAL_REQ:
+        return this.onDialRequest(fe, p.dialRequest.random, p.dialRequest.address, p.dialRequest.protocol);
+      case PacketType.DATA: {
+        const id = p.data.connectID;
+        if (id === 0n) return;
+        const b = fe.backend;
+        if (!b) {
+          fe.peer.closeResponse(id, 'backend not initialized');
+          fe.stopped = true;
+          return;
+        }
+        if (fe.firstConnectID === 0n) fe.firstConnectID = id;
+        else if (id !== fe.firstConnectID) {
+          // One connection per frontend stream: a second ID is a protocol violation; close both.
+          const first = fe.firstConnectID;
+          this.sendToBackend(b, packets.closeRequest(first));
+          this.sendToBackend(b, packets.closeRequest(id));
+          fe.peer.closeResponse(first, 'mismatched connection IDs');
+          fe.peer.closeResponse(id, 'mismatched connection IDs');
+          fe.stopped = true;
+          return;
+        }
+        const conn = b.connections.get(id);
+        if (conn && conn.frontend === fe) conn.bytesToAgent += p.data.data.length;
+        if (!this.sendToBackend(b, p)) {
+          b.pausedFrontends.add(fe);
+          fe.peer.pauseReading();
+        }
+        return;
+      }
+      case PacketType.CLOSE_REQ: {
+        const b = fe.backend;
+        if (!b) {
+          fe.peer.closeResponse(p.closeRequest.connectID, 'backend uninitialized');
+          return;
+        }
+        if (b.closed) fe.peer.closeResponse(p.closeRequest.connectID, 'CLOSE_REQ to backend failed');
+        else this.sendToBackend(b, p);
+        fe.stopped = true;
+        return;
+      }
+      case PacketType.DIAL_CLS: {
+        const dial = this.pending.get(p.closeDial.random);
+        if (!dial || dial.frontend !== fe) return;
+        this.takePending(dial.random);
+        fe.pending.delete(dial.random);
+        this.metrics.dialFailures.inc({ reason: 'frontend_close' });
+        // Upstream does not forward this; Go agents ignore DIAL_CLS, ours abort the dial early.
+        this.sendToBackend(dial.backend, p);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private onDialRequest(fe: FrontendSession, random: bigint, address: string, protocol: string): void {
+    const b = this.registry.pick(address);
+    if (!b) {
+      this.metrics.dialFailures.inc({ reason: 'no_agent' });
+      fe.peer.dialResponse(random, 0n, NO_AGENT_ERROR);
+      fe.stopped = true;
+      return;
+    }
+    fe.backend = b;
+    const dial: PendingDial = { random, frontend: fe, backend: b, address, startedAt: performance.now(), timer: null };
+    this.pending.set(random, dial);
+    fe.pending.add(random);
+    this.metrics.pendingBackendDials.set(this.pending.size);
+    if (this.options.backendDialTimeoutMs > 0) {
+      dial.timer = setTimeout(() => {
+        if (this.pending.get(random) !== dial) return;
+        this.takePending(random);
+        this.metrics.dialFailures.inc({ reason: 'backend_dial_timeout' });
+        fe.peer.dialResponse(random, 0n, BACKEND_DIAL_TIMEOUT_ERROR);
+      }, this.options.backendDialTimeoutMs);
+      dial.timer.unref?.();
+    }
+    if (this.log.enabled(3)) this.log.v(3, 'forwarding dial request', { random, address, agentID: b.agentId });
+    this.sendToBackend(b, packets.dialRequest(address, random, protocol));
+  }
+
+  endFrontend(fe: FrontendSession): void {
+    if (fe.ended) return;
+    fe.ended = true;
+    for (const random of fe.pending) {
+      const dial = this.takePending(random);
+      if (dial) this.sendToBackend(dial.backend, packets.closeDial(random));
+    }
+    fe.pending.clear();
+    for (const conn of fe.connections) {
+      conn.frontend = null;
+      this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
+    }
+    fe.connections.clear();
+    fe.backend?.pausedFrontends.delete(fe);
+  }
+
+  // --- helpers ---------------------------------------------------------------
+
+  private takePending(random: bigint): PendingDial | undefined {
+    const dial = this.pending.get(random);
+    if (!dial) return undefined;
+    this.pending.delete(random);
+    dial.frontend.pending.delete(random);
+    if (dial.timer) clearTimeout(dial.timer);
+    this.metrics.pendingBackendDials.set(this.pending.size);
+    return dial;
+  }
+
+  private finishConnection(conn: EstablishedConnection): void {
+    conn.frontend?.connections.delete(conn);
+    this.established--;
+    this.metrics.establishedConnections.set(this.established);
+    this.metrics.connectionDuration.observe((Date.now() - conn.startedAt) / 1000);
+  }
+
+  private sendToBackend(b: Backend, p: Packet): boolean {
+    if (b.closed) return true;
+    this.count.toAgent(p.type);
+    return b.transport.send(p);
+  }
+
+  private updateBackendGauges(): void {
+    for (const s of this.registry.strategies) this.metrics.readyBackends.set({ proxy_strategy: s }, this.registry.count(s));
+    this.metrics.readyBackendConnections.set(this.registry.count('default') || this.backends.size);
+  }
+
+  /** Snapshot for status endpoints. */
+  describeBackends(): Array<{ agentId: string; serial: number; draining: boolean; connections: number; connectedAt: number; identifiers: AgentIdentifiers }> {
+    return [...this.backends].map((b) => ({ agentId: b.agentId, serial: b.serial, draining: b.draining, connections: b.connections.size, connectedAt: b.connectedAt, identifiers: b.identifiers }));
+  }
+}
