@@ -1,0 +1,36 @@
+/**
+ * Agent metrics that only konnectivity-ts has. They use a `_ts_` infix so
+ * they can never collide with a name upstream adds later, and they live on
+ * the same registry as the upstream-named ones.
+ */
+import { Counter, type Registry } from 'prom-client';
+
+const NS = 'konnectivity_network_proxy_agent_ts_';
+
+/** Why an endpoint connection was closed by the per-connection memory bound. */
+export type StallCloseReason = 'endpoint_not_reading';
+
+export function createAgentTsMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    connectionStallCloses: new Counter({
+      name: NS + 'connection_stall_closes_total',
+      help: 'Endpoint connections closed because their destination stopped reading and the per-connection buffer bound was exceeded, by reason.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    undecodablePackets: new Counter({
+      name: NS + 'undecodable_packets_total',
+      help: 'Messages from a proxy-server that could not be decoded as a Packet, by protocol error code.',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+    endpointCloseLingerExpired: new Counter({
+      name: NS + 'endpoint_close_linger_expired_total',
+      help: 'Endpoint connections destroyed because queued bytes could not be flushed to the destination within the close linger time.',
+      registers,
+    }),
+  };
+}
+
+export type AgentTsMetrics = ReturnType<typeof createAgentTsMetrics>;

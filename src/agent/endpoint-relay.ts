@@ -1,0 +1,296 @@
+/**
+ * The agent's packet state machine for one proxy-server stream: answers
+ * DIAL_REQ by dialing endpoints, moves DATA both ways and closes connections,
+ * exactly per the upstream packet matrix. It only sees the stream through
+ * `PacketPipe` and endpoints through `EndpointDialer`, so it can be driven
+ * without a gRPC connection.
+ *
+ * Flow control avoids upstream's head-of-line blocking: the shared server
+ * stream is never paused because of one connection. Toward the server, a full
+ * pipe pauses reads on every endpoint of this stream (the shared pipe is what
+ * is full, so all of them wait equally) until it drains. Toward endpoints,
+ * each connection may buffer up to a bound; a destination that stops reading
+ * past it loses only its own connection.
+ */
+import type { Socket } from 'node:net';
+import type { AgentMetrics } from '../observability/agent-metrics.ts';
+import type { Logger } from '../observability/logger.ts';
+import { PacketType, packetTypeName, packets, type DialRequest, type Packet } from '../protocol/packet.ts';
+import type { ProtocolError } from '../protocol/protocol-error.ts';
+import type { AgentTsMetrics } from './agent-ts-metrics.ts';
+import { EndpointConnection } from './endpoint-connection.ts';
+import type { EndpointDialer } from './endpoint-dialer.ts';
+import { EndpointDialError, unsupportedProtocolDialError } from './go-dial-error.ts';
+
+/** The server stream as the relay needs it; PacketStream satisfies it. */
+export interface PacketPipe {
+  /** Queues a packet; false means "full, wait for drain" or, when `isClosed`, "gone". */
+  send(packet: Packet): boolean;
+  readonly isClosed: boolean;
+}
+
+export interface EndpointRelayOptions {
+  pipe: PacketPipe;
+  dial: EndpointDialer;
+  /** Per-connection bound on bytes queued toward a destination that is not reading. */
+  maxEndpointBufferedBytes: number;
+  /** How long a closing endpoint may take to accept its remaining bytes. */
+  endpointCloseLingerMs: number;
+  metrics: AgentMetrics;
+  tsMetrics: AgentTsMetrics;
+  logger: Logger;
+  /** A send found the stream gone: the owner drops this server connection. */
+  onSendFailure: (packet: Packet) => void;
+}
+
+/** CLOSE_RSP texts the upstream agent uses; clients and servers may match them. */
+export const UNRECOGNIZED_CONNECT_ID = 'unrecognized connectID';
+export const UNKNOWN_CONNECT_ID = 'Unknown connectID';
+
+type PacketCounter = { inc(): void };
+
+export class EndpointRelay {
+  private readonly pipe: PacketPipe;
+  private readonly dial: EndpointDialer;
+  private readonly maxBuffered: number;
+  private readonly lingerMs: number;
+  private readonly metrics: AgentMetrics;
+  private readonly tsMetrics: AgentTsMetrics;
+  private readonly logger: Logger;
+  private readonly onSendFailure: (packet: Packet) => void;
+
+  private readonly connections = new Map<bigint, EndpointConnection>();
+  /** Dials in flight, keyed by the dialer's `random` so DIAL_CLS can find them. */
+  private readonly pendingDials = new Map<bigint, AbortController>();
+  private lastConnectID = 0n;
+  /** The server pipe reported backpressure; endpoint reads are paused until it drains. */
+  private pipeFull = false;
+  private closed = false;
+  private sendFailed = false;
+  // Pre-bound metric children: label lookups are too costly per packet.
+  private readonly sentCounters: PacketCounter[];
+  private readonly receivedCounters: PacketCounter[];
+  private readonly dataSent: PacketCounter;
+
+  constructor(options: EndpointRelayOptions) {
+    this.pipe = options.pipe;
+    this.dial = options.dial;
+    this.maxBuffered = options.maxEndpointBufferedBytes;
+    this.lingerMs = options.endpointCloseLingerMs;
+    this.metrics = options.metrics;
+    this.tsMetrics = options.tsMetrics;
+    this.logger = options.logger;
+    this.onSendFailure = options.onSendFailure;
+    this.sentCounters = [];
+    this.receivedCounters = [];
+    for (let t = 0; t <= PacketType.DRAIN; t++) {
+      this.sentCounters.push(this.metrics.streamPackets.labels('from_agent', packetTypeName(t)));
+      this.receivedCounters.push(this.metrics.streamPackets.labels('to_agent', packetTypeName(t)));
+    }
+    this.dataSent = this.sentCounters[PacketType.DATA]!;
+  }
+
+  /** Established endpoint connections. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  get pendingDialCount(): number {
+    return this.pendingDials.size;
+  }
+
+  /** Sends a packet of our own (DRAIN) on the stream. */
+  sendPacket(packet: Packet): boolean {
+    return this.send(packet);
+  }
+
+  handlePacket(packet: Packet): void {
+    if (this.closed) return;
+    this.receivedCounters[packet.type]?.inc();
+    switch (packet.type) {
+      case PacketType.DIAL_REQ:
+        this.handleDialRequest(packet.dialRequest);
+        return;
+      case PacketType.DATA: {
+        const { connectID, data } = packet.data;
+        const conn = this.connections.get(connectID);
+        if (conn === undefined) {
+          this.send(packets.closeResponse(connectID, UNRECOGNIZED_CONNECT_ID));
+          return;
+        }
+        conn.write(data);
+        if (conn.bufferedBytes > this.maxBuffered) this.closeStalled(conn);
+        return;
+      }
+      case PacketType.CLOSE_REQ:
+        this.handleCloseRequest(packet.closeRequest.connectID);
+        return;
+      case PacketType.DIAL_CLS: {
+        // Upstream's agent ignores DIAL_CLS. We also abandon the dial it
+        // names, so a destination nobody waits for is not connected. No
+        // DIAL_RSP follows: whoever sent DIAL_CLS already forgot the dial.
+        const pending = this.pendingDials.get(packet.closeDial.random);
+        if (pending) {
+          this.pendingDials.delete(packet.closeDial.random);
+          pending.abort();
+        }
+        return;
+      }
+      default:
+        // DIAL_RSP, CLOSE_RSP and DRAIN are never meant for an agent.
+        if (this.logger.enabled(5)) this.logger.v(5, 'ignoring packet not meant for an agent', { type: packetTypeName(packet.type) });
+    }
+  }
+
+  /** A message on the stream did not decode; the stream itself is still usable. */
+  handleUndecodable(err: ProtocolError): void {
+    this.tsMetrics.undecodablePackets.labels(err.code).inc();
+    if (this.logger.enabled(2)) this.logger.v(2, 'dropping undecodable packet from proxy-server', { code: err.code, error: err.message });
+  }
+
+  /** The server pipe drained: let every endpoint read again. */
+  handlePipeDrain(): void {
+    if (!this.pipeFull || this.closed) return;
+    this.pipeFull = false;
+    for (const conn of this.connections.values()) conn.resumeReading();
+  }
+
+  /** The stream is gone: abandon dials and drop every endpoint connection. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const dial of this.pendingDials.values()) dial.abort();
+    this.pendingDials.clear();
+    for (const conn of this.connections.values()) conn.destroy();
+    this.metrics.openEndpointConnections.dec(this.connections.size);
+    this.connections.clear();
+  }
+
+  private handleDialRequest(request: DialRequest): void {
+    const { random, address, protocol } = request;
+    // Upstream takes the next ID before dialing, so failed dials use IDs up too.
+    const connectID = ++this.lastConnectID;
+    if (protocol !== 'tcp') {
+      this.dialFailed(random, address, unsupportedProtocolDialError(protocol));
+      return;
+    }
+    const abort = new AbortController();
+    this.pendingDials.set(random, abort);
+    const started = performance.now();
+    if (this.logger.enabled(3)) this.logger.v(3, 'dialing endpoint', { address, random, connectID });
+    this.dial(address, abort.signal).then(
+      (socket) => this.dialSucceeded(random, connectID, address, socket, abort, started),
+      (err: unknown) => {
+        if (this.pendingDials.get(random) === abort) this.pendingDials.delete(random);
+        if (this.closed || abort.signal.aborted) return;
+        this.dialFailed(random, address, err instanceof EndpointDialError ? err : new EndpointDialError(String(err), 'unknown'));
+      },
+    );
+  }
+
+  private dialSucceeded(random: bigint, connectID: bigint, address: string, socket: Socket, abort: AbortController, started: number): void {
+    if (this.pendingDials.get(random) === abort) this.pendingDials.delete(random);
+    if (this.closed || abort.signal.aborted) {
+      socket.destroy();
+      return;
+    }
+    this.metrics.dialDuration.observe((performance.now() - started) / 1000);
+    const conn = new EndpointConnection(connectID, address, socket, this.connectionHooks);
+    this.connections.set(connectID, conn);
+    this.metrics.openEndpointConnections.inc();
+    if (this.logger.enabled(3)) this.logger.v(3, 'endpoint connected', { address, random, connectID });
+    this.send(packets.dialResponse(random, connectID));
+    if (this.closed) return; // the send found the stream gone
+    conn.start(this.pipeFull);
+  }
+
+  private dialFailed(random: bigint, address: string, err: EndpointDialError): void {
+    this.metrics.endpointDialFailures.labels(err.reason).inc();
+    if (this.logger.enabled(2)) this.logger.v(2, 'endpoint dial failed', { address, random, error: err.message });
+    this.send(packets.dialResponse(random, 0n, err.message));
+  }
+
+  private handleCloseRequest(connectID: bigint): void {
+    const conn = this.connections.get(connectID);
+    if (conn === undefined) {
+      this.send(packets.closeResponse(connectID, UNKNOWN_CONNECT_ID));
+      return;
+    }
+    this.forget(conn);
+    // Everything read from the endpoint was sent as it arrived, so the
+    // CLOSE_RSP follows the last DATA. Bytes still queued for the
+    // destination are flushed before the socket closes.
+    this.send(packets.closeResponse(connectID));
+    conn.closeGracefully(this.lingerMs, this.onLingerExpired);
+    if (this.logger.enabled(3)) this.logger.v(3, 'endpoint connection closed on request', { connectID });
+  }
+
+  private closeStalled(conn: EndpointConnection): void {
+    const buffered = conn.bufferedBytes;
+    this.forget(conn);
+    conn.destroy();
+    this.tsMetrics.connectionStallCloses.labels('endpoint_not_reading').inc();
+    const reason =
+      `konnectivity-agent closed connection ${conn.connectID} to ${conn.address}: the destination stopped reading ` +
+      `(${buffered} bytes queued, per-connection limit ${this.maxBuffered} bytes)`;
+    this.logger.warn('closing stalled endpoint connection', { connectID: conn.connectID, address: conn.address, buffered, limit: this.maxBuffered });
+    this.send(packets.closeResponse(conn.connectID, reason));
+  }
+
+  private forget(conn: EndpointConnection): void {
+    if (this.connections.delete(conn.connectID)) this.metrics.openEndpointConnections.dec();
+  }
+
+  private readonly onLingerExpired = (): void => {
+    this.tsMetrics.endpointCloseLingerExpired.inc();
+  };
+
+  private readonly connectionHooks = {
+    data: (conn: EndpointConnection, chunk: Buffer): void => {
+      if (this.closed) return;
+      this.dataSent.inc();
+      if (this.pipe.send(packets.data(conn.connectID, chunk))) return;
+      if (this.pipe.isClosed) {
+        this.failSend(packets.data(conn.connectID, chunk));
+        return;
+      }
+      if (!this.pipeFull) {
+        this.pipeFull = true;
+        for (const c of this.connections.values()) c.pauseReading();
+      }
+    },
+    ended: (conn: EndpointConnection, err: Error | null): void => {
+      if (this.closed) return;
+      this.forget(conn);
+      // No half-close in this protocol: EOF or an error ends the whole
+      // connection with an unsolicited CLOSE_RSP, as upstream does.
+      this.send(packets.closeResponse(conn.connectID));
+      conn.closeGracefully(this.lingerMs, this.onLingerExpired);
+      if (this.logger.enabled(3)) this.logger.v(3, 'endpoint connection ended', { connectID: conn.connectID, error: err?.message ?? null });
+    },
+  };
+
+  /** Sends a control packet; a closed pipe means the server connection is gone. */
+  private send(packet: Packet): boolean {
+    if (this.closed) return false;
+    this.sentCounters[packet.type]?.inc();
+    if (this.pipe.send(packet)) return true;
+    if (this.pipe.isClosed) {
+      this.failSend(packet);
+      return false;
+    }
+    // Full, but the packet is queued; control packets are small and rare, so
+    // only endpoint reads are throttled by this.
+    if (!this.pipeFull) {
+      this.pipeFull = true;
+      for (const c of this.connections.values()) c.pauseReading();
+    }
+    return false;
+  }
+
+  private failSend(packet: Packet): void {
+    if (this.sendFailed) return;
+    this.sendFailed = true;
+    this.onSendFailure(packet);
+  }
+}

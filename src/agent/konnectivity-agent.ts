@@ -1,0 +1,139 @@
+/**
+ * The konnectivity agent: keeps Connect streams to the proxy-server(s) and
+ * serves their DIAL_REQs. HTTP endpoints and signal handling live outside
+ * (agent-http-server.ts, cli/agent-main.ts).
+ */
+import { readFile } from 'node:fs/promises';
+import { createAgentMetrics, type AgentMetrics } from '../observability/agent-metrics.ts';
+import { silentLogger, type Logger } from '../observability/logger.ts';
+import { AGENT_DEFAULTS, proxyServerAddresses, type AgentConfig } from './agent-config.ts';
+import { createAgentTsMetrics, type AgentTsMetrics } from './agent-ts-metrics.ts';
+import { createTcpEndpointDialer, type EndpointDialer } from './endpoint-dialer.ts';
+import { createServerDialer, type AgentTlsMaterial, type ServerDialer } from './server-dialer.ts';
+import type { ServerCounter } from './server-count.ts';
+import { ServerLink } from './server-link.ts';
+import { ServerLinkSet, type SyncOutcome } from './server-link-set.ts';
+
+export interface AgentDependencies {
+  logger?: Logger;
+  /** Defaults to a fresh registry with process metrics. */
+  metrics?: AgentMetrics;
+  /** Replaces the TCP endpoint dialer (tests, alternative transports). */
+  dialEndpoint?: EndpointDialer;
+  /** Replaces the TLS gRPC connect (tests over other transports). */
+  dialServer?: ServerDialer;
+  /** Lease-based server counting (`--count-server-leases`); not implemented yet. */
+  leaseCounter?: ServerCounter;
+  /** Jitter source for the sync loop. */
+  random?: () => number;
+}
+
+/** Reads the TLS files once; a missing CA is a startup error, as upstream. */
+export async function loadAgentTlsMaterial(config: AgentConfig): Promise<AgentTlsMaterial> {
+  if (!config.caCertPath) throw new Error('--ca-cert is required: the proxy-server certificate must be verified');
+  const ca = await readFile(config.caCertPath);
+  const material: AgentTlsMaterial = { ca, alpnProtocols: config.alpnProtocols ?? [] };
+  if (config.agentCertPath && config.agentKeyPath) {
+    material.cert = await readFile(config.agentCertPath);
+    material.key = await readFile(config.agentKeyPath);
+  }
+  return material;
+}
+
+export class KonnectivityAgent {
+  readonly config: AgentConfig;
+  readonly metrics: AgentMetrics;
+  readonly tsMetrics: AgentTsMetrics;
+  /** Called after every sync attempt; set before `start()`. */
+  onSync: (outcome: SyncOutcome, error?: Error) => void = () => {};
+
+  private readonly deps: AgentDependencies;
+  private readonly logger: Logger;
+  private links: ServerLinkSet | null = null;
+  private stopped = false;
+
+  constructor(config: AgentConfig, deps: AgentDependencies = {}) {
+    this.config = config;
+    this.deps = deps;
+    this.logger = deps.logger ?? silentLogger;
+    this.metrics = deps.metrics ?? createAgentMetrics();
+    this.tsMetrics = createAgentTsMetrics(this.metrics.registry);
+  }
+
+  /** Loads TLS material and starts connecting; rejects on bad configuration only. */
+  async start(): Promise<void> {
+    if (this.links) throw new Error('agent already started');
+    const config = this.config;
+    let dialServer = this.deps.dialServer;
+    if (!dialServer) {
+      const tls = await loadAgentTlsMaterial(config);
+      dialServer = createServerDialer({
+        tls,
+        agentID: config.agentID,
+        agentIdentifiers: config.agentIdentifiers ?? '',
+        serviceAccountTokenPath: config.serviceAccountTokenPath || undefined,
+        keepaliveTimeMs: config.keepaliveTimeMs ?? AGENT_DEFAULTS.keepaliveTimeMs,
+        connectTimeoutMs: config.serverConnectTimeoutMs ?? AGENT_DEFAULTS.serverConnectTimeoutMs,
+      });
+    }
+    const dialEndpoint = this.deps.dialEndpoint ?? createTcpEndpointDialer({ timeoutMs: config.endpointDialTimeoutMs ?? AGENT_DEFAULTS.endpointDialTimeoutMs });
+    const linkOptions = {
+      dialEndpoint,
+      maxEndpointBufferedBytes: config.maxEndpointBufferedBytes ?? AGENT_DEFAULTS.maxEndpointBufferedBytes,
+      endpointCloseLingerMs: config.endpointCloseLingerMs ?? AGENT_DEFAULTS.endpointCloseLingerMs,
+      metrics: this.metrics,
+      tsMetrics: this.tsMetrics,
+      logger: this.logger,
+    };
+    const links = new ServerLinkSet({
+      addresses: proxyServerAddresses(config),
+      dialServer,
+      createLink: (session) => new ServerLink(session, linkOptions),
+      syncIntervalMs: config.syncIntervalMs ?? AGENT_DEFAULTS.syncIntervalMs,
+      syncIntervalCapMs: config.syncIntervalCapMs ?? AGENT_DEFAULTS.syncIntervalCapMs,
+      probeIntervalMs: config.probeIntervalMs ?? AGENT_DEFAULTS.probeIntervalMs,
+      syncForever: config.syncForever ?? false,
+      leaseCounter: this.deps.leaseCounter,
+      serverCountSource: config.serverCountSource ?? 'default',
+      metrics: this.metrics,
+      logger: this.logger,
+      random: this.deps.random,
+    });
+    links.onSync = (outcome, error) => this.onSync(outcome, error);
+    this.links = links;
+    if (this.stopped) return;
+    this.logger.info('agent starting', { agentID: config.agentID, proxyServer: `${config.proxyServerHost}:${config.proxyServerPort}` });
+    links.start();
+  }
+
+  /** Ready when at least one proxy-server connection is usable (upstream's `server-connected` check). */
+  get isReady(): boolean {
+    return (this.links?.healthyCount ?? 0) > 0;
+  }
+
+  get isDraining(): boolean {
+    return this.links?.isDraining ?? false;
+  }
+
+  /** serverIDs of the proxy-servers currently connected. */
+  get connectedServerIDs(): string[] {
+    return this.links?.serverIDs ?? [];
+  }
+
+  /** The number of distinct servers the agent is aiming for. */
+  get targetServerCount(): number {
+    return this.links?.targetServerCount ?? 1;
+  }
+
+  /** First shutdown step: DRAIN on every stream, no new server connections, tunnels keep working. */
+  drain(): void {
+    this.logger.info('draining: telling proxy-servers this agent is going away');
+    this.links?.drain();
+  }
+
+  /** Closes every server connection and endpoint connection. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.links?.stop();
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Opens one `/AgentService/Connect` stream to a proxy-server: a fresh HTTP/2
+ * connection per attempt (so an L4 load balancer spreads the agent over its
+ * servers, as upstream's grpc.Dial per client does), the agent metadata, and
+ * the wait for the `serverid`/`servercount` response headers.
+ */
+import { readFile } from 'node:fs/promises';
+import type { IncomingHttpHeaders } from 'node:http2';
+import { GrpcChannel, type GrpcClientCall } from '../grpc/grpc-client.ts';
+import type { PacketStreamOptions } from '../grpc/packet-stream.ts';
+
+export const AGENT_CONNECT_METHOD = '/AgentService/Connect';
+
+export interface ProxyServerAddress {
+  host: string;
+  port: number;
+}
+
+/** TLS material loaded once at start (upstream also loads it once). */
+export interface AgentTlsMaterial {
+  /** PEM CA bundle that must have signed the server certificate. */
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** Offered before `h2`, for SNI/ALPN routing on a shared port. */
+  alpnProtocols: readonly string[];
+}
+
+export interface ServerDialerOptions {
+  tls: AgentTlsMaterial;
+  agentID: string;
+  agentIdentifiers: string;
+  /** Re-read on every attempt so projected-token rotation works. */
+  serviceAccountTokenPath?: string;
+  keepaliveTimeMs: number;
+  /** Bound on TCP+TLS setup and, separately, on the wait for response headers. */
+  connectTimeoutMs: number;
+  stream?: PacketStreamOptions;
+}
+
+/** A Connect stream whose headers arrived and were valid. Packets are held back until the owner resumes the stream. */
+export interface ServerSession {
+  address: ProxyServerAddress;
+  channel: GrpcChannel;
+  call: GrpcClientCall;
+  serverID: string;
+  serverCount: number;
+}
+
+export type ServerDialer = (address: ProxyServerAddress, signal: AbortSignal) => Promise<ServerSession>;
+
+/** The request metadata upstream's agent sends (header names are lowercase on the wire). */
+export async function buildAgentMetadata(options: Pick<ServerDialerOptions, 'agentID' | 'agentIdentifiers' | 'serviceAccountTokenPath'>): Promise<Record<string, string>> {
+  const metadata: Record<string, string> = {
+    agentid: options.agentID,
+    agentidentifiers: options.agentIdentifiers,
+  };
+  if (options.serviceAccountTokenPath) {
+    // Raw bytes, untrimmed, as upstream; latin1 maps each byte to one header octet.
+    const token = await readFile(options.serviceAccountTokenPath);
+    metadata['authorization'] = `Bearer ${token.toString('latin1')}`;
+  }
+  return metadata;
+}
+
+function countRawHeader(raw: readonly string[], name: string): { count: number; value: string | undefined } {
+  let count = 0;
+  let value: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === name) {
+      count++;
+      value ??= raw[i + 1];
+    }
+  }
+  return { count, value };
+}
+
+/** Checks the response headers as upstream does; throws with upstream's wording. */
+export function readServerHeaders(raw: readonly string[]): { serverID: string; serverCount: number } {
+  const id = countRawHeader(raw, 'serverid');
+  if (id.count !== 1) throw new Error(`expected one server ID in metadata, got ${id.count}`);
+  const count = countRawHeader(raw, 'servercount');
+  if (count.count !== 1) throw new Error(`expected one server count, got ${count.count}`);
+  const text = count.value!;
+  // strconv.Atoi accepts an optional sign and decimal digits only.
+  if (!/^[+-]?[0-9]+$/.test(text) || !Number.isSafeInteger(Number(text))) {
+    throw new Error(`invalid server count ${JSON.stringify(text)}: strconv.Atoi: parsing ${JSON.stringify(text)}: invalid syntax`);
+  }
+  return { serverID: id.value!, serverCount: Number(text) };
+}
+
+function headersWithin<T>(work: Promise<T>, ms: number, signal: AbortSignal, onGiveUp: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const fail = (err: Error): void => {
+      cleanup();
+      onGiveUp();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new Error(`timed out after ${ms}ms waiting for proxy-server response headers`)), ms);
+    const onAbort = (): void => fail(new Error('connect aborted'));
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        cleanup();
+        resolve(v);
+      },
+      (err: unknown) => {
+        cleanup();
+        onGiveUp();
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
+export function createServerDialer(options: ServerDialerOptions): ServerDialer {
+  return async (address, signal) => {
+    const metadata = await buildAgentMetadata(options);
+    const channel = await GrpcChannel.connect(
+      {
+        transport: 'tls',
+        host: address.host,
+        port: address.port,
+        tls: {
+          ca: options.tls.ca,
+          cert: options.tls.cert,
+          key: options.tls.key,
+          minVersion: 'TLSv1.2',
+          ALPNProtocols: [...options.tls.alpnProtocols, 'h2'],
+        },
+      },
+      { keepaliveTimeMs: options.keepaliveTimeMs, connectTimeoutMs: options.connectTimeoutMs, signal, stream: options.stream, userAgent: 'konnectivity-ts-agent' },
+    );
+    let call: GrpcClientCall;
+    try {
+      call = channel.openStream(AGENT_CONNECT_METHOD, metadata);
+    } catch (err) {
+      channel.destroy();
+      throw err;
+    }
+    // Hold packets back until the owner has wired its handlers: DATA may
+    // follow the headers in the same read.
+    call.stream.pauseReceive();
+    const rawHeaders = new Promise<readonly string[]>((resolve) => {
+      call.stream.h2.once('response', (_headers: IncomingHttpHeaders, _flags: number, raw: string[]) => resolve(raw));
+    });
+    try {
+      await headersWithin(call.headers, options.connectTimeoutMs, signal, () => {
+        call.cancel();
+        channel.destroy();
+      });
+      const { serverID, serverCount } = readServerHeaders(await rawHeaders);
+      return { address, channel, call, serverID, serverCount };
+    } catch (err) {
+      call.cancel();
+      channel.destroy();
+      throw err;
+    }
+  };
+}

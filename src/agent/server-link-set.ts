@@ -1,0 +1,187 @@
+/**
+ * Keeps one ServerLink per distinct serverID (upstream's ClientSet): the sync
+ * loop dials until the server count is reached (or forever with
+ * --sync-forever), closes duplicates, backs off on errors, and a probe drops
+ * links whose connection is gone so the loop replaces them.
+ */
+import type { AgentMetrics } from '../observability/agent-metrics.ts';
+import type { Logger } from '../observability/logger.ts';
+import { effectiveServerCount, type ServerCountSource, type ServerCounter } from './server-count.ts';
+import type { ProxyServerAddress, ServerDialer, ServerSession } from './server-dialer.ts';
+import type { ServerLink } from './server-link.ts';
+import { SyncBackoff } from './sync-backoff.ts';
+
+export interface ServerLinkSetOptions {
+  /** Addresses tried in turn, one per attempt. Upstream has exactly one. */
+  addresses: readonly ProxyServerAddress[];
+  dialServer: ServerDialer;
+  createLink: (session: ServerSession) => ServerLink;
+  syncIntervalMs: number;
+  syncIntervalCapMs: number;
+  probeIntervalMs: number;
+  syncForever: boolean;
+  leaseCounter?: ServerCounter;
+  serverCountSource: ServerCountSource;
+  metrics: AgentMetrics;
+  logger: Logger;
+  random?: () => number;
+}
+
+/** What one sync attempt did; exposed for logging and tests. */
+export type SyncOutcome = 'skipped' | 'connected' | 'duplicate' | 'failed';
+
+export class ServerLinkSet {
+  private readonly options: ServerLinkSetOptions;
+  private readonly links = new Map<string, ServerLink>();
+  private readonly backoff: SyncBackoff;
+  private readonly stopController = new AbortController();
+  private readonly logger: Logger;
+  /** `servercount` from the most recent new server; 0 until one answered. */
+  private latestResponseCount = 0;
+  private nextAddress = 0;
+  private draining = false;
+  private running = false;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private loopDone: Promise<void> = Promise.resolve();
+  /** Called after every sync attempt (tests wait on it). */
+  onSync: (outcome: SyncOutcome, detail?: Error) => void = () => {};
+
+  constructor(options: ServerLinkSetOptions) {
+    if (options.addresses.length === 0) throw new Error('at least one proxy-server address is required');
+    this.options = options;
+    this.logger = options.logger;
+    this.backoff = new SyncBackoff(options.syncIntervalMs, options.syncIntervalCapMs, options.random);
+  }
+
+  get size(): number {
+    return this.links.size;
+  }
+
+  /** Links whose connection is usable; readiness needs at least one. */
+  get healthyCount(): number {
+    let n = 0;
+    for (const link of this.links.values()) if (link.isHealthy) n++;
+    return n;
+  }
+
+  get serverIDs(): string[] {
+    return [...this.links.keys()];
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** The count the sync loop is aiming for right now. */
+  get targetServerCount(): number {
+    return effectiveServerCount(this.latestResponseCount, this.options.leaseCounter, this.options.serverCountSource);
+  }
+
+  start(): void {
+    if (this.running || this.stopController.signal.aborted) return;
+    this.running = true;
+    this.loopDone = this.syncLoop();
+    this.probeTimer = setInterval(() => this.probe(), this.options.probeIntervalMs);
+    this.probeTimer.unref();
+  }
+
+  /** Sends DRAIN on every link and stops making new connections; tunnels keep working. */
+  drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    for (const link of this.links.values()) link.sendDrain();
+  }
+
+  /** Stops the loop and closes every link (and with them every tunnel). */
+  async stop(): Promise<void> {
+    this.stopController.abort();
+    if (this.probeTimer) clearInterval(this.probeTimer);
+    this.probeTimer = null;
+    for (const link of [...this.links.values()]) link.close('agent stopping');
+    await this.loopDone;
+  }
+
+  private async syncLoop(): Promise<void> {
+    const signal = this.stopController.signal;
+    while (!signal.aborted) {
+      let waitMs: number;
+      let outcome: SyncOutcome;
+      let error: Error | undefined;
+      try {
+        outcome = await this.syncOnce(signal);
+        waitMs = this.backoff.steady();
+      } catch (err) {
+        if (signal.aborted) break;
+        error = err instanceof Error ? err : new Error(String(err));
+        outcome = 'failed';
+        waitMs = this.backoff.step();
+        this.logger.error('cannot connect to proxy-server', { error: error.message, retryInMs: Math.round(waitMs) });
+      }
+      this.onSync(outcome, error);
+      await sleep(waitMs, signal);
+    }
+  }
+
+  private async syncOnce(signal: AbortSignal): Promise<SyncOutcome> {
+    if (this.draining) return 'skipped';
+    const target = this.targetServerCount;
+    this.options.metrics.knownServerCount.set(target);
+    if (!this.options.syncForever && this.links.size >= target) return 'skipped';
+    const addresses = this.options.addresses;
+    const address = addresses[this.nextAddress++ % addresses.length]!;
+    const session = await this.options.dialServer(address, signal);
+    if (signal.aborted || this.draining) {
+      // Stopped or draining while the connect was in flight: no new servers now.
+      session.call.cancel();
+      session.channel.destroy();
+      return 'skipped';
+    }
+    if (this.links.has(session.serverID)) {
+      if (this.logger.enabled(4)) this.logger.v(4, 'closing duplicate proxy-server connection', { serverID: session.serverID });
+      session.call.cancel();
+      session.channel.destroy();
+      return 'duplicate';
+    }
+    if (this.latestResponseCount !== 0 && this.latestResponseCount !== session.serverCount && this.logger.enabled(2)) {
+      this.logger.v(2, 'proxy-server suggests a different server count', { current: this.latestResponseCount, serverID: session.serverID, actual: session.serverCount });
+    }
+    this.latestResponseCount = session.serverCount;
+    this.options.metrics.knownServerCount.set(this.targetServerCount);
+    const link = this.options.createLink(session);
+    this.links.set(link.serverID, link);
+    link.onClosed = (closed) => this.remove(closed);
+    this.options.metrics.openServerConnections.set(this.links.size);
+    this.logger.info('connected to proxy-server', { serverID: link.serverID, address: `${address.host}:${address.port}`, serverCount: session.serverCount });
+    link.start();
+    return 'connected';
+  }
+
+  private remove(link: ServerLink): void {
+    if (this.links.get(link.serverID) !== link) return;
+    this.links.delete(link.serverID);
+    this.options.metrics.openServerConnections.set(this.links.size);
+    if (!this.stopController.signal.aborted) this.logger.info('lost proxy-server connection', { serverID: link.serverID });
+  }
+
+  private probe(): void {
+    for (const link of [...this.links.values()]) {
+      if (!link.isHealthy) link.close('probe: connection is not ready');
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
