@@ -99,6 +99,11 @@ export class EndpointRelay {
     return this.pendingDials.size;
   }
 
+  /** True while endpoint reads wait for the server pipe to drain. */
+  get endpointReadsPaused(): boolean {
+    return this.pipeFull;
+  }
+
   /** Sends a packet of our own (DRAIN) on the stream. */
   sendPacket(packet: Packet): boolean {
     return this.send(packet);
