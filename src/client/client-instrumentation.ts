@@ -1,0 +1,51 @@
+/**
+ * Keeps the upstream client metrics the way konnectivity-client does: every
+ * tunnelled connection sits in exactly one `client_connections{status}`
+ * bucket, and every packet on a Proxy stream is counted by direction.
+ */
+import type { ClientMetrics } from '../observability/client-metrics.ts';
+import { grpcCodeName } from '../grpc/status.ts';
+import { packetTypeName, type Packet } from '../protocol/packet.ts';
+import type { DialFailureCode } from './dial-error.ts';
+
+export type ConnectionStatus = 'created' | 'dialing' | 'ok' | 'closing';
+
+export class ConnectionStatusGauge {
+  private readonly metrics: ClientMetrics;
+  private current: ConnectionStatus | null = null;
+
+  constructor(metrics: ClientMetrics, initial: ConnectionStatus) {
+    this.metrics = metrics;
+    this.set(initial);
+  }
+
+  set(status: ConnectionStatus): void {
+    if (this.current === status) return;
+    if (this.current !== null) this.metrics.clientConnections.dec({ status: this.current });
+    this.current = status;
+    this.metrics.clientConnections.inc({ status });
+  }
+
+  /** The connection is gone; idempotent. */
+  clear(): void {
+    if (this.current === null) return;
+    this.metrics.clientConnections.dec({ status: this.current });
+    this.current = null;
+  }
+}
+
+export function countSent(metrics: ClientMetrics, packet: Packet): void {
+  metrics.streamPackets.inc({ segment: 'from_client', packet_type: packetTypeName(packet.type) });
+}
+
+export function countReceived(metrics: ClientMetrics, packet: Packet): void {
+  metrics.streamPackets.inc({ segment: 'to_client', packet_type: packetTypeName(packet.type) });
+}
+
+export function countStreamError(metrics: ClientMetrics, segment: 'from_client' | 'to_client', grpcCode: number, packetType: number | null): void {
+  metrics.streamErrors.inc({ segment, code: grpcCodeName(grpcCode), packet_type: packetType === null ? 'Unknown' : packetTypeName(packetType) });
+}
+
+export function countDialFailure(metrics: ClientMetrics, code: DialFailureCode): void {
+  metrics.dialFailures.inc({ reason: code });
+}
