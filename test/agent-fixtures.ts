@@ -12,6 +12,7 @@ import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { GrpcServer, type GrpcServerCall } from '../src/grpc/grpc-server.ts';
 import type { Packet } from '../src/protocol/packet.ts';
+import type { AgentConfig } from '../src/agent/agent-config.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -326,4 +327,19 @@ export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => voi
     reject = rej;
   });
   return { promise, resolve, reject };
+}
+
+/** An agent config pointing at fake servers, with fast sync timing for tests. */
+export function testAgentConfig(pki: TestPki, servers: readonly FakeProxyServer[], extra: Partial<AgentConfig> = {}): AgentConfig {
+  return {
+    proxyServerHost: '127.0.0.1',
+    proxyServerPort: servers[0]!.port,
+    additionalProxyServers: servers.slice(1).map((s) => ({ host: '127.0.0.1', port: s.port })),
+    caCertPath: pki.caPath,
+    agentID: 'agent-1',
+    syncIntervalMs: 10,
+    syncIntervalCapMs: 40,
+    probeIntervalMs: 10,
+    ...extra,
+  };
 }

@@ -6,6 +6,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http2';
+import net from 'node:net';
+import tls, { type ConnectionOptions } from 'node:tls';
 import { GrpcChannel, type GrpcClientCall } from '../grpc/grpc-client.ts';
 import type { PacketStreamOptions } from '../grpc/packet-stream.ts';
 
@@ -56,8 +58,16 @@ export async function buildAgentMetadata(options: Pick<ServerDialerOptions, 'age
     agentidentifiers: options.agentIdentifiers,
   };
   if (options.serviceAccountTokenPath) {
-    // Raw bytes, untrimmed, as upstream; latin1 maps each byte to one header octet.
+    // Raw bytes, untrimmed, as upstream. grpc-go refuses metadata values
+    // outside printable ASCII, and Node's HTTP/2 would silently drop the
+    // header instead, so fail the attempt with a clear reason.
     const token = await readFile(options.serviceAccountTokenPath);
+    const bad = token.findIndex((b) => b < 0x20 || b > 0x7e);
+    if (bad >= 0) {
+      throw new Error(
+        `service account token file ${options.serviceAccountTokenPath} contains a non-printable byte 0x${token[bad]!.toString(16).padStart(2, '0')} at offset ${bad} (a trailing newline?); it cannot be sent as an authorization header`,
+      );
+    }
     metadata['authorization'] = `Bearer ${token.toString('latin1')}`;
   }
   return metadata;
@@ -117,21 +127,39 @@ function headersWithin<T>(work: Promise<T>, ms: number, signal: AbortSignal, onG
   });
 }
 
+/**
+ * Client TLS settings as upstream's GetClientTLSConfig: TLS ≥ 1.2, the CA
+ * bundle as the only roots, the client certificate when given, server name =
+ * the proxy-server host (Node checks an IP host against IP SANs instead),
+ * ALPN = the extra protocols, then h2.
+ */
+export function agentTlsOptions(address: ProxyServerAddress, material: AgentTlsMaterial): ConnectionOptions {
+  return {
+    host: address.host,
+    port: address.port,
+    ca: material.ca,
+    cert: material.cert,
+    key: material.key,
+    minVersion: 'TLSv1.2',
+    servername: net.isIP(address.host) === 0 ? address.host : undefined,
+    ALPNProtocols: [...material.alpnProtocols, 'h2'],
+  };
+}
+
 export function createServerDialer(options: ServerDialerOptions): ServerDialer {
   return async (address, signal) => {
     const metadata = await buildAgentMetadata(options);
+    const tlsOptions = agentTlsOptions(address, options.tls);
+    // node:http2 replaces ALPNProtocols with ['h2'] when it opens the TLS
+    // socket itself; handing it our own socket keeps the --alpn-proto values.
+    // GrpcChannel passes its tls options through to http2.connect.
+    const createConnection = (): tls.TLSSocket => tls.connect(tlsOptions);
     const channel = await GrpcChannel.connect(
       {
         transport: 'tls',
         host: address.host,
         port: address.port,
-        tls: {
-          ca: options.tls.ca,
-          cert: options.tls.cert,
-          key: options.tls.key,
-          minVersion: 'TLSv1.2',
-          ALPNProtocols: [...options.tls.alpnProtocols, 'h2'],
-        },
+        tls: { ...tlsOptions, createConnection } as ConnectionOptions,
       },
       { keepaliveTimeMs: options.keepaliveTimeMs, connectTimeoutMs: options.connectTimeoutMs, signal, stream: options.stream, userAgent: 'konnectivity-ts-agent' },
     );
