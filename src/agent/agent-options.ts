@@ -1,0 +1,258 @@
+/**
+ * konnectivity-agent command line: upstream's flags (cmd/agent/app/options),
+ * their defaults and Validate() rules with upstream's error texts, klog's
+ * flags, and a separate group for konnectivity-ts extensions.
+ */
+import { randomUUID } from 'node:crypto';
+import { FlagSet } from '../flags/flag-set.ts';
+import { LabelSelectorFlagValue } from '../flags/flag-values.ts';
+import { formatGoDurationMs } from '../flags/go-duration.ts';
+import { missingFileError } from '../flags/go-stat.ts';
+import { goQuote } from '../flags/go-strconv.ts';
+import { parseGoUrlQuery } from '../flags/go-url-query.ts';
+import { registerKlogFlags, type KlogOptions } from '../flags/klog-flags.ts';
+import type { LabelSelector } from '../flags/label-selector.ts';
+import { OptionsError } from '../flags/options-error.ts';
+
+/** How the agent decides how many servers to connect to (see spec §7.3); "" behaves as "default". */
+export type ServerCountSource = '' | 'default' | 'max';
+
+export interface AgentOptions extends KlogOptions, AgentExtensionOptions {
+  /** Client certificate for mTLS to the server; needs --agent-key. */
+  readonly agentCert: string;
+  readonly agentKey: string;
+  /** CA bundle that verifies the server's certificate. */
+  readonly caCert: string;
+  readonly proxyServerHost: string;
+  readonly proxyServerPort: number;
+  /** ALPN protocols offered before gRPC's own `h2`. */
+  readonly alpnProtos: readonly string[];
+  readonly healthServerHost: string;
+  readonly healthServerPort: number;
+  readonly adminServerPort: number;
+  readonly adminBindAddress: string;
+  readonly enableProfiling: boolean;
+  readonly enableContentionProfiling: boolean;
+  /** `--agent-id`, else env PROXY_AGENT_ID, else a random UUID. */
+  readonly agentId: string;
+  /** URL-query-encoded identifiers, sent verbatim to the server; keys validated. */
+  readonly agentIdentifiers: string;
+  readonly syncIntervalMs: number;
+  readonly probeIntervalMs: number;
+  readonly syncIntervalCapMs: number;
+  /** gRPC client keepalive ping interval (pings allowed without streams). */
+  readonly keepaliveTimeMs: number;
+  /** File whose content is sent as the bearer token; empty means no token. */
+  readonly serviceAccountTokenPath: string;
+  readonly warnOnChannelLimit: boolean;
+  readonly syncForever: boolean;
+  readonly xfrChannelSize: number;
+  readonly countServerLeases: boolean;
+  readonly leaseNamespace: string;
+  /** From `--lease-label-selector` (or its deprecated alias `--lease-label`). */
+  readonly leaseLabelSelector: LabelSelector;
+  readonly serverCountSource: ServerCountSource;
+  /** kubeconfig for lease counting; empty means in-cluster configuration. */
+  readonly kubeconfig: string;
+  readonly kubeApiContentType: string;
+  /** Notices for stderr, e.g. use of a deprecated flag. */
+  readonly warnings: readonly string[];
+}
+
+const COMMAND = 'konnectivity-agent';
+const DESCRIPTION =
+  'konnectivity-agent connects out to konnectivity-server instances over gRPC and opens the TCP connections they request inside the cluster network.';
+
+/** Upstream flag values as given, before typed/derived fields are computed. */
+type RawAgentFlags = Omit<AgentOptions, keyof KlogOptions | keyof AgentExtensionOptions | 'warnings' | 'serverCountSource'> & {
+  readonly serverCountSource: string;
+};
+
+function registerUpstreamAgentFlags(flags: FlagSet, env: Record<string, string | undefined>): () => RawAgentFlags {
+  const agentCert = flags.string('agent-cert', '', 'Client certificate file for mTLS to the server; requires --agent-key.');
+  const agentKey = flags.string('agent-key', '', 'Client private key file for mTLS to the server; requires --agent-cert.');
+  const caCert = flags.string('ca-cert', '', "CA bundle used to verify the server's certificate.");
+  const proxyServerHost = flags.string('proxy-server-host', '127.0.0.1', 'Host name or address of the proxy server.');
+  const proxyServerPort = flags.int('proxy-server-port', 8091, 'Port of the proxy server.');
+  const alpnProtos = flags.stringSlice('alpn-proto', [], 'Extra ALPN protocols to offer to the server, e.g. to route on a port shared with the apiserver.');
+  const healthServerHost = flags.string('health-server-host', '', 'Health listener bind address; empty means all interfaces.');
+  const healthServerPort = flags.int('health-server-port', 8093, 'Health HTTP port (/healthz, /readyz, /metrics).');
+  const adminServerPort = flags.int('admin-server-port', 8094, 'Admin HTTP port (profiling; /metrics redirects to the health port).');
+  const adminBindAddress = flags.string('admin-bind-address', '127.0.0.1', 'Admin listener bind address; empty means all interfaces.');
+  const enableProfiling = flags.bool('enable-profiling', false, 'Serve profiling endpoints under /debug/pprof on the admin port.');
+  const enableContentionProfiling = flags.bool('enable-contention-profiling', false, 'Also record lock contention; requires --enable-profiling.');
+  const agentId = flags.string('agent-id', env['PROXY_AGENT_ID'] || randomUUID(), 'Unique ID of this agent; defaults to $PROXY_AGENT_ID or a random UUID.');
+  const agentIdentifiers = flags.string(
+    'agent-identifiers',
+    '',
+    'URL-encoded identifiers the server can route by, e.g. host=node1&ipv4=10.0.0.5&ipv6=fd00::5&cidr=10.0.0.0/24&default-route=true',
+  );
+  const syncInterval = flags.duration('sync-interval', '1s', 'Base interval of the loop that connects to every server; also the first back-off step.');
+  const probeInterval = flags.duration('probe-interval', '1s', 'How often each server connection is checked for readiness.');
+  const syncIntervalCap = flags.duration('sync-interval-cap', '10s', 'Upper bound of the connect back-off.');
+  const keepaliveTime = flags.duration('keepalive-time', '1h', 'Interval of gRPC keepalive pings to the server (keep it at 30s or more).');
+  const serviceAccountTokenPath = flags.string('service-account-token-path', '', 'File holding a service-account token to authenticate to the server with.');
+  const warnOnChannelLimit = flags.bool('warn-on-channel-limit', false, 'Log when a transfer queue is full.');
+  const syncForever = flags.bool('sync-forever', false, 'Keep looking for new servers after reaching the server count.');
+  const xfrChannelSize = flags.int('xfr-channel-size', 150, 'Capacity of the per-connection transfer queues.');
+  const countServerLeases = flags.bool('count-server-leases', false, 'Derive the server count from server Leases (needs get/list/watch on leases).');
+  const leaseNamespace = flags.string('lease-namespace', 'kube-system', 'Namespace of the server Leases.');
+  const leaseLabelSelector = flags.add(
+    'lease-label-selector',
+    new LabelSelectorFlagValue('k8s-app=konnectivity-server'),
+    'Label selector of the server Leases to count.',
+  );
+  // Older name of the same setting: shares the value, hidden from --help.
+  flags.add('lease-label', leaseLabelSelector, 'Label selector of the server Leases to count.', {
+    deprecated: 'use --lease-label-selector instead',
+  });
+  const serverCountSource = flags.string('server-count-source', 'default', "Server count to use with --count-server-leases: 'default' (leases) or 'max' (max of leases and server responses).");
+  const kubeconfig = flags.string('kubeconfig', '', 'kubeconfig file for lease counting; empty means in-cluster configuration.');
+  const kubeApiContentType = flags.string('kube-api-content-type', 'application/vnd.kubernetes.protobuf', 'Content type of requests to the Kubernetes API.');
+
+  return () => ({
+    agentCert: agentCert.value,
+    agentKey: agentKey.value,
+    caCert: caCert.value,
+    proxyServerHost: proxyServerHost.value,
+    proxyServerPort: proxyServerPort.value,
+    alpnProtos: alpnProtos.value,
+    healthServerHost: healthServerHost.value,
+    healthServerPort: healthServerPort.value,
+    adminServerPort: adminServerPort.value,
+    adminBindAddress: adminBindAddress.value,
+    enableProfiling: enableProfiling.value,
+    enableContentionProfiling: enableContentionProfiling.value,
+    agentId: agentId.value,
+    agentIdentifiers: agentIdentifiers.value,
+    syncIntervalMs: syncInterval.milliseconds,
+    probeIntervalMs: probeInterval.milliseconds,
+    syncIntervalCapMs: syncIntervalCap.milliseconds,
+    keepaliveTimeMs: keepaliveTime.milliseconds,
+    serviceAccountTokenPath: serviceAccountTokenPath.value,
+    warnOnChannelLimit: warnOnChannelLimit.value,
+    syncForever: syncForever.value,
+    xfrChannelSize: xfrChannelSize.value,
+    countServerLeases: countServerLeases.value,
+    leaseNamespace: leaseNamespace.value,
+    leaseLabelSelector: leaseLabelSelector.value,
+    serverCountSource: serverCountSource.value,
+    kubeconfig: kubeconfig.value,
+    kubeApiContentType: kubeApiContentType.value,
+  });
+}
+
+
+const identifierKeys: ReadonlySet<string> = new Set(['ipv4', 'ipv6', 'host', 'cidr', 'default-route']);
+
+/** Upstream validateAgentIdentifiers: a Go URL query whose keys are all known identifier types. */
+export function agentIdentifiersError(text: string): string | undefined {
+  const { values, error } = parseGoUrlQuery(text);
+  if (error !== undefined) return error;
+  for (const key of values.keys()) {
+    if (!identifierKeys.has(key)) return `unknown address type: ${key}`;
+  }
+  return undefined;
+}
+
+/** Upstream Validate() plus the checks of the newer flags; returns the first failure's text. */
+function validateUpstreamAgentOptions(o: RawAgentFlags): string | undefined {
+  let missing: string | undefined;
+  if (o.agentKey !== '') {
+    if ((missing = missingFileError(o.agentKey))) return `error checking agent key ${o.agentKey}, got ${missing}`;
+    if (o.agentCert === '') return `cannot have agent cert empty when agent key is set to "${o.agentKey}"`;
+  }
+  if (o.agentCert !== '') {
+    if ((missing = missingFileError(o.agentCert))) return `error checking agent cert ${o.agentCert}, got ${missing}`;
+    if (o.agentKey === '') return `cannot have agent key empty when agent cert is set to "${o.agentCert}"`;
+  }
+  if (o.caCert !== '' && (missing = missingFileError(o.caCert))) return `error checking agent CA cert ${o.caCert}, got ${missing}`;
+  if (o.proxyServerPort <= 0) return `proxy server port ${o.proxyServerPort} must be greater than 0`;
+  if (o.healthServerPort <= 0) return `health server port ${o.healthServerPort} must be greater than 0`;
+  if (o.adminServerPort <= 0) return `admin server port ${o.adminServerPort} must be greater than 0`;
+  if (o.enableContentionProfiling && !o.enableProfiling) {
+    return 'if --enable-contention-profiling is set, --enable-profiling must also be set';
+  }
+  if (o.syncIntervalMs > o.syncIntervalCapMs) {
+    return `sync interval ${formatGoDurationMs(o.syncIntervalMs)} must be less than sync interval cap ${formatGoDurationMs(o.syncIntervalCapMs)}`;
+  }
+  if (o.serviceAccountTokenPath !== '' && (missing = missingFileError(o.serviceAccountTokenPath))) {
+    return `error checking service account token path ${o.serviceAccountTokenPath}, got ${missing}`;
+  }
+  const identifiersError = agentIdentifiersError(o.agentIdentifiers);
+  if (identifiersError !== undefined) return `agent address is invalid: ${identifiersError}`;
+  // (inferred) The order of the checks below, which came with newer flags, is not pinned by the spec.
+  if (o.xfrChannelSize <= 0) return `channel size ${o.xfrChannelSize} must be greater than 0`;
+  if (o.serverCountSource !== '' && o.serverCountSource !== 'default' && o.serverCountSource !== 'max') {
+    return `--server-count-source must be one of '', 'default', 'max', got ${o.serverCountSource}`;
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+// konnectivity-ts extensions: flags upstream does not have. Register them in
+// registerAgentExtensionFlags (they are listed under their own heading in
+// --help), add their fields to AgentExtensionOptions, and validate them in
+// validateAgentExtensionOptions. Names must not collide with upstream flags.
+// ---------------------------------------------------------------------------
+
+export const AGENT_EXTENSIONS_GROUP = 'konnectivity-ts extensions';
+
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in as extensions are added
+export interface AgentExtensionOptions {}
+
+function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOptions {
+  void flags; // e.g. flags.bool('some-extension', false, 'help', { group: AGENT_EXTENSIONS_GROUP })
+  return () => ({});
+}
+
+function validateAgentExtensionOptions(options: AgentOptions): string | undefined {
+  void options;
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------
+
+function buildAgentFlagSet(env: Record<string, string | undefined>) {
+  const flags = new FlagSet(COMMAND);
+  const readUpstream = registerUpstreamAgentFlags(flags, env);
+  const readKlog = registerKlogFlags(flags);
+  const readExtensions = registerAgentExtensionFlags(flags);
+  return { flags, readUpstream, readKlog, readExtensions };
+}
+
+/**
+ * Parses and validates a konnectivity-agent command line (without the
+ * program name). Throws OptionsError: kind `help` for --help/-h, `parse` for
+ * flag syntax errors and positional arguments, `validation` for rule
+ * violations (message wrapped as upstream does).
+ */
+export function parseAgentOptions(argv: readonly string[], env: Record<string, string | undefined> = process.env): AgentOptions {
+  const { flags, readUpstream, readKlog, readExtensions } = buildAgentFlagSet(env);
+  const parsed = flags.parse(argv);
+  if (parsed.helpRequested) throw new OptionsError('help', 'help requested');
+  if (parsed.args.length > 0) {
+    // Upstream's cobra command silently ignores positional arguments; rejecting
+    // them catches typos such as a missing "--".
+    throw new OptionsError('parse', `unexpected argument ${goQuote(parsed.args[0] ?? '')}: ${COMMAND} takes no positional arguments`);
+  }
+  const upstream = readUpstream();
+  const fail = (reason: string) => new OptionsError('validation', `failed to validate agent options with ${reason}`, { reason });
+  const reason = validateUpstreamAgentOptions(upstream);
+  if (reason !== undefined) throw fail(reason);
+  const options: AgentOptions = {
+    ...upstream,
+    serverCountSource: upstream.serverCountSource as ServerCountSource,
+    ...readKlog(),
+    ...readExtensions(),
+    warnings: parsed.warnings,
+  };
+  const extensionReason = validateAgentExtensionOptions(options);
+  if (extensionReason !== undefined) throw fail(extensionReason);
+  return options;
+}
+
+/** The --help text: description, usage line, upstream and klog flags, then extensions. */
+export function agentUsage(env: Record<string, string | undefined> = process.env): string {
+  return buildAgentFlagSet(env).flags.usage(DESCRIPTION);
+}
