@@ -1,0 +1,128 @@
+/**
+ * `konnectivity-agent`: upstream's flags in, a running agent with its health
+ * and admin endpoints out. The first SIGTERM/SIGINT drains (DRAIN to every
+ * server, no new server connections, tunnels keep working); the second stops.
+ */
+import type { Writable } from 'node:stream';
+import type { AgentConfig } from '../agent/agent-config.ts';
+import { AgentHttpServers, pingCheck, serverConnectedCheck } from '../agent/agent-http-server.ts';
+import { agentUsage, parseAgentOptions, type AgentOptions } from '../agent/agent-options.ts';
+import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
+import { OptionsError } from '../flags/options-error.ts';
+import { createAgentMetrics } from '../observability/agent-metrics.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
+
+/** Upstream's flag values as the agent's configuration. */
+export function agentConfigFromOptions(o: AgentOptions): AgentConfig {
+  return {
+    proxyServerHost: o.proxyServerHost,
+    proxyServerPort: o.proxyServerPort,
+    caCertPath: o.caCert,
+    agentCertPath: o.agentCert || undefined,
+    agentKeyPath: o.agentKey || undefined,
+    alpnProtocols: o.alpnProtos,
+    agentID: o.agentId,
+    agentIdentifiers: o.agentIdentifiers,
+    serviceAccountTokenPath: o.serviceAccountTokenPath || undefined,
+    syncIntervalMs: o.syncIntervalMs,
+    syncIntervalCapMs: o.syncIntervalCapMs,
+    probeIntervalMs: o.probeIntervalMs,
+    syncForever: o.syncForever,
+    keepaliveTimeMs: o.keepaliveTimeMs,
+    serverCountSource: o.serverCountSource === 'max' ? 'max' : 'default',
+  };
+}
+
+/** Where the command reads signals from and writes to; tests substitute their own. */
+export interface AgentProcess {
+  stdout: Writable;
+  stderr: Writable;
+  env: Record<string, string | undefined>;
+  /** Subscribes to SIGTERM and SIGINT. */
+  onShutdownSignal(handler: (signal: string) => void): void;
+  /** Called once the agent is serving, with the bound health and admin ports. */
+  onReady?: (ports: { health: number; admin: number }) => void;
+  logger?: Logger;
+}
+
+const processIO: AgentProcess = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  onShutdownSignal(handler) {
+    process.on('SIGTERM', () => handler('SIGTERM'));
+    process.on('SIGINT', () => handler('SIGINT'));
+  },
+};
+
+function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
+  if (o.enableProfiling) logger.warn('--enable-profiling is accepted but konnectivity-ts serves no /debug/pprof endpoints');
+  if (o.countServerLeases) logger.warn('--count-server-leases is not implemented yet; the server count comes from servercount headers');
+  if (o.xfrChannelSize !== 150 || o.warnOnChannelLimit) {
+    logger.info('--xfr-channel-size/--warn-on-channel-limit have no effect: connections are buffered by bytes, not packets, and never block the stream');
+  }
+}
+
+/** Runs the agent until the second shutdown signal; resolves to the exit code. */
+export async function main(argv: readonly string[] = process.argv.slice(2), io: AgentProcess = processIO): Promise<number> {
+  let options: AgentOptions;
+  try {
+    options = parseAgentOptions(argv, io.env);
+  } catch (err) {
+    if (!(err instanceof OptionsError)) throw err;
+    if (err.kind === 'help') {
+      io.stdout.write(agentUsage(io.env));
+      return 0;
+    }
+    io.stderr.write(`Error: ${err.message}\n`);
+    if (err.usage) io.stderr.write(agentUsage(io.env));
+    return 1;
+  }
+  const logger = io.logger ?? createLogger({ verbosity: options.v, component: 'konnectivity-agent' });
+  for (const warning of options.warnings) logger.warn(warning);
+  notImplementedWarnings(options, logger);
+
+  const metrics = createAgentMetrics();
+  const agent = new KonnectivityAgent(agentConfigFromOptions(options), { logger, metrics });
+  const http = new AgentHttpServers({
+    healthHost: options.healthServerHost,
+    healthPort: options.healthServerPort,
+    adminBindAddress: options.adminBindAddress,
+    adminPort: options.adminServerPort,
+    registry: metrics.registry,
+    checks: [pingCheck, serverConnectedCheck(() => agent.isReady)],
+    logger,
+  });
+
+  let signals = 0;
+  const stopped = new Promise<void>((resolve) => {
+    io.onShutdownSignal((signal) => {
+      signals++;
+      if (signals === 1) {
+        logger.info('received first shutdown signal; draining', { signal });
+        agent.drain();
+        return;
+      }
+      if (signals === 2) {
+        logger.info('received second shutdown signal; stopping', { signal });
+        resolve();
+      }
+    });
+  });
+
+  try {
+    await agent.start();
+    await http.start();
+  } catch (err) {
+    logger.error('agent failed to start', { error: err instanceof Error ? err.message : String(err) });
+    await Promise.allSettled([agent.stop(), http.close()]);
+    return 1;
+  }
+  io.onReady?.({ health: http.healthPort, admin: http.adminPort });
+  await stopped;
+  await Promise.allSettled([http.close(), agent.stop()]);
+  logger.v(1, 'agent stopped');
+  return 0;
+}
+
+if (import.meta.main) process.exitCode = await main();
