@@ -1,0 +1,109 @@
+/**
+ * `konnectivity-server`: upstream's flags in, a running server out. The
+ * first SIGTERM/SIGINT shuts down (gracefully within
+ * --graceful-shutdown-timeout); a second one exits at once with code 1.
+ */
+import type { Writable } from 'node:stream';
+import { OptionsError } from '../flags/options-error.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
+import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
+import { parseServerOptions, serverUsage, type ServerOptions } from '../server/server-options.ts';
+import { nodeMinTlsVersion, opensslCipherList } from '../server/tls-names.ts';
+
+export function serverConfigFromOptions(o: ServerOptions, logger: Logger): ServerConfig {
+  const minVersion = o.tlsMinVersion ? nodeMinTlsVersion(o.tlsMinVersion) : 'TLSv1.2';
+  const ciphers = opensslCipherList(o.cipherSuites);
+  const tlsKnobs = { minVersion, ...(ciphers ? { ciphers } : {}) };
+  return {
+    mode: o.mode,
+    frontend: o.udsName
+      ? { transport: 'unix', path: o.udsName, deleteExisting: o.deleteExistingUdsFile }
+      : { transport: 'tcp', host: o.serverBindAddress, port: o.serverPort, tls: { certPath: o.serverCert, keyPath: o.serverKey, clientCaPath: o.serverCaCert, ...tlsKnobs } },
+    agent: {
+      host: o.agentBindAddress,
+      port: o.agentPort,
+      tls: { certPath: o.clusterCert, keyPath: o.clusterKey, ...(o.clusterCaCert ? { clientCaPath: o.clusterCaCert } : {}), ...tlsKnobs },
+    },
+    health: { host: o.healthBindAddress, port: o.healthPort },
+    admin: { host: o.adminBindAddress, port: o.adminPort },
+    serverId: o.serverId,
+    serverCount: o.serverCount,
+    strategies: o.proxyStrategies,
+    keepaliveTimeMs: o.keepaliveTimeMs,
+    frontendKeepaliveTimeMs: o.frontendKeepaliveTimeMs,
+    backendDialTimeoutMs: o.backendDialTimeoutMs,
+    gracefulShutdownTimeoutMs: o.gracefulShutdownTimeoutMs,
+    logger,
+  };
+}
+
+export interface ServerProcess {
+  stdout: Writable;
+  stderr: Writable;
+  env: Record<string, string | undefined>;
+  onShutdownSignal(handler: (signal: string) => void): void;
+  logger?: Logger;
+}
+
+const processIO: ServerProcess = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  onShutdownSignal(handler) {
+    process.on('SIGTERM', () => handler('SIGTERM'));
+    process.on('SIGINT', () => handler('SIGINT'));
+  },
+};
+
+function notImplementedWarnings(o: ServerOptions, logger: Logger): void {
+  if (o.agentNamespace) logger.warn('token authentication (--agent-namespace …) is not implemented yet: agents are NOT authenticated by token');
+  if (o.enableLeaseController) logger.warn('--enable-lease-controller is not implemented yet');
+  if (o.enableProfiling) logger.warn('--enable-profiling is accepted but no profiling endpoints are served yet');
+}
+
+export async function main(argv: readonly string[] = process.argv.slice(2), io: ServerProcess = processIO): Promise<number> {
+  let options: ServerOptions;
+  try {
+    options = parseServerOptions(argv, io.env);
+  } catch (err) {
+    if (!(err instanceof OptionsError)) throw err;
+    if (err.kind === 'help') {
+      io.stdout.write(serverUsage(io.env));
+      return 0;
+    }
+    io.stderr.write(`Error: ${err.message}\n`);
+    if (err.usage) io.stderr.write(serverUsage(io.env));
+    return 1;
+  }
+  const logger = io.logger ?? createLogger({ verbosity: options.v, component: 'konnectivity-server' });
+  for (const warning of options.warnings ?? []) logger.warn(warning);
+  notImplementedWarnings(options, logger);
+  if (options.agentNamespace) {
+    // Refuse rather than run unauthenticated when the operator asked for token auth.
+    logger.error('refusing to start: token authentication was requested but is not implemented in this build');
+    return 1;
+  }
+  let server: KonnectivityServer;
+  try {
+    server = new KonnectivityServer(serverConfigFromOptions(options, logger));
+    await server.start();
+  } catch (err) {
+    logger.error('server failed to start', { error: err instanceof Error ? err.message : String(err) });
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    io.onShutdownSignal((signal) => {
+      signals++;
+      if (signals === 1) {
+        logger.info('received shutdown signal', { signal, gracePeriodMs: options.gracefulShutdownTimeoutMs });
+        server.stop().then(() => resolve(0), () => resolve(1));
+      } else {
+        logger.info('received second shutdown signal; exiting now', { signal });
+        resolve(1);
+      }
+    });
+  });
+}
+
+if (import.meta.main) process.exitCode = await main();

@@ -1,0 +1,182 @@
+/**
+ * konnectivity-server: wires the router to its listeners (frontend over a
+ * unix socket or mTLS TCP, agent listener, health and admin ports) and owns
+ * their lifecycle.
+ */
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import type http from 'node:http';
+import type net from 'node:net';
+import { once } from 'node:events';
+import { GrpcServer } from '../grpc/grpc-server.ts';
+import { createServerMetrics, type ServerMetrics } from '../observability/server-metrics.ts';
+import { silentLogger, type Logger } from '../observability/logger.ts';
+import { createAgentServiceHandler, type AgentAuthenticator } from './agent-backend.ts';
+import type { ProxyStrategyName } from './backend-registry.ts';
+import { createProxyServiceHandler } from './grpc-frontend.ts';
+import { createServerAdminServer, createServerHealthServer } from './health-endpoints.ts';
+import { ProxyRouter } from './proxy-router.ts';
+import { serverTlsOptions, type TlsFiles } from './tls-context.ts';
+import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
+
+export type FrontendListen =
+  | { transport: 'unix'; path: string; deleteExisting: boolean }
+  | { transport: 'tcp'; host: string; port: number; tls: TlsFiles };
+
+export interface ServerConfig {
+  mode: 'grpc' | 'http-connect';
+  frontend: FrontendListen;
+  agent: { host: string; port: number; tls: TlsFiles };
+  health: { host: string; port: number };
+  admin: { host: string; port: number };
+  serverId: string;
+  serverCount: number;
+  strategies: readonly ProxyStrategyName[];
+  keepaliveTimeMs: number;
+  frontendKeepaliveTimeMs: number;
+  backendDialTimeoutMs: number;
+  gracefulShutdownTimeoutMs: number;
+  maxFrontendBufferBytes?: number;
+  authenticator?: AgentAuthenticator;
+  logger?: Logger;
+  metrics?: ServerMetrics;
+}
+
+export interface BoundAddresses {
+  frontend: string;
+  agentPort: number;
+  healthPort: number;
+  adminPort: number;
+}
+
+function listen(server: net.Server | http.Server, port: number, host: string): Promise<number> {
+  server.listen(port, host || undefined);
+  return once(server, 'listening').then(() => (server.address() as net.AddressInfo).port);
+}
+
+export const DEFAULT_MAX_FRONTEND_BUFFER_BYTES = 16 * 1024 * 1024;
+
+export class KonnectivityServer {
+  readonly config: ServerConfig;
+  readonly router: ProxyRouter;
+  readonly metrics: ServerMetrics;
+  readonly logger: Logger;
+  private readonly agentServer: GrpcServer;
+  private readonly grpcFrontend: GrpcServer | null = null;
+  private readonly httpFrontend: HttpConnectFrontend | null = null;
+  private readonly healthServer: http.Server;
+  private readonly adminServer: http.Server;
+  private accepting = true;
+  private bound: BoundAddresses | null = null;
+
+  constructor(config: ServerConfig) {
+    this.config = config;
+    this.logger = config.logger ?? silentLogger;
+    this.metrics = config.metrics ?? createServerMetrics();
+    this.router = new ProxyRouter({
+      strategies: config.strategies,
+      metrics: this.metrics,
+      logger: this.logger,
+      backendDialTimeoutMs: config.backendDialTimeoutMs,
+      maxFrontendBufferBytes: config.maxFrontendBufferBytes ?? DEFAULT_MAX_FRONTEND_BUFFER_BYTES,
+    });
+    this.agentServer = new GrpcServer({
+      tls: serverTlsOptions(config.agent.tls),
+      keepaliveTimeMs: config.keepaliveTimeMs,
+      handlers: {
+        '/AgentService/Connect': createAgentServiceHandler(this.router, this.metrics, this.logger, {
+          serverId: config.serverId,
+          serverCount: config.serverCount,
+          ...(config.authenticator ? { authenticator: config.authenticator } : {}),
+          accepting: () => this.accepting,
+        }),
+      },
+    });
+    const frontendTls = config.frontend.transport === 'tcp' ? serverTlsOptions(config.frontend.tls) : undefined;
+    if (config.mode === 'grpc') {
+      this.grpcFrontend = new GrpcServer({
+        ...(frontendTls ? { tls: frontendTls } : {}),
+        keepaliveTimeMs: config.frontendKeepaliveTimeMs,
+        handlers: { '/ProxyService/Proxy': createProxyServiceHandler(this.router, this.metrics, this.logger) },
+      });
+    } else {
+      this.httpFrontend = new HttpConnectFrontend({ router: this.router, metrics: this.metrics, logger: this.logger, ...(frontendTls ? { tls: frontendTls } : {}), accepting: () => this.accepting });
+    }
+    this.healthServer = createServerHealthServer({ ready: () => this.router.registry.ready }, this.metrics.registry);
+    this.adminServer = createServerAdminServer(this.metrics.registry);
+  }
+
+  get addresses(): BoundAddresses {
+    if (!this.bound) throw new Error('server not started');
+    return this.bound;
+  }
+
+  async start(): Promise<BoundAddresses> {
+    const fe = this.config.frontend;
+    const frontendNet = (this.grpcFrontend?.http2 ?? this.httpFrontend!.server) as net.Server;
+    let frontend: string;
+    if (fe.transport === 'unix') {
+      if (existsSync(fe.path)) {
+        if (!fe.deleteExisting) throw new Error(`unix socket ${fe.path} already exists and --delete-existing-uds-file=false`);
+        unlinkSync(fe.path);
+      }
+      // umask 0007 as upstream: only owner and group may connect.
+      const oldMask = process.umask(0o007);
+      try {
+        frontendNet.listen(fe.path);
+        await once(frontendNet, 'listening');
+      } finally {
+        process.umask(oldMask);
+      }
+      chmodSync(fe.path, 0o770);
+      frontend = fe.path;
+    } else {
+      const port = await listen(frontendNet, fe.port, fe.host);
+      frontend = `${fe.host || '0.0.0.0'}:${port}`;
+    }
+    const agentPort = await listen(this.agentServer.http2, this.config.agent.port, this.config.agent.host);
+    const healthPort = await listen(this.healthServer, this.config.health.port, this.config.health.host);
+    const adminPort = await listen(this.adminServer, this.config.admin.port, this.config.admin.host);
+    this.bound = { frontend, agentPort, healthPort, adminPort };
+    this.logger.info('konnectivity-server started', { mode: this.config.mode, serverID: this.config.serverId, ...this.bound });
+    return this.bound;
+  }
+
+  /**
+   * Stops accepting frontends and agents. With a grace period, established
+   * tunnels may finish within it; whatever is left is then cut.
+   */
+  async stop(gracePeriodMs = this.config.gracefulShutdownTimeoutMs): Promise<void> {
+    this.accepting = false;
+    const closeHttp = (s: http.Server): Promise<void> => new Promise((resolve) => s.close(() => resolve()));
+    if (gracePeriodMs > 0) {
+      const graceful = Promise.all([
+        this.grpcFrontend?.closeGracefully(),
+        this.httpFrontend?.closeGracefully(),
+        this.waitForTunnelsToEnd(),
+      ]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([graceful, new Promise<void>((resolve) => (timer = setTimeout(resolve, gracePeriodMs)))]);
+      clearTimeout(timer);
+    }
+    this.grpcFrontend?.destroy();
+    this.httpFrontend?.destroy();
+    this.agentServer.destroy();
+    this.healthServer.closeAllConnections();
+    this.adminServer.closeAllConnections();
+    await Promise.all([closeHttp(this.healthServer), closeHttp(this.adminServer)]);
+    if (this.config.frontend.transport === 'unix' && existsSync(this.config.frontend.path)) {
+      try {
+        unlinkSync(this.config.frontend.path);
+      } catch {
+        // already gone
+      }
+    }
+    this.logger.info('konnectivity-server stopped');
+  }
+
+  private async waitForTunnelsToEnd(): Promise<void> {
+    while (this.router.establishedCount > 0 || this.router.pendingDialCount > 0) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
