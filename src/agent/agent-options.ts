@@ -198,7 +198,7 @@ function validateUpstreamAgentOptions(o: RawAgentFlags): string | undefined {
 
 export const AGENT_EXTENSIONS_GROUP = 'konnectivity-ts extensions';
 
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in as extensions are added
+// Empty until the first extension flag is added.
 export interface AgentExtensionOptions {}
 
 function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOptions {

@@ -332,7 +332,7 @@ function validateUpstreamServerOptions(o: RawServerFlags, warnings: string[]): s
 
 export const SERVER_EXTENSIONS_GROUP = 'konnectivity-ts extensions';
 
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled in as extensions are added
+// Empty until the first extension flag is added.
 export interface ServerExtensionOptions {}
 
 function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOptions {
