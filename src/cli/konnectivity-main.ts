@@ -4,6 +4,7 @@
  */
 import type { Writable } from 'node:stream';
 import { runClientCommand } from './client-command.ts';
+import { runQuickstartCommand } from './quickstart-command.ts';
 
 /** Where a command writes; tests pass buffers, the binary passes the process streams. */
 export interface CliIO {
@@ -22,6 +23,10 @@ export const commands: Record<string, CliCommand> = {
   client: {
     summary: 'Fetch a URL through a konnectivity proxy server (like upstream proxy-test-client)',
     run: runClientCommand,
+  },
+  quickstart: {
+    summary: 'Start a throwaway local konnectivity (server, agent, demo target) and send requests through it',
+    run: runQuickstartCommand,
   },
 };
 

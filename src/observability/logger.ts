@@ -7,7 +7,10 @@
 export type LogFields = Record<string, unknown>;
 
 export interface Logger {
-  /** True when messages at klog verbosity `level` are written. */
+  /**
+   * True when messages at klog verbosity `level` are written. Verbosity -1
+   * keeps errors only (the quickstart's quiet mode).
+   */
   enabled(level: number): boolean;
   error(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
@@ -50,10 +53,10 @@ class StructuredLogger implements Logger {
     this.emit('error', 0, msg, fields);
   }
   warn(msg: string, fields?: LogFields): void {
-    this.emit('warn', 0, msg, fields);
+    if (this.verbosity >= 0) this.emit('warn', 0, msg, fields);
   }
   info(msg: string, fields?: LogFields): void {
-    this.emit('info', 0, msg, fields);
+    if (this.verbosity >= 0) this.emit('info', 0, msg, fields);
   }
   v(level: number, msg: string, fields?: LogFields): void {
     if (level <= this.verbosity) this.emit('info', level, msg, fields);
