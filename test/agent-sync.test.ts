@@ -138,11 +138,12 @@ test('after drain() no new server connections are made, existing ones got DRAIN'
     bAccepts = true;
     const seen = syncs.length;
     await until(() => syncs.length >= seen + 3);
-    // (An attempt already in flight when drain began is closed once it lands.)
+    // An attempt already in flight when drain began may still land; it is kept
+    // (as upstream does) and told DRAIN at once. Nothing new is started.
     assert.ok(syncs.slice(seen + 1).every((s) => s === 'skipped'), syncs.join(','));
     assert.ok(b.streams.length <= 1);
-    await until(() => b.streams.every((s) => s.closed));
-    assert.deepEqual(agent.connectedServerIDs, ['server-a']);
+    if (b.streams.length === 1) await b.streams[0]!.waitFor((p) => p.type === PacketType.DRAIN);
+    assert.ok(agent.connectedServerIDs.includes('server-a'));
   } finally {
     await agent.stop();
     await a.close();

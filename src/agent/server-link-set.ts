@@ -130,8 +130,7 @@ export class ServerLinkSet {
     const addresses = this.options.addresses;
     const address = addresses[this.nextAddress++ % addresses.length]!;
     const session = await this.options.dialServer(address, signal);
-    if (signal.aborted || this.draining) {
-      // Stopped or draining while the connect was in flight: no new servers now.
+    if (signal.aborted) {
       session.call.cancel();
       session.channel.destroy();
       return 'skipped';
@@ -153,6 +152,9 @@ export class ServerLinkSet {
     this.options.metrics.openServerConnections.set(this.links.size);
     this.logger.info('connected to proxy-server', { serverID: link.serverID, address: `${address.host}:${address.port}`, serverCount: session.serverCount });
     link.start();
+    // Drain began while this connect was in flight: keep the connection (as
+    // upstream does) but tell the server straight away.
+    if (this.draining) link.sendDrain();
     return 'connected';
   }
 
