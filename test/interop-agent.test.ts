@@ -142,6 +142,23 @@ test('python agent: headers first, DIAL_REQ bytes, DATA echo, DRAIN marks the ba
     const cleanup = await agent.next('close_req');
     assert.equal(cleanup.connectID, '2');
 
+    // 7. The agent's destination hangs up: an unsolicited CLOSE_RSP ends our TS socket.
+    const third = await tunnel.dial('tcp', '10.20.30.40:8444');
+    assert.equal((await agent.next('dial_req')).connectID, '3');
+    const thirdClosed = once(third, 'close');
+    third.resume();
+    agent.command('close 3');
+    await agent.next('closed');
+    await thirdClosed;
+
+    // 8. A connection still open when the agent leaves is closed for the frontend too.
+    const fourth = await tunnel.dial('tcp', '10.20.30.40:8445');
+    assert.equal((await agent.next('dial_req')).connectID, '4');
+    const fourthClosed = once(fourth, 'close');
+    fourth.resume();
+    await agent.stop();
+    await fourthClosed;
+
     assert.deepEqual(agent.events.filter((e) => e.event === 'packet'), [], 'python got no unexpected packets');
     assert.deepEqual(agent.coreErrors.filter((l) => /hpack|metadata/i.test(l)), []);
   } finally {

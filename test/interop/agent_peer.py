@@ -11,8 +11,9 @@ how the call was refused ("rejected"). Otherwise it:
   - echoes DATA on the connection it belongs to;
   - answers CLOSE_REQ with CLOSE_RSP and reports the bytes it echoed ("close_req");
   - reports any other packet ("packet").
-stdin commands: "drain" sends a DRAIN packet ("drain_sent"); EOF half-closes
-the stream and reports how it ended ("finished").
+stdin commands: "drain" sends a DRAIN packet ("drain_sent"); "close N" sends
+an unsolicited CLOSE_RSP for connection N, as when its destination hangs up
+("closed"); EOF half-closes the stream and reports how it ended ("finished").
 """
 import argparse
 import hashlib
@@ -67,6 +68,11 @@ def main():
             if value == "drain":
                 stream.send(drain_packet())
                 emit("drain_sent")
+            elif value.startswith("close "):
+                cid = int(value.split()[1])
+                conns.pop(cid, None)
+                stream.send(close_response(cid))
+                emit("closed", connectID=str(cid))
             elif value == "eof":
                 stream.close_send()
                 kind, value = events.get()
