@@ -79,6 +79,8 @@ export function dialOverProxyStream(req: ProxyStreamDialRequest): Promise<ProxyS
       call.cancel();
       fail(new KonnectivityDialError('tunnelclosed', `malformed packet from proxy server: ${err.message}`, { address, cause: err }));
     };
+    // The server finished the call before answering; end our side so the status arrives.
+    stream.onRemoteEnd = () => endProxyStream(call);
     void call.status.then((st) => {
       if (settled) return;
       if (st.code !== GrpcCode.OK) countStreamError(metrics, 'to_client', st.code, null);

@@ -87,6 +87,9 @@ export class ProxyStreamSocket extends Duplex implements SocketLike {
     stream.onPacket = (p) => this.onPacket(p);
     stream.onDrain = () => this.releaseDrainWaiter(null);
     stream.onProtocolError = (err) => this.onProtocolError(err);
+    // The server finished the call (trailers). Node only reports the stream
+    // closed once our side ends too, so end it; the status then decides EOF or error.
+    stream.onRemoteEnd = () => endProxyStream(this.call);
     void init.call.status.then((st) => this.onStreamClosed(st));
   }
 
