@@ -150,17 +150,8 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
   return async (address, signal) => {
     const metadata = await buildAgentMetadata(options);
     const tlsOptions = agentTlsOptions(address, options.tls);
-    // node:http2 replaces ALPNProtocols with ['h2'] when it opens the TLS
-    // socket itself; handing it our own socket keeps the --alpn-proto values.
-    // GrpcChannel passes its tls options through to http2.connect.
-    const createConnection = (): tls.TLSSocket => tls.connect(tlsOptions);
     const channel = await GrpcChannel.connect(
-      {
-        transport: 'tls',
-        host: address.host,
-        port: address.port,
-        tls: { ...tlsOptions, createConnection } as ConnectionOptions,
-      },
+      { transport: 'tls', host: address.host, port: address.port, tls: tlsOptions },
       { keepaliveTimeMs: options.keepaliveTimeMs, connectTimeoutMs: options.connectTimeoutMs, signal, stream: options.stream, userAgent: 'konnectivity-ts-agent' },
     );
     let call: GrpcClientCall;

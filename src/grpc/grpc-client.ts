@@ -5,7 +5,7 @@
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import net from 'node:net';
-import type { ConnectionOptions } from 'node:tls';
+import tls, { type ConnectionOptions } from 'node:tls';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
 import { GrpcCode, GrpcStatusError, decodeGrpcMessage } from './status.ts';
@@ -109,9 +109,11 @@ export class GrpcChannel {
       session = http2.connect('http://localhost', { ...base, createConnection: () => net.connect(target.path) });
     } else {
       const host = net.isIPv6(target.host) ? `[${target.host}]` : target.host;
-      const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls };
+      const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls, host: target.host, port: target.port };
       if (tlsOptions.servername === undefined && !net.isIP(target.host)) tlsOptions.servername = target.host;
-      session = http2.connect(`https://${host}:${target.port}`, { ...base, ...tlsOptions });
+      // We open the TLS socket ourselves: node:http2 would replace the ALPN list
+      // with ['h2'], dropping protocols offered before it (agent --alpn-proto).
+      session = http2.connect(`https://${host}:${target.port}`, { ...base, createConnection: () => tls.connect(tlsOptions) });
     }
     return new Promise((resolve, reject) => {
       const timeoutMs = options.connectTimeoutMs ?? 20_000;
@@ -139,7 +141,7 @@ export class GrpcChannel {
           // closed during setup
         }
         if (target.transport === 'tls') {
-          const alpn = (session.socket as import('node:tls').TLSSocket).alpnProtocol;
+          const alpn = (session.socket as tls.TLSSocket).alpnProtocol;
           if (alpn !== 'h2') {
             session.destroy();
             reject(new Error(`server did not negotiate ALPN h2 (got ${String(alpn)})`));
