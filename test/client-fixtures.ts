@@ -513,6 +513,7 @@ export function drain(stream: Duplex, expectBytes?: number): Promise<{ bytes: nu
     stream.on('data', onData);
     stream.once('end', finish);
     stream.once('error', onError);
+    stream.resume();
   });
 }
 
@@ -548,6 +549,7 @@ export function readExactly(stream: Duplex, n: number): Promise<Buffer> {
     stream.on('data', onData);
     stream.once('end', onEnd);
     stream.once('error', onError);
+    stream.resume(); // an earlier read may have left it explicitly paused
   });
 }
 
