@@ -205,6 +205,25 @@ describe('decoding tolerance', () => {
     assert.equal(decoded.dialRequest.address, 'a\ufffdb');
   });
 
+  test('property: any UTF-16 string is sent exactly as Buffer.from encodes it', () => {
+    // Code units, not code points: this includes lone surrogates, and lengths on both
+    // sides of the encoder's short-string fast path.
+    const codeUnit = fc.oneof(fc.integer({ min: 0, max: 0x7f }), fc.integer({ min: 0, max: 0xffff }), fc.integer({ min: 0xd800, max: 0xdfff }));
+    const utf16Arb = fc.string({ unit: codeUnit.map((c) => String.fromCharCode(c)), maxLength: 40 });
+    fc.assert(
+      fc.property(utf16Arb, (s) => {
+        const expected = Buffer.from(s, 'utf8');
+        const encoded = encodePacket(packets.dialResponse(1n, 0n, s));
+        const decoded = decodePacket(encoded);
+        assert.equal(decoded.type, PacketType.DIAL_RSP);
+        if (s.length === 0) return;
+        assert.equal(toHex(encoded.subarray(encoded.length - 2 - expected.length, encoded.length - 2)), expected.toString('hex'));
+        assert.equal(decoded.dialResponse.error, expected.toString('utf8'));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   test('multi-byte UTF-8 strings round-trip', () => {
     const p = packets.dialResponse(1n, 0n, 'dial tcp: lookup ünïcödé.example 🚀: no such host');
     assert.deepEqual(decodePacket(encodePacket(p)), p);
@@ -296,7 +315,7 @@ function toProtobufjsObject(p: Packet): Record<string, unknown> {
   };
   const out: Record<string, unknown> = {};
   if (p.type !== 0) out['type'] = p.type;
-  const name = oneofNames[p.type];
+  const name = p.type === PacketType.FLOW_CREDIT ? 'flowCredit' : oneofNames[p.type];
   out[name] = p.type === PacketType.DRAIN ? {} : compact((p as unknown as Record<string, Record<string, unknown>>)[name]!);
   return out;
 }

@@ -6,17 +6,23 @@
  */
 import { PacketType, type Packet, packetTypeName } from './packet.ts';
 import { ProtocolError } from './protocol-error.ts';
-import { WireReader, WireType, expectWireType, varint32Size, varint64Size, writeVarint32, writeVarint64 } from './wire.ts';
+import { WireReader, WireType, expectWireType, utf8Length, varint32Size, varint64Size, writeUtf8, writeVarint32, writeVarint64 } from './wire.ts';
 
 // Packet field numbers of the `payload` oneof, indexed by PacketType.
-const payloadField = [2, 3, 5, 6, 4, 7, 8] as const;
+const upstreamPayloadField = [2, 3, 5, 6, 4, 7, 8] as const;
+/** Payload field of the FLOW_CREDIT extension (docs/design/flow-control.md). */
+const FLOW_CREDIT_FIELD = 64;
+
+function payloadFieldOf(type: number): number {
+  return type === PacketType.FLOW_CREDIT ? FLOW_CREDIT_FIELD : upstreamPayloadField[type as 0]!;
+}
 
 const TAG_LEN = (field: number): number => (field << 3) | WireType.LEN;
 const TAG_VARINT = (field: number): number => (field << 3) | WireType.VARINT;
 
 function stringFieldSize(s: string): number {
   if (s.length === 0) return 0;
-  const n = Buffer.byteLength(s, 'utf8');
+  const n = utf8Length(s);
   return 1 + varint32Size(n) + n;
 }
 function int64FieldSize(v: bigint): number {
@@ -46,21 +52,28 @@ function payloadSize(p: Packet): number {
       return int64FieldSize(p.closeDial.random);
     case PacketType.DRAIN:
       return 0;
+    case PacketType.FLOW_CREDIT:
+      return int64FieldSize(p.flowCredit.connectID) + int64FieldSize(p.flowCredit.bytes);
   }
 }
 
 /** Encoded size of the packet, without any framing. */
 export function encodedPacketSize(p: Packet): number {
   const body = payloadSize(p);
-  return (p.type === 0 ? 0 : 2) + 1 + varint32Size(body) + body;
+  return headerSize(p.type) + varint32Size(body) + body;
+}
+
+/** Bytes for the type field plus the payload tag. */
+function headerSize(type: number): number {
+  return type === PacketType.FLOW_CREDIT ? 2 + 2 : (type === 0 ? 0 : 2) + 1;
 }
 
 function writeString(buf: Buffer, pos: number, field: number, s: string): number {
   if (s.length === 0) return pos;
-  const n = Buffer.byteLength(s, 'utf8');
+  const n = utf8Length(s);
   buf[pos++] = TAG_LEN(field);
   pos = writeVarint32(buf, pos, n);
-  return pos + buf.write(s, pos, 'utf8');
+  return writeUtf8(buf, pos, s, n);
 }
 function writeInt64(buf: Buffer, pos: number, field: number, v: bigint): number {
   if (v === 0n) return pos;
@@ -74,15 +87,16 @@ function writeInt64(buf: Buffer, pos: number, field: number, v: bigint): number 
  */
 export function encodePacketWithHeadroom(p: Packet, headroom: number): Buffer {
   const body = payloadSize(p);
-  const size = headroom + (p.type === 0 ? 0 : 2) + 1 + varint32Size(body) + body;
+  const size = headroom + headerSize(p.type) + varint32Size(body) + body;
   const buf = Buffer.allocUnsafe(size);
-  buf.fill(0, 0, headroom);
+  // allocUnsafe memory is not zeroed; a loop beats fill()'s call overhead for a 5-byte header.
+  for (let i = 0; i < headroom; i++) buf[i] = 0;
   let pos = headroom;
   if (p.type !== 0) {
     buf[pos++] = TAG_VARINT(1);
     buf[pos++] = p.type;
   }
-  buf[pos++] = TAG_LEN(payloadField[p.type]);
+  pos = writeVarint32(buf, pos, TAG_LEN(payloadFieldOf(p.type)));
   pos = writeVarint32(buf, pos, body);
   switch (p.type) {
     case PacketType.DIAL_REQ:
@@ -118,6 +132,10 @@ export function encodePacketWithHeadroom(p: Packet, headroom: number): Buffer {
       pos = writeInt64(buf, pos, 1, p.closeDial.random);
       break;
     case PacketType.DRAIN:
+      break;
+    case PacketType.FLOW_CREDIT:
+      pos = writeInt64(buf, pos, 1, p.flowCredit.connectID);
+      pos = writeInt64(buf, pos, 2, p.flowCredit.bytes);
       break;
   }
   if (pos !== size) throw new Error(`codec size mismatch: wrote ${pos}, sized ${size}`);
@@ -219,6 +237,18 @@ function decodePayload(field: number, r: WireReader): Packet {
       return decodeCloseResponse(r);
     case 7:
       return { type: PacketType.DIAL_CLS, closeDial: { random: decodeSingleInt64(r, 'CloseDial.random') } };
+    case FLOW_CREDIT_FIELD: {
+      let connectID = 0n;
+      let bytes = 0n;
+      while (!r.done()) {
+        const tag = r.uint32();
+        const wt = tag & 7;
+        if (tag >>> 3 === 1) (expectWireType('FlowCredit.connectID', wt, WireType.VARINT), (connectID = r.int64()));
+        else if (tag >>> 3 === 2) (expectWireType('FlowCredit.bytes', wt, WireType.VARINT), (bytes = r.int64()));
+        else r.skip(wt);
+      }
+      return { type: PacketType.FLOW_CREDIT, flowCredit: { connectID, bytes } };
+    }
     default: // 8: Drain has no fields; skip whatever a newer peer may add
       while (!r.done()) r.skip(r.uint32() & 7);
       return { type: PacketType.DRAIN };
@@ -244,16 +274,17 @@ export function decodePacket(buf: Uint8Array): Packet {
     if (field === 1) {
       expectWireType('Packet.type', wt, WireType.VARINT);
       type = r.uint32();
-    } else if (field >= 2 && field <= 8) {
+    } else if ((field >= 2 && field <= 8) || field === FLOW_CREDIT_FIELD) {
       expectWireType('Packet.payload', wt, WireType.LEN);
-      [payloadStart, payloadEnd] = r.lengthDelimited();
+      payloadStart = r.lengthDelimited();
+      payloadEnd = r.pos;
       payloadFieldSeen = field; // proto oneof: the last one wins
     } else {
       r.skip(wt);
     }
   }
-  if (type > PacketType.DRAIN) throw new ProtocolError('unknown_packet_type', `unknown packet type ${type}`);
-  const expected = payloadField[type as PacketType];
+  if (type > PacketType.DRAIN && type !== PacketType.FLOW_CREDIT) throw new ProtocolError('unknown_packet_type', `unknown packet type ${type}`);
+  const expected = payloadFieldOf(type);
   if (payloadFieldSeen === 0) {
     if (type === PacketType.DRAIN) return { type: PacketType.DRAIN };
     throw new ProtocolError('payload_mismatch', `${packetTypeName(type)} packet has no payload`);
@@ -261,5 +292,6 @@ export function decodePacket(buf: Uint8Array): Packet {
   if (payloadFieldSeen !== expected) {
     throw new ProtocolError('payload_mismatch', `${packetTypeName(type)} packet carries payload field ${payloadFieldSeen}, expected ${expected}`);
   }
-  return decodePayload(payloadFieldSeen, new WireReader(buf, payloadStart, payloadEnd));
+  r.narrow(payloadStart, payloadEnd);
+  return decodePayload(payloadFieldSeen, r);
 }

@@ -10,6 +10,12 @@ export const PacketType = {
   DATA: 4,
   DIAL_CLS: 5,
   DRAIN: 6,
+  /**
+   * konnectivity-ts extension (docs/design/flow-control.md): per-connection
+   * credit. Only sent on a stream where both peers negotiated it in metadata,
+   * so upstream peers never see it.
+   */
+  FLOW_CREDIT: 64,
 } as const;
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
@@ -17,6 +23,7 @@ const packetTypeNames: readonly string[] = ['DIAL_REQ', 'DIAL_RSP', 'CLOSE_REQ',
 
 /** The enum name upstream uses in metric labels (`packet_type`). */
 export function packetTypeName(type: number): string {
+  if (type === PacketType.FLOW_CREDIT) return 'FLOW_CREDIT';
   return packetTypeNames[type] ?? 'Unknown';
 }
 
@@ -40,6 +47,10 @@ export interface CloseResponse {
 export interface CloseDial {
   random: bigint;
 }
+export interface FlowCredit {
+  connectID: bigint;
+  bytes: bigint;
+}
 export interface Data {
   connectID: bigint;
   /** Declared upstream but never set by any upstream component. */
@@ -54,6 +65,7 @@ export type CloseResponsePacket = { type: typeof PacketType.CLOSE_RSP; closeResp
 export type DataPacket = { type: typeof PacketType.DATA; data: Data };
 export type CloseDialPacket = { type: typeof PacketType.DIAL_CLS; closeDial: CloseDial };
 export type DrainPacket = { type: typeof PacketType.DRAIN };
+export type FlowCreditPacket = { type: typeof PacketType.FLOW_CREDIT; flowCredit: FlowCredit };
 
 export type Packet =
   | DialRequestPacket
@@ -62,7 +74,8 @@ export type Packet =
   | CloseResponsePacket
   | DataPacket
   | CloseDialPacket
-  | DrainPacket;
+  | DrainPacket
+  | FlowCreditPacket;
 
 // Constructors keep every sender honest about the type/payload pairing that
 // Go peers dereference without nil checks.
@@ -87,5 +100,8 @@ export const packets = {
   },
   drain(): DrainPacket {
     return { type: PacketType.DRAIN };
+  },
+  flowCredit(connectID: bigint, bytes: bigint): FlowCreditPacket {
+    return { type: PacketType.FLOW_CREDIT, flowCredit: { connectID, bytes } };
   },
 } as const;
