@@ -218,9 +218,9 @@ export class FakeProxyServer {
       },
     });
     self = new FakeProxyServer(server, sessions);
-    server.http2.listen(0, '127.0.0.1');
-    await once(server.http2, 'listening');
-    self.port = (server.http2.address() as AddressInfo).port;
+    server.listener.listen(0, '127.0.0.1');
+    await once(server.listener, 'listening');
+    self.port = (server.listener.address() as AddressInfo).port;
     return self;
   }
 
@@ -244,8 +244,8 @@ export class FakeProxyServer {
   async close(): Promise<void> {
     this.server.destroy();
     await new Promise<void>((resolve) => {
-      if (!this.server.http2.listening) resolve();
-      else this.server.http2.close(() => resolve());
+      if (!this.server.listener.listening) resolve();
+      else this.server.listener.close(() => resolve());
     });
   }
 }

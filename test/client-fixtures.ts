@@ -236,12 +236,8 @@ export async function startFakeProxy(script: ProxyScript, options: FakeProxyOpti
       },
     },
   });
-  // Accept connections ourselves and hand them to the HTTP/2 server through an
-  // eagerly reading wrapper. Node's HTTP/2 session stops reading its socket
-  // while one of its writes is pending; two such peers pumping bulk data both
-  // ways then wait on each other forever. A Go proxy-server always reads, so
-  // the fake one must too, or it would test Node's quirk instead of the client.
-  const listener = net.createServer((socket) => server.http2.emit('connection', new EagerReadingSocket(socket)));
+  // GrpcServer reads its sockets eagerly (see src/grpc/eager-reading-socket.ts), like a Go server.
+  const listener = server.listener;
   let transport: ProxyTransport;
   if (pki) {
     listener.listen(0, '127.0.0.1');
@@ -267,37 +263,6 @@ export async function startFakeProxy(script: ProxyScript, options: FakeProxyOpti
       await new Promise<void>((resolve) => listener.close(() => resolve()));
     },
   };
-}
-
-/**
- * A socket wrapper that keeps reading the kernel socket no matter whether its
- * consumer is reading; the buffered amount is bounded by the HTTP/2 flow
- * control windows the consumer grants.
- */
-class EagerReadingSocket extends Duplex {
-  private readonly socket: net.Socket;
-  constructor(socket: net.Socket) {
-    super();
-    this.socket = socket;
-    socket.on('data', (chunk: Buffer) => {
-      this.push(chunk);
-    });
-    socket.once('end', () => this.push(null));
-    socket.once('error', (err) => this.destroy(err));
-    socket.once('close', () => this.destroy());
-  }
-  override _read(): void {}
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
-    this.socket.write(chunk, callback);
-  }
-  override _final(callback: () => void): void {
-    this.socket.end();
-    callback();
-  }
-  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
-    this.socket.destroy();
-    callback(err);
-  }
 }
 
 /**

@@ -25,8 +25,8 @@ test('bidi packet stream over a unix socket: headers, packets both ways, trailer
       },
     },
   });
-  server.http2.listen(sock);
-  await once(server.http2, 'listening');
+  server.listener.listen(sock);
+  await once(server.listener, 'listening');
   const ch = await GrpcChannel.connect({ transport: 'unix', path: sock });
   const call = ch.openStream('/AgentService/Connect', { agentid: 'a1' });
   const headers = await call.headers;
@@ -51,8 +51,8 @@ test('unknown method gets UNIMPLEMENTED as a trailers-only response', async () =
   const dir = mkdtempSync(path.join(tmpdir(), 'kts-'));
   const sock = path.join(dir, 's.sock');
   const server = new GrpcServer({ keepaliveTimeMs: 0, handlers: { '/ProxyService/Proxy': () => {} } });
-  server.http2.listen(sock);
-  await once(server.http2, 'listening');
+  server.listener.listen(sock);
+  await once(server.listener, 'listening');
   const ch = await GrpcChannel.connect({ transport: 'unix', path: sock });
   const call = ch.openStream('/pkg.ProxyService/Proxy');
   await assert.rejects(call.headers, /Unimplemented/);

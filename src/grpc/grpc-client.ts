@@ -8,6 +8,7 @@ import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
+import { EagerReadingSocket } from './eager-reading-socket.ts';
 import { GrpcCode, GrpcStatusError, decodeGrpcMessage } from './status.ts';
 
 export type GrpcTarget =
@@ -104,53 +105,68 @@ export class GrpcChannel {
   /** Opens the HTTP/2 session; resolves once the connection (and TLS handshake) is up. */
   static connect(target: GrpcTarget, options: GrpcChannelOptions = {}): Promise<GrpcChannel> {
     const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
-    let session: ClientHttp2Session;
-    if (target.transport === 'unix') {
-      session = http2.connect('http://localhost', { ...base, createConnection: () => net.connect(target.path) });
-    } else {
-      const host = net.isIPv6(target.host) ? `[${target.host}]` : target.host;
-      const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls, host: target.host, port: target.port };
-      if (tlsOptions.servername === undefined && !net.isIP(target.host)) tlsOptions.servername = target.host;
-      // We open the TLS socket ourselves: node:http2 would replace the ALPN list
-      // with ['h2'], dropping protocols offered before it (agent --alpn-proto).
-      session = http2.connect(`https://${host}:${target.port}`, { ...base, createConnection: () => tls.connect(tlsOptions) });
-    }
+    const timeoutMs = options.connectTimeoutMs ?? 20_000;
     return new Promise((resolve, reject) => {
-      const timeoutMs = options.connectTimeoutMs ?? 20_000;
+      let socket: net.Socket;
+      let session: ClientHttp2Session | null = null;
+      let settled = false;
       const fail = (err: Error): void => {
+        if (settled) return;
+        settled = true;
         cleanup();
-        session.destroy();
+        session?.destroy();
+        socket.destroy();
         reject(err);
       };
-      const onError = (err: Error): void => fail(err);
       const onAbort = (): void => fail(options.signal?.reason instanceof Error ? options.signal.reason : new Error('connect aborted'));
       const timer = setTimeout(() => fail(new Error(`timed out connecting to ${describeTarget(target)} after ${timeoutMs}ms`)), timeoutMs);
       const cleanup = (): void => {
         clearTimeout(timer);
-        session.off('error', onError);
         options.signal?.removeEventListener('abort', onAbort);
       };
-      session.once('error', onError);
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      session.once('connect', () => {
-        cleanup();
-        session.on('error', () => {}); // later errors surface through stream and session close
-        try {
-          session.setLocalWindowSize(SESSION_WINDOW_BYTES);
-        } catch {
-          // closed during setup
-        }
-        if (target.transport === 'tls') {
-          const alpn = (session.socket as tls.TLSSocket).alpnProtocol;
-          if (alpn !== 'h2') {
-            session.destroy();
-            reject(new Error(`server did not negotiate ALPN h2 (got ${String(alpn)})`));
+
+      // We open the socket (and TLS) ourselves: node:http2 would replace the
+      // ALPN list with ['h2'] (dropping agent --alpn-proto values), and the
+      // session must get an EagerReadingSocket (see that file for the deadlock).
+      const startSession = (): void => {
+        if (settled) return;
+        const authority = target.transport === 'unix' ? 'http://localhost' : `https://${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
+        const s = http2.connect(authority, { ...base, createConnection: () => new EagerReadingSocket(socket) });
+        session = s;
+        s.once('error', (err: Error) => fail(err));
+        s.once('connect', () => {
+          if (settled) return;
+          settled = true;
+          cleanup();
+          s.on('error', () => {}); // later errors surface through stream and session close
+          try {
+            s.setLocalWindowSize(SESSION_WINDOW_BYTES);
+          } catch {
+            // closed during setup
+          }
+          startKeepalive(s, options.keepaliveTimeMs ?? 0);
+          resolve(new GrpcChannel(target, s, options));
+        });
+      };
+      if (target.transport === 'unix') {
+        socket = net.connect(target.path);
+        socket.once('connect', startSession);
+      } else {
+        const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls, host: target.host, port: target.port };
+        if (tlsOptions.servername === undefined && !net.isIP(target.host)) tlsOptions.servername = target.host;
+        const tlsSocket = tls.connect(tlsOptions);
+        socket = tlsSocket;
+        tlsSocket.once('secureConnect', () => {
+          if (tlsSocket.alpnProtocol !== 'h2') {
+            fail(new Error(`server did not negotiate ALPN h2 (got ${String(tlsSocket.alpnProtocol)})`));
             return;
           }
-        }
-        startKeepalive(session, options.keepaliveTimeMs ?? 0);
-        resolve(new GrpcChannel(target, session, options));
-      });
+          startSession();
+        });
+      }
+      socket.once('error', (err: Error) => fail(err));
+      socket.on('error', () => {}); // after setup the session reports errors
     });
   }
 

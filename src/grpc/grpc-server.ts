@@ -5,8 +5,9 @@
  */
 import http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
-import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import net, { type Socket } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { EagerReadingSocket, innerSocket } from './eager-reading-socket.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
 import { GrpcCode, encodeGrpcMessage } from './status.ts';
@@ -24,7 +25,7 @@ export class GrpcServerCall {
     this.h2 = h2;
     this.method = String(headers[':path']);
     this.metadata = headers;
-    this.socket = h2.session!.socket as Socket | TLSSocket;
+    this.socket = innerSocket(h2.session!.socket) as Socket | TLSSocket;
     this.stream = new PacketStream(h2, streamOptions);
   }
 
@@ -80,7 +81,7 @@ export type GrpcHandler = (call: GrpcServerCall) => void;
 
 export interface GrpcServerOptions {
   /** TLS options; omit for plaintext HTTP/2 with prior knowledge (unix sockets). */
-  tls?: http2.SecureServerOptions;
+  tls?: tls.TlsOptions;
   handlers: Record<string, GrpcHandler>;
   keepaliveTimeMs: number;
   stream?: PacketStreamOptions;
@@ -89,14 +90,37 @@ export interface GrpcServerOptions {
 }
 
 export class GrpcServer {
-  readonly http2: http2.Http2Server | http2.Http2SecureServer;
+  /**
+   * What listens: a TLS server (ALPN h2 only) or a plain server for unix
+   * sockets. It hands each connection, wrapped in an EagerReadingSocket, to
+   * `http2`, which never listens itself.
+   */
+  readonly listener: net.Server | tls.Server;
+  /** The HTTP/2 session factory ('session' and 'stream' events). */
+  readonly http2: http2.Http2Server;
   private readonly sessions = new Set<ServerHttp2Session>();
 
   constructor(options: GrpcServerOptions) {
     const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
-    this.http2 = options.tls
-      ? http2.createSecureServer({ ...base, ...options.tls, allowHTTP1: false, ALPNProtocols: ['h2'] })
-      : http2.createServer(base);
+    this.http2 = http2.createServer(base);
+    const toHttp2 = (socket: net.Socket): void => {
+      socket.on('error', () => {}); // the session reports it
+      this.http2.emit('connection', new EagerReadingSocket(socket));
+    };
+    if (options.tls) {
+      const server = tls.createServer({ ...options.tls, ALPNProtocols: ['h2'] }, (socket) => {
+        // gRPC requires h2; a client that negotiated nothing else gets closed, as grpc-go does.
+        if (socket.alpnProtocol !== 'h2') {
+          socket.destroy();
+          return;
+        }
+        toHttp2(socket);
+      });
+      server.on('tlsClientError', () => {}); // handshake failures only concern that client
+      this.listener = server;
+    } else {
+      this.listener = net.createServer(toHttp2);
+    }
     this.http2.on('session', (session: ServerHttp2Session) => {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
@@ -138,7 +162,7 @@ export class GrpcServer {
 
   /** Stops accepting connections; existing sessions get GOAWAY and finish their streams. */
   closeGracefully(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.http2.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
     for (const s of this.sessions) {
       try {
         s.close();
@@ -151,7 +175,7 @@ export class GrpcServer {
 
   /** Tears every session down now. */
   destroy(): void {
-    this.http2.close();
+    this.listener.close();
     for (const s of this.sessions) s.destroy();
   }
 }

@@ -112,7 +112,7 @@ export class KonnectivityServer {
 
   async start(): Promise<BoundAddresses> {
     const fe = this.config.frontend;
-    const frontendNet = (this.grpcFrontend?.http2 ?? this.httpFrontend!.server) as net.Server;
+    const frontendNet = (this.grpcFrontend?.listener ?? this.httpFrontend!.server) as net.Server;
     let frontend: string;
     if (fe.transport === 'unix') {
       if (existsSync(fe.path)) {
@@ -133,7 +133,7 @@ export class KonnectivityServer {
       const port = await listen(frontendNet, fe.port, fe.host);
       frontend = `${fe.host || '0.0.0.0'}:${port}`;
     }
-    const agentPort = await listen(this.agentServer.http2, this.config.agent.port, this.config.agent.host);
+    const agentPort = await listen(this.agentServer.listener, this.config.agent.port, this.config.agent.host);
     const healthPort = await listen(this.healthServer, this.config.health.port, this.config.health.host);
     const adminPort = await listen(this.adminServer, this.config.admin.port, this.config.admin.host);
     this.bound = { frontend, agentPort, healthPort, adminPort };
