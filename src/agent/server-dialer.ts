@@ -10,6 +10,7 @@ import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { GrpcChannel, type GrpcClientCall } from '../grpc/grpc-client.ts';
 import type { PacketStreamOptions } from '../grpc/packet-stream.ts';
+import { FLOW_CONTROL_HEADER, formatFlowControlHeader, parseFlowControlHeader } from '../protocol/flow-control.ts';
 
 export const AGENT_CONNECT_METHOD = '/AgentService/Connect';
 
@@ -38,6 +39,8 @@ export interface ServerDialerOptions {
   /** Bound on TCP+TLS setup and, separately, on the wait for response headers. */
   connectTimeoutMs: number;
   stream?: PacketStreamOptions;
+  /** Per-connection window we offer for the konnectivity-ts flow-control extension; 0 = don't offer. */
+  flowWindowBytes?: number;
 }
 
 /** A Connect stream whose headers arrived and were valid. Packets are held back until the owner resumes the stream. */
@@ -47,6 +50,8 @@ export interface ServerSession {
   call: GrpcClientCall;
   serverID: string;
   serverCount: number;
+  /** Set when the server accepted the flow-control extension (a konnectivity-ts server). */
+  flowControl: { serverWindow: number; ourWindow: number } | null;
 }
 
 export type ServerDialer = (address: ProxyServerAddress, signal: AbortSignal) => Promise<ServerSession>;
@@ -149,6 +154,9 @@ export function agentTlsOptions(address: ProxyServerAddress, material: AgentTlsM
 export function createServerDialer(options: ServerDialerOptions): ServerDialer {
   return async (address, signal) => {
     const metadata = await buildAgentMetadata(options);
+    const ourWindow = options.flowWindowBytes ?? 0;
+    // Upstream servers ignore unknown metadata, so offering the extension is always safe.
+    if (ourWindow > 0) metadata[FLOW_CONTROL_HEADER] = formatFlowControlHeader(ourWindow);
     const tlsOptions = agentTlsOptions(address, options.tls);
     const channel = await GrpcChannel.connect(
       { transport: 'tls', host: address.host, port: address.port, tls: tlsOptions },
@@ -172,8 +180,11 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
         call.cancel();
         channel.destroy();
       });
-      const { serverID, serverCount } = readServerHeaders(await rawHeaders);
-      return { address, channel, call, serverID, serverCount };
+      const raw = await rawHeaders;
+      const { serverID, serverCount } = readServerHeaders(raw);
+      const serverWindow = ourWindow > 0 ? parseFlowControlHeader(countRawHeader(raw, FLOW_CONTROL_HEADER).value) : null;
+      const flowControl = serverWindow === null ? null : { serverWindow, ourWindow };
+      return { address, channel, call, serverID, serverCount, flowControl };
     } catch (err) {
       call.cancel();
       channel.destroy();

@@ -9,7 +9,8 @@ import { GrpcCode } from '../grpc/status.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { ServerMetrics } from '../observability/server-metrics.ts';
 import { parseAgentIdentifiers } from './agent-identifiers.ts';
-import { Backend, type ProxyRouter } from './proxy-router.ts';
+import { Backend, type NegotiatedFlowControl, type ProxyRouter } from './proxy-router.ts';
+import { DEFAULT_FLOW_WINDOW_BYTES, FLOW_CONTROL_HEADER, formatFlowControlHeader, parseFlowControlHeader } from '../protocol/flow-control.ts';
 
 export interface AgentAuthenticator {
   /** Resolves when the agent may connect; rejects with a message for the agent otherwise. */
@@ -22,6 +23,8 @@ export interface AgentBackendOptions {
   authenticator?: AgentAuthenticator;
   /** Lets the server refuse new agents while shutting down. */
   accepting?: () => boolean;
+  /** Per-connection window offered to agents that negotiate flow control; 0 disables the extension. */
+  flowWindowBytes?: number;
 }
 
 function metadataValues(call: GrpcServerCall, key: string): string[] {
@@ -52,8 +55,14 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
     const start = (): void => {
       if (stream.isClosed) return;
       metrics.grpcConnections.inc({ service_method: 'Connect' });
-      call.sendHeaders({ serverid: options.serverId, servercount: String(options.serverCount) });
-      const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p) });
+      const ourWindow = options.flowWindowBytes ?? DEFAULT_FLOW_WINDOW_BYTES;
+      const agentWindow = ourWindow > 0 ? parseFlowControlHeader(call.metadata[FLOW_CONTROL_HEADER]) : null;
+      const flow: NegotiatedFlowControl | null = agentWindow === null ? null : { agentWindow, ourWindow };
+      const headers: Record<string, string> = { serverid: options.serverId, servercount: String(options.serverCount) };
+      // Only an agent that advertised the extension hears about it (upstream agents never do).
+      if (flow) headers[FLOW_CONTROL_HEADER] = formatFlowControlHeader(ourWindow);
+      call.sendHeaders(headers);
+      const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p) }, flow);
       router.addBackend(backend);
       stream.onPacket = (p) => router.handleBackendPacket(backend, p);
       stream.onDrain = () => router.backendDrained(backend);

@@ -30,6 +30,7 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
     };
     const session = router.openFrontend(peer);
     stream.onPacket = (p) => session.handlePacket(p);
+    stream.onDrain = () => session.writable();
     stream.onProtocolError = (err) => {
       metrics.streamErrors.inc({ segment: 'from_client', code: 'Internal', packet_type: 'Unknown' });
       if (err.code === 'unknown_packet_type') {

@@ -11,6 +11,7 @@ import { bindPacketCounter, type PacketCounter } from '../observability/packet-c
 import type { DialFailureReason, ServerMetrics } from '../observability/server-metrics.ts';
 import type { AgentIdentifiers } from './agent-identifiers.ts';
 import { BackendRegistry, type ProxyStrategyName, type RoutableBackend } from './backend-registry.ts';
+import { ConnectionCredit } from '../protocol/flow-control.ts';
 
 /** What the router needs from a frontend transport (gRPC Proxy stream or HTTP-CONNECT socket). */
 export interface FrontendPeer {
@@ -52,6 +53,18 @@ interface EstablishedConnection {
   readonly startedAt: number;
   bytesFromAgent: number;
   bytesToAgent: number;
+  /** Per-connection credit when the agent negotiated flow control; null for upstream agents. */
+  readonly credit: ConnectionCredit | null;
+  /** The frontend is paused because this connection ran out of credit toward the agent. */
+  pausedForCredit: boolean;
+}
+
+/** Windows negotiated with an agent stream (docs/design/flow-control.md). */
+export interface NegotiatedFlowControl {
+  /** What the agent accepts per connection before it returns credit. */
+  agentWindow: number;
+  /** What we accept per connection from the agent. */
+  ourWindow: number;
 }
 
 interface PendingDial {
@@ -75,6 +88,7 @@ export class Backend implements RoutableBackend {
   readonly agentId: string;
   readonly identifiers: AgentIdentifiers;
   readonly transport: BackendTransport;
+  readonly flow: NegotiatedFlowControl | null;
   readonly connectedAt = Date.now();
   draining = false;
   readonly connections = new Map<bigint, EstablishedConnection>();
@@ -82,10 +96,11 @@ export class Backend implements RoutableBackend {
   readonly pausedFrontends = new Set<FrontendSession>();
   closed = false;
 
-  constructor(agentId: string, identifiers: AgentIdentifiers, transport: BackendTransport) {
+  constructor(agentId: string, identifiers: AgentIdentifiers, transport: BackendTransport, flow: NegotiatedFlowControl | null = null) {
     this.agentId = agentId;
     this.identifiers = identifiers;
     this.transport = transport;
+    this.flow = flow;
   }
 }
 
@@ -113,6 +128,11 @@ export class FrontendSession {
   /** The frontend transport is gone (stream ended/reset, socket closed). */
   end(): void {
     this.router.endFrontend(this);
+  }
+
+  /** The frontend transport drained its write buffer (credit may be returned). */
+  writable(): void {
+    this.router.frontendWritable(this);
   }
 }
 
@@ -198,7 +218,23 @@ export class ProxyRouter {
     if (b.pausedFrontends.size === 0) return;
     const paused = [...b.pausedFrontends];
     b.pausedFrontends.clear();
-    for (const f of paused) f.peer.resumeReading();
+    for (const f of paused) if (!ProxyRouter.waitsForCredit(f)) f.peer.resumeReading();
+  }
+
+  private static waitsForCredit(fe: FrontendSession): boolean {
+    for (const c of fe.connections) if (c.pausedForCredit) return true;
+    return false;
+  }
+
+  /** A frontend drained its buffer: return the credit its connections owe the agent. */
+  frontendWritable(fe: FrontendSession): void {
+    for (const conn of fe.connections) this.returnCredit(conn, true);
+  }
+
+  private returnCredit(conn: EstablishedConnection, drained: boolean): void {
+    if (!conn.credit || !conn.frontend) return;
+    const n = conn.credit.takeCreditToReturn(conn.frontend.peer.bufferedBytes, drained);
+    if (n > 0) this.sendToBackend(conn.backend, packets.flowCredit(conn.connectID, BigInt(n)));
   }
 
   handleBackendPacket(b: Backend, p: Packet): void {
@@ -213,10 +249,25 @@ export class ProxyRouter {
           return;
         }
         if (!conn.frontend) return; // closing: the agent's CLOSE_RSP is on its way
-        conn.bytesFromAgent += p.data.data.length;
+        const n = p.data.data.length;
+        conn.bytesFromAgent += n;
         const fe = conn.frontend;
         fe.peer.data(conn.connectID, p.data.data);
-        if (fe.peer.bufferedBytes > this.options.maxFrontendBufferBytes) this.closeStalledFrontend(conn);
+        if (fe.peer.bufferedBytes > this.options.maxFrontendBufferBytes) {
+          this.closeStalledFrontend(conn);
+          return;
+        }
+        if (conn.credit) {
+          conn.credit.received(n);
+          this.returnCredit(conn, false);
+        }
+        return;
+      }
+      case PacketType.FLOW_CREDIT: {
+        const conn = b.connections.get(p.flowCredit.connectID);
+        if (!conn?.credit || !conn.credit.grant(Number(p.flowCredit.bytes)) || !conn.pausedForCredit) return;
+        conn.pausedForCredit = false;
+        if (conn.frontend && !b.pausedFrontends.has(conn.frontend)) conn.frontend.peer.resumeReading();
         return;
       }
       case PacketType.CLOSE_RSP: {
@@ -264,7 +315,8 @@ export class ProxyRouter {
       this.sendToBackend(b, packets.closeRequest(connectID));
       return;
     }
-    const conn: EstablishedConnection = { connectID, backend: b, frontend: fe, startedAt: Date.now(), bytesFromAgent: 0, bytesToAgent: 0 };
+    const credit = b.flow ? new ConnectionCredit(b.flow.agentWindow, b.flow.ourWindow) : null;
+    const conn: EstablishedConnection = { connectID, backend: b, frontend: fe, startedAt: Date.now(), bytesFromAgent: 0, bytesToAgent: 0, credit, pausedForCredit: false };
     b.connections.set(connectID, conn);
     fe.connections.add(conn);
     this.established++;
@@ -312,9 +364,14 @@ export class ProxyRouter {
           return;
         }
         const conn = b.connections.get(id);
-        if (conn && conn.frontend === fe) conn.bytesToAgent += p.data.data.length;
+        const ours = conn !== undefined && conn.frontend === fe;
+        if (ours) conn.bytesToAgent += p.data.data.length;
         if (!this.sendToBackend(b, p)) {
           b.pausedFrontends.add(fe);
+          fe.peer.pauseReading();
+        }
+        if (ours && conn.credit?.consume(p.data.data.length) && !conn.pausedForCredit) {
+          conn.pausedForCredit = true;
           fe.peer.pauseReading();
         }
         return;

@@ -143,6 +143,7 @@ export class HttpConnectFrontend {
       // Upstream dials Go's r.Host: the CONNECT authority, not the Host header.
       session.handlePacket(packets.dialRequest(req.host, randomDialId()));
     });
+    socket.on('drain', () => session?.writable());
     socket.on('close', () => {
       clearTimeout(headerTimer);
       this.sockets.delete(socket);

@@ -1,0 +1,74 @@
+/**
+ * Negotiation and bookkeeping of the konnectivity-ts per-connection credit
+ * extension (docs/design/flow-control.md). Pure logic, shared by server and
+ * agent: whoever receives DATA owes credit back once its consumer took the
+ * bytes; whoever sends DATA stops reading that connection's source when its
+ * credit runs out.
+ */
+
+/** Request metadata (agent → server) and response header (server → agent). */
+export const FLOW_CONTROL_HEADER = 'konnectivity-ts-flow-control';
+export const FLOW_CONTROL_VERSION = 'v1';
+/** Bytes a peer may send on one connection before it needs credit. */
+export const DEFAULT_FLOW_WINDOW_BYTES = 1024 * 1024;
+const MIN_WINDOW = 64 * 1024;
+const MAX_WINDOW = 64 * 1024 * 1024;
+
+export function formatFlowControlHeader(windowBytes: number): string {
+  return `${FLOW_CONTROL_VERSION}; window=${windowBytes}`;
+}
+
+/** The peer's window, or null when the value is absent, malformed or another version. */
+export function parseFlowControlHeader(value: string | readonly string[] | undefined): number | null {
+  if (value === undefined) return null;
+  const text = Array.isArray(value) ? (value.length === 1 ? value[0]! : '') : (value as string);
+  const m = /^v1;\s*window=(\d{1,10})$/.exec(text.trim());
+  if (!m) return null;
+  const window = Number(m[1]);
+  return window >= MIN_WINDOW && window <= MAX_WINDOW ? window : null;
+}
+
+/**
+ * Credit state of one connection in one direction pair. `sendCredit` is what
+ * we may still send; `owed` is what we received and have not credited back.
+ */
+export class ConnectionCredit {
+  sendCredit: number;
+  owed = 0;
+  private readonly recvWindow: number;
+
+  constructor(peerWindow: number, ourWindow: number) {
+    this.sendCredit = peerWindow;
+    this.recvWindow = ourWindow;
+  }
+
+  /** Records DATA we sent; true when the source must now pause. */
+  consume(bytes: number): boolean {
+    this.sendCredit -= bytes;
+    return this.sendCredit <= 0;
+  }
+
+  /** Records credit from the peer; true when a paused source may resume. */
+  grant(bytes: number): boolean {
+    this.sendCredit += bytes;
+    return this.sendCredit > 0;
+  }
+
+  /** Records DATA received for our consumer. */
+  received(bytes: number): void {
+    this.owed += bytes;
+  }
+
+  /**
+   * Credit to return now, or 0. We return credit only while our consumer is
+   * keeping up (its buffer under half a window), coalesced to a quarter
+   * window unless the consumer just drained completely.
+   */
+  takeCreditToReturn(consumerBufferedBytes: number, consumerDrained: boolean): number {
+    if (this.owed === 0 || consumerBufferedBytes > this.recvWindow / 2) return 0;
+    if (!consumerDrained && this.owed < this.recvWindow / 4) return 0;
+    const n = this.owed;
+    this.owed = 0;
+    return n;
+  }
+}
