@@ -4,13 +4,19 @@
  * to close without losing what was already queued for the destination.
  */
 import type { Socket } from 'node:net';
+import type { ConnectionCredit } from '../protocol/flow-control.ts';
 
 export interface EndpointConnectionHooks {
   /** One socket read; becomes one DATA packet. */
   data(conn: EndpointConnection, chunk: Buffer): void;
   /** The destination closed (EOF), failed or vanished. Called at most once, never after `release`. */
   ended(conn: EndpointConnection, err: Error | null): void;
+  /** The destination took everything queued for it. */
+  drained?(conn: EndpointConnection): void;
 }
+
+/** Why reading is paused; reading resumes only when no reason is left. */
+export const PauseReason = { PIPE_FULL: 1, NO_CREDIT: 2 } as const;
 
 export class EndpointConnection {
   readonly connectID: bigint;
@@ -19,7 +25,10 @@ export class EndpointConnection {
   private readonly hooks: EndpointConnectionHooks;
   /** Set once the relay has forgotten this connection; socket events are then only cleanup. */
   private released = false;
-  private readingPaused = false;
+  /** Bit set of PauseReason values. */
+  private pausedFor = 0;
+  /** Flow-control credit state when the server negotiated it; null otherwise. */
+  credit: ConnectionCredit | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
 
   constructor(connectID: bigint, address: string, socket: Socket, hooks: EndpointConnectionHooks) {
@@ -35,9 +44,12 @@ export class EndpointConnection {
    */
   start(paused: boolean): void {
     const socket = this.socket;
-    this.readingPaused = paused;
+    this.pausedFor = paused ? PauseReason.PIPE_FULL : 0;
     socket.on('data', this.onData);
     if (paused) socket.pause();
+    socket.on('drain', () => {
+      if (!this.released) this.hooks.drained?.(this);
+    });
     socket.on('end', () => this.end(null));
     socket.on('error', (err: Error) => this.end(err));
     socket.on('close', () => {
@@ -66,16 +78,17 @@ export class EndpointConnection {
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
   }
 
-  pauseReading(): void {
-    if (this.released || this.readingPaused) return;
-    this.readingPaused = true;
-    this.socket.pause();
+  pauseReading(reason: number = PauseReason.PIPE_FULL): void {
+    if (this.released) return;
+    const wasPaused = this.pausedFor !== 0;
+    this.pausedFor |= reason;
+    if (!wasPaused) this.socket.pause();
   }
 
-  resumeReading(): void {
-    if (this.released || !this.readingPaused) return;
-    this.readingPaused = false;
-    this.socket.resume();
+  resumeReading(reason: number = PauseReason.PIPE_FULL): void {
+    if (this.released || (this.pausedFor & reason) === 0) return;
+    this.pausedFor &= ~reason;
+    if (this.pausedFor === 0) this.socket.resume();
   }
 
   /**

@@ -18,7 +18,8 @@ import type { Logger } from '../observability/logger.ts';
 import { PacketType, packetTypeName, packets, type DialRequest, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics } from './agent-ts-metrics.ts';
-import { EndpointConnection } from './endpoint-connection.ts';
+import { EndpointConnection, PauseReason } from './endpoint-connection.ts';
+import { ConnectionCredit } from '../protocol/flow-control.ts';
 import type { EndpointDialer } from './endpoint-dialer.ts';
 import { EndpointDialError, unsupportedProtocolDialError } from './go-dial-error.ts';
 
@@ -41,6 +42,8 @@ export interface EndpointRelayOptions {
   logger: Logger;
   /** A send found the stream gone: the owner drops this server connection. */
   onSendFailure: (packet: Packet) => void;
+  /** Windows when the server negotiated the flow-control extension; null = upstream behaviour. */
+  flowControl?: { serverWindow: number; ourWindow: number } | null;
 }
 
 /** CLOSE_RSP texts the upstream agent uses; clients and servers may match them. */
@@ -58,6 +61,7 @@ export class EndpointRelay {
   private readonly tsMetrics: AgentTsMetrics;
   private readonly logger: Logger;
   private readonly onSendFailure: (packet: Packet) => void;
+  private readonly flowControl: { serverWindow: number; ourWindow: number } | null;
 
   private readonly connections = new Map<bigint, EndpointConnection>();
   /** Dials in flight, keyed by the dialer's `random` so DIAL_CLS can find them. */
@@ -81,6 +85,7 @@ export class EndpointRelay {
     this.tsMetrics = options.tsMetrics;
     this.logger = options.logger;
     this.onSendFailure = options.onSendFailure;
+    this.flowControl = options.flowControl ?? null;
     this.sentCounters = [];
     this.receivedCounters = [];
     for (let t = 0; t <= PacketType.DRAIN; t++) {
@@ -124,7 +129,19 @@ export class EndpointRelay {
           return;
         }
         conn.write(data);
-        if (conn.bufferedBytes > this.maxBuffered) this.closeStalled(conn);
+        if (conn.bufferedBytes > this.maxBuffered) {
+          this.closeStalled(conn);
+          return;
+        }
+        if (conn.credit) {
+          conn.credit.received(data.length);
+          this.returnCredit(conn, false);
+        }
+        return;
+      }
+      case PacketType.FLOW_CREDIT: {
+        const conn = this.connections.get(packet.flowCredit.connectID);
+        if (conn?.credit && conn.credit.grant(Number(packet.flowCredit.bytes))) conn.resumeReading(PauseReason.NO_CREDIT);
         return;
       }
       case PacketType.CLOSE_REQ:
@@ -201,6 +218,7 @@ export class EndpointRelay {
     }
     this.metrics.dialDuration.observe((performance.now() - started) / 1000);
     const conn = new EndpointConnection(connectID, address, socket, this.connectionHooks);
+    if (this.flowControl) conn.credit = new ConnectionCredit(this.flowControl.serverWindow, this.flowControl.ourWindow);
     this.connections.set(connectID, conn);
     this.metrics.openEndpointConnections.inc();
     if (this.logger.enabled(3)) this.logger.v(3, 'endpoint connected', { address, random, connectID });
@@ -254,6 +272,8 @@ export class EndpointRelay {
     data: (conn: EndpointConnection, chunk: Buffer): void => {
       if (this.closed) return;
       this.dataSent.inc();
+      // Out of credit: only this destination waits (flow-control extension).
+      if (conn.credit?.consume(chunk.length)) conn.pauseReading(PauseReason.NO_CREDIT);
       if (this.pipe.send(packets.data(conn.connectID, chunk))) return;
       if (this.pipe.isClosed) {
         this.failSend(packets.data(conn.connectID, chunk));
@@ -264,6 +284,7 @@ export class EndpointRelay {
         for (const c of this.connections.values()) c.pauseReading();
       }
     },
+    drained: (conn: EndpointConnection): void => this.returnCredit(conn, true),
     ended: (conn: EndpointConnection, err: Error | null): void => {
       if (this.closed) return;
       this.forget(conn);
@@ -274,6 +295,13 @@ export class EndpointRelay {
       if (this.logger.enabled(3)) this.logger.v(3, 'endpoint connection ended', { connectID: conn.connectID, error: err?.message ?? null });
     },
   };
+
+  /** Returns credit to the server once the destination is keeping up. */
+  private returnCredit(conn: EndpointConnection, drained: boolean): void {
+    if (!conn.credit || this.closed) return;
+    const n = conn.credit.takeCreditToReturn(conn.bufferedBytes, drained);
+    if (n > 0) this.send(packets.flowCredit(conn.connectID, BigInt(n)));
+  }
 
   /** Sends a control packet; a closed pipe means the server connection is gone. */
   private send(packet: Packet): boolean {

@@ -74,6 +74,7 @@ export class KonnectivityAgent {
         serviceAccountTokenPath: config.serviceAccountTokenPath || undefined,
         keepaliveTimeMs: config.keepaliveTimeMs ?? AGENT_DEFAULTS.keepaliveTimeMs,
         connectTimeoutMs: config.serverConnectTimeoutMs ?? AGENT_DEFAULTS.serverConnectTimeoutMs,
+        flowWindowBytes: config.flowWindowBytes ?? AGENT_DEFAULTS.flowWindowBytes,
       });
     }
     const dialEndpoint = this.deps.dialEndpoint ?? createTcpEndpointDialer({ timeoutMs: config.endpointDialTimeoutMs ?? AGENT_DEFAULTS.endpointDialTimeoutMs });

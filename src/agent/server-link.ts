@@ -53,6 +53,7 @@ export class ServerLink {
       tsMetrics: options.tsMetrics,
       logger: this.logger,
       onSendFailure: (packet) => this.sendFailed(packet),
+      flowControl: session.flowControl ?? null,
     });
   }
 
