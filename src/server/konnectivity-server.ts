@@ -16,6 +16,7 @@ import { createProxyServiceHandler } from './grpc-frontend.ts';
 import { createServerAdminServer, createServerHealthServer } from './health-endpoints.ts';
 import { ProxyRouter } from './proxy-router.ts';
 import { serverTlsOptions, type TlsFiles } from './tls-context.ts';
+import { recordRawHeaders } from './token-authenticator.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 
 export type FrontendListen =
@@ -91,6 +92,8 @@ export class KonnectivityServer {
         }),
       },
     });
+    // Token auth must see every `authorization` value (Node's header object keeps only the first).
+    if (config.authenticator) this.agentServer.http2.prependListener('stream', recordRawHeaders);
     const frontendTls = config.frontend.transport === 'tcp' ? serverTlsOptions(config.frontend.tls) : undefined;
     if (config.mode === 'grpc') {
       this.grpcFrontend = new GrpcServer({

@@ -1,0 +1,120 @@
+/**
+ * Agent token authentication (`--agent-namespace`, `--agent-service-account`,
+ * `--authentication-audience`): upstream's authenticateAgentViaToken and
+ * validateAuthToken (pkg/server/server.go). Every Connect carries exactly
+ * one `authorization: Bearer <token>` value; the server creates one
+ * TokenReview per connect (no caching) with the configured audience and
+ * accepts only `system:serviceaccount:<namespace>:<service account>`.
+ *
+ * Unlike upstream, the TokenReview has a deadline (10 s by default), so a
+ * slow apiserver cannot hold agent streams open forever; the stream stays
+ * paused (nothing relayed) until the review decides.
+ */
+import type { Http2Stream, IncomingHttpHeaders } from 'node:http2';
+import type { GrpcServerCall } from '../grpc/grpc-server.ts';
+import type { RequestOptions, TokenReviewResult } from '../kube/kube-client.ts';
+import { silentLogger, type Logger } from '../observability/logger.ts';
+import type { AgentAuthenticator } from './agent-backend.ts';
+
+export const BEARER_PREFIX = 'Bearer ';
+export const DEFAULT_TOKEN_REVIEW_TIMEOUT_MS = 10_000;
+
+/** The one API call this needs (KubeClient implements it). */
+export interface TokenReviewer {
+  createTokenReview(token: string, audiences: readonly string[], options?: RequestOptions): Promise<TokenReviewResult>;
+}
+
+export interface TokenAuthenticatorOptions {
+  reviewer: TokenReviewer;
+  /** `--agent-namespace`. */
+  namespace: string;
+  /** `--agent-service-account`. */
+  serviceAccount: string;
+  /** `--authentication-audience`. */
+  audience: string;
+  /** Deadline for the TokenReview, including the wait for the client's rate limiter. */
+  timeoutMs?: number;
+  logger?: Logger;
+}
+
+/** A rejected agent: the message goes to the agent (UNAUTHENTICATED) and to the log. */
+export class AgentAuthenticationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentAuthenticationError';
+  }
+}
+
+// Node's HTTP/2 header object keeps only the first value of `authorization`
+// (a single-value header) and silently drops the rest; upstream rejects a
+// Connect that carries more than one. The raw header list still has them
+// all: recordRawHeaders (a 'stream' listener on the agent listener,
+// installed by KonnectivityServer when an authenticator is configured)
+// keeps it per stream for the authenticator.
+const rawHeadersByStream = new WeakMap<Http2Stream, readonly string[]>();
+
+/** `'stream'` listener for the agent listener's http2 server; prepend it so it runs before the gRPC dispatch. */
+export function recordRawHeaders(stream: Http2Stream, _headers: IncomingHttpHeaders, _flags: number, rawHeaders?: readonly string[]): void {
+  if (Array.isArray(rawHeaders)) rawHeadersByStream.set(stream, rawHeaders);
+}
+
+/** Every value of a metadata key as the peer sent it (from the raw header list when recorded). */
+export function metadataValuesOf(call: GrpcServerCall, key: string): string[] {
+  const raw = rawHeadersByStream.get(call.stream.h2);
+  if (raw) {
+    const values: string[] = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]?.toLowerCase() === key) values.push(raw[i + 1] ?? '');
+    return values;
+  }
+  const v = call.metadata[key];
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [v];
+}
+
+export class TokenReviewAuthenticator implements AgentAuthenticator {
+  private readonly options: TokenAuthenticatorOptions;
+  private readonly logger: Logger;
+  private readonly timeoutMs: number;
+
+  constructor(options: TokenAuthenticatorOptions) {
+    this.options = options;
+    this.logger = options.logger ?? silentLogger;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TOKEN_REVIEW_TIMEOUT_MS;
+  }
+
+  async authenticate(call: GrpcServerCall): Promise<void> {
+    const values = metadataValuesOf(call, 'authorization');
+    if (values.length === 0) throw new AgentAuthenticationError('Authentication context was not found in metadata');
+    if (values.length > 1) throw new AgentAuthenticationError(`too many (${values.length}) tokens are received`);
+    const value = values[0] ?? '';
+    if (!value.startsWith(BEARER_PREFIX)) throw new AgentAuthenticationError(`received token does not have ${JSON.stringify(BEARER_PREFIX)} prefix`);
+    try {
+      const username = await this.validate(value.slice(BEARER_PREFIX.length));
+      if (this.logger.enabled(5)) this.logger.v(5, 'agent successfully authenticated via token', { username });
+    } catch (err) {
+      throw new AgentAuthenticationError(`Failed to validate authentication token, err:${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** validateAuthToken: returns the service-account username or throws with upstream's wording. */
+  async validate(token: string): Promise<string> {
+    const { namespace, serviceAccount, audience, reviewer } = this.options;
+    let review: TokenReviewResult;
+    try {
+      review = await reviewer.createTokenReview(token, [audience], { timeoutMs: this.timeoutMs });
+    } catch (err) {
+      throw new Error(`Failed to authenticate request. err:${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (review.error !== '') throw new Error(`lookup failed: ${review.error}`);
+    if (!review.authenticated) throw new Error('lookup failed: service account jwt not valid');
+    // system:serviceaccount:<namespace>:<service account>
+    const parts = review.username.split(':');
+    if (parts.length !== 4) throw new Error(`lookup failed: unexpected username format ${JSON.stringify(review.username)}`);
+    if (parts[0] !== 'system' || parts[1] !== 'serviceaccount') throw new Error(`lookup failed: username returned is not a service account ${JSON.stringify(review.username)}`);
+    if (parts[2] !== namespace) throw new Error(`lookup failed: incoming request from ${JSON.stringify(parts[2])} namespace. Expected ${JSON.stringify(namespace)}`);
+    if (parts[3] !== serviceAccount) {
+      throw new Error(`lookup failed: incoming request from ${JSON.stringify(parts[3])} service account. Expected ${JSON.stringify(serviceAccount)}`);
+    }
+    return review.username;
+  }
+}
