@@ -7,8 +7,10 @@
  * the other's read, and the connection deadlocks (reproduced: a 64 MiB echo
  * through one gRPC stream stalls at 0 bytes). Go peers always read, so only
  * Node-to-Node links are affected — which is exactly our client→server and
- * agent→server links. Reading eagerly is safe: HTTP/2 flow-control windows
- * bound how much the peer can send us.
+ * agent→server links. One eager side per link is enough, so only our gRPC
+ * clients (client library, agent) use this; the server keeps native sockets.
+ * Reading eagerly is safe: HTTP/2 flow-control windows bound how much the
+ * peer can send us.
  */
 import { Duplex } from 'node:stream';
 import type net from 'node:net';

@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { EagerReadingSocket, innerSocket } from './eager-reading-socket.ts';
+import { innerSocket } from './eager-reading-socket.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
 import { GrpcCode, encodeGrpcMessage } from './status.ts';
@@ -92,8 +92,7 @@ export interface GrpcServerOptions {
 export class GrpcServer {
   /**
    * What listens: a TLS server (ALPN h2 only) or a plain server for unix
-   * sockets. It hands each connection, wrapped in an EagerReadingSocket, to
-   * `http2`, which never listens itself.
+   * sockets. It hands each connection to `http2`, which never listens itself.
    */
   readonly listener: net.Server | tls.Server;
   /** The HTTP/2 session factory ('session' and 'stream' events). */
@@ -103,9 +102,13 @@ export class GrpcServer {
   constructor(options: GrpcServerOptions) {
     const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     this.http2 = http2.createServer(base);
+    // Sockets go to HTTP/2 natively: our clients and agents read eagerly
+    // (EagerReadingSocket), and one eager side is enough to rule out the
+    // Node-to-Node write/write deadlock, while the server — which carries
+    // every tunnel twice — keeps Node's fast native stream path.
     const toHttp2 = (socket: net.Socket): void => {
       socket.on('error', () => {}); // the session reports it
-      this.http2.emit('connection', new EagerReadingSocket(socket));
+      this.http2.emit('connection', socket);
     };
     if (options.tls) {
       const server = tls.createServer({ ...options.tls, ALPNProtocols: ['h2'] }, (socket) => {
