@@ -13,6 +13,7 @@ import { parseGoUrlQuery } from '../flags/go-url-query.ts';
 import { registerKlogFlags, type KlogOptions } from '../flags/klog-flags.ts';
 import type { LabelSelector } from '../flags/label-selector.ts';
 import { OptionsError } from '../flags/options-error.ts';
+import { ALLOWED_DESTINATIONS_FLAG, DestinationPolicy } from './destination-policy.ts';
 
 /** How the agent decides how many servers to connect to (see spec §7.3); "" behaves as "default". */
 export type ServerCountSource = '' | 'default' | 'max';
@@ -198,16 +199,57 @@ function validateUpstreamAgentOptions(o: RawAgentFlags): string | undefined {
 
 export const AGENT_EXTENSIONS_GROUP = 'konnectivity-ts extensions';
 
-// Empty until the first extension flag is added.
-export interface AgentExtensionOptions {}
+export interface AgentExtensionOptions {
+  /** `--allowed-destinations` entries; null when the flag was not given (every destination allowed). */
+  readonly allowedDestinations: readonly string[] | null;
+  /** `--denied-destinations` entries, checked before the allow list. */
+  readonly deniedDestinations: readonly string[];
+  /** `--max-endpoint-connections`; 0 = unlimited. */
+  readonly maxEndpointConnections: number;
+  /** `--max-pending-endpoint-dials`; 0 = unlimited. */
+  readonly maxPendingEndpointDials: number;
+}
 
 function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOptions {
-  void flags; // e.g. flags.bool('some-extension', false, 'help', { group: AGENT_EXTENSIONS_GROUP })
-  return () => ({});
+  const group = { group: AGENT_EXTENSIONS_GROUP };
+  const allowedDestinations = flags.stringSlice(
+    'allowed-destinations',
+    [],
+    'Destinations DIAL_REQs may reach; unset = any. Entries: CIDR (10.0.0.0/8), address, host name, *.suffix or *, each with optional :port or :low-high (IPv6 in brackets: [fd00::/8]:443). Host names match the dial address text; address entries must match every address a name resolves to.',
+    group,
+  );
+  const deniedDestinations = flags.stringSlice(
+    'denied-destinations',
+    [],
+    'Destinations DIAL_REQs must never reach, checked before --allowed-destinations; same entry syntax. A name is denied if any address it resolves to is.',
+    group,
+  );
+  const maxEndpointConnections = flags.int('max-endpoint-connections', 10_000, 'Endpoint connections open or being dialed, over all servers; further dials are refused. 0 = unlimited.', group);
+  const maxPendingEndpointDials = flags.int('max-pending-endpoint-dials', 1_000, 'Endpoint dials in progress (DNS + connect), over all servers; further dials are refused. 0 = unlimited.', group);
+  return () => ({
+    allowedDestinations: flags.changed('allowed-destinations') ? allowedDestinations.value : null,
+    deniedDestinations: deniedDestinations.value,
+    maxEndpointConnections: maxEndpointConnections.value,
+    maxPendingEndpointDials: maxPendingEndpointDials.value,
+  });
+}
+
+/** The destination policy the options describe (they were validated, so this does not throw). */
+export function destinationPolicyFromOptions(options: AgentExtensionOptions): DestinationPolicy {
+  return DestinationPolicy.fromEntries(options.allowedDestinations, options.deniedDestinations);
 }
 
 function validateAgentExtensionOptions(options: AgentOptions): string | undefined {
-  void options;
+  if (options.allowedDestinations !== null && options.allowedDestinations.every((e) => e.trim() === '')) {
+    return `${ALLOWED_DESTINATIONS_FLAG} is empty: leave it out to allow every destination, or list at least one entry`;
+  }
+  try {
+    destinationPolicyFromOptions(options);
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+  if (options.maxEndpointConnections < 0) return `--max-endpoint-connections ${options.maxEndpointConnections} must be 0 (unlimited) or more`;
+  if (options.maxPendingEndpointDials < 0) return `--max-pending-endpoint-dials ${options.maxPendingEndpointDials} must be 0 (unlimited) or more`;
   return undefined;
 }
 

@@ -8,7 +8,9 @@ import { createAgentMetrics, type AgentMetrics } from '../observability/agent-me
 import { silentLogger, type Logger } from '../observability/logger.ts';
 import { AGENT_DEFAULTS, proxyServerAddresses, type AgentConfig } from './agent-config.ts';
 import { createAgentTsMetrics, type AgentTsMetrics } from './agent-ts-metrics.ts';
-import { createTcpEndpointDialer, type EndpointDialer } from './endpoint-dialer.ts';
+import { createPolicyEndpointDialer, DestinationPolicy } from './destination-policy.ts';
+import type { EndpointDialer } from './endpoint-dialer.ts';
+import { createAgentLimitMetrics, EndpointLimits, type AgentLimitMetrics } from './endpoint-limits.ts';
 import { createServerDialer, type AgentTlsMaterial, type ServerDialer } from './server-dialer.ts';
 import type { ServerCounter } from './server-count.ts';
 import { ServerLink } from './server-link.ts';
@@ -44,6 +46,10 @@ export class KonnectivityAgent {
   readonly config: AgentConfig;
   readonly metrics: AgentMetrics;
   readonly tsMetrics: AgentTsMetrics;
+  /** Destination-policy denials and limit rejections (konnectivity-ts). */
+  readonly limitMetrics: AgentLimitMetrics;
+  /** Agent-wide endpoint bounds; set once started. */
+  endpointLimits: EndpointLimits | null = null;
   /** Called after every sync attempt; set before `start()`. */
   onSync: (outcome: SyncOutcome, error?: Error) => void = () => {};
 
@@ -58,6 +64,7 @@ export class KonnectivityAgent {
     this.logger = deps.logger ?? silentLogger;
     this.metrics = deps.metrics ?? createAgentMetrics();
     this.tsMetrics = createAgentTsMetrics(this.metrics.registry);
+    this.limitMetrics = createAgentLimitMetrics(this.metrics.registry);
   }
 
   /** Loads TLS material and starts connecting; rejects on bad configuration only. */
@@ -77,7 +84,7 @@ export class KonnectivityAgent {
         flowWindowBytes: config.flowWindowBytes ?? AGENT_DEFAULTS.flowWindowBytes,
       });
     }
-    const dialEndpoint = this.deps.dialEndpoint ?? createTcpEndpointDialer({ timeoutMs: config.endpointDialTimeoutMs ?? AGENT_DEFAULTS.endpointDialTimeoutMs });
+    const dialEndpoint = this.endpointDialer();
     const linkOptions = {
       dialEndpoint,
       maxEndpointBufferedBytes: config.maxEndpointBufferedBytes ?? AGENT_DEFAULTS.maxEndpointBufferedBytes,
@@ -105,6 +112,31 @@ export class KonnectivityAgent {
     if (this.stopped) return;
     this.logger.info('agent starting', { agentID: config.agentID, proxyServer: `${config.proxyServerHost}:${config.proxyServerPort}` });
     links.start();
+  }
+
+  /** The endpoint dialer: destination policy in front of TCP, and the agent-wide limits around both. */
+  private endpointDialer(): EndpointDialer {
+    const config = this.config;
+    const policy = config.destinationPolicy ?? new DestinationPolicy(null);
+    if (this.deps.dialEndpoint && !policy.allowsEverything) {
+      throw new Error('a destination policy is enforced by the built-in TCP dialer; it cannot be combined with a replacement dialEndpoint');
+    }
+    const dial =
+      this.deps.dialEndpoint ??
+      createPolicyEndpointDialer({
+        policy,
+        timeoutMs: config.endpointDialTimeoutMs ?? AGENT_DEFAULTS.endpointDialTimeoutMs,
+        onDenied: (address, denial) => {
+          this.limitMetrics.policyDenials.inc({ reason: denial.reason });
+          this.logger.warn('dial refused by destination policy', { address, reason: denial.reason, rule: denial.rule, resolvedAddress: denial.address });
+        },
+      });
+    this.endpointLimits = new EndpointLimits({
+      maxConnections: config.maxEndpointConnections ?? AGENT_DEFAULTS.maxEndpointConnections,
+      maxPendingDials: config.maxPendingEndpointDials ?? AGENT_DEFAULTS.maxPendingEndpointDials,
+      metrics: this.limitMetrics,
+    });
+    return this.endpointLimits.wrap(dial);
   }
 
   /** Ready when at least one proxy-server connection is usable (upstream's `server-connected` check). */

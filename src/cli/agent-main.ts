@@ -6,7 +6,7 @@
 import type { Writable } from 'node:stream';
 import type { AgentConfig } from '../agent/agent-config.ts';
 import { AgentHttpServers, pingCheck, serverConnectedCheck } from '../agent/agent-http-server.ts';
-import { agentUsage, parseAgentOptions, type AgentOptions } from '../agent/agent-options.ts';
+import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, type AgentOptions } from '../agent/agent-options.ts';
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
 import { OptionsError } from '../flags/options-error.ts';
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
@@ -30,6 +30,9 @@ export function agentConfigFromOptions(o: AgentOptions): AgentConfig {
     syncForever: o.syncForever,
     keepaliveTimeMs: o.keepaliveTimeMs,
     serverCountSource: o.serverCountSource === 'max' ? 'max' : 'default',
+    destinationPolicy: destinationPolicyFromOptions(o),
+    maxEndpointConnections: o.maxEndpointConnections,
+    maxPendingEndpointDials: o.maxPendingEndpointDials,
   };
 }
 
