@@ -7,7 +7,6 @@
 import type { ProxyServerAddress } from './server-dialer.ts';
 import type { ServerCountSource } from './server-count.ts';
 import type { DestinationPolicy } from './destination-policy.ts';
-import type { DestinationPolicy } from './destination-policy.ts';
 import { DEFAULT_FLOW_WINDOW_BYTES } from '../protocol/flow-control.ts';
 
 export interface AgentConfig {
@@ -67,15 +66,6 @@ export interface AgentConfig {
   /** `--max-pending-endpoint-dials`: endpoint dials in progress, agent-wide (default 1000, 0 = unlimited). */
   maxPendingEndpointDials?: number;
   /**
-   * `--allowed-destinations` / `--denied-destinations` (konnectivity-ts):
-   * which endpoints DIAL_REQs may reach. Absent: every destination, as upstream.
-   */
-  destinationPolicy?: DestinationPolicy;
-  /** `--max-endpoint-connections`: endpoint sockets open or being dialed, agent-wide (default 10000, 0 = unlimited). */
-  maxEndpointConnections?: number;
-  /** `--max-pending-endpoint-dials`: endpoint dials in progress, agent-wide (default 1000, 0 = unlimited). */
-  maxPendingEndpointDials?: number;
-  /**
    * Per-connection window offered to proxy-servers for the konnectivity-ts
    * flow-control extension (docs/design/flow-control.md); 0 = never offer.
    * Upstream servers ignore the offer.
@@ -92,8 +82,6 @@ export const AGENT_DEFAULTS = {
   maxEndpointBufferedBytes: 8 * 1024 * 1024,
   endpointCloseLingerMs: 30_000,
   endpointDialTimeoutMs: 5_000,
-  maxEndpointConnections: 10_000,
-  maxPendingEndpointDials: 1_000,
   maxEndpointConnections: 10_000,
   maxPendingEndpointDials: 1_000,
   flowWindowBytes: DEFAULT_FLOW_WINDOW_BYTES,
