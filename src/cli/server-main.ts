@@ -5,10 +5,13 @@
  */
 import type { Writable } from 'node:stream';
 import { OptionsError } from '../flags/options-error.ts';
+import { KubeClient } from '../kube/kube-client.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
+import { ServerLeaseController } from '../server/lease-controller.ts';
 import { parseServerOptions, serverUsage, type ServerOptions } from '../server/server-options.ts';
 import { nodeMinTlsVersion, opensslCipherList } from '../server/tls-names.ts';
+import { TokenReviewAuthenticator } from '../server/token-authenticator.ts';
 
 export function serverConfigFromOptions(o: ServerOptions, logger: Logger): ServerConfig {
   const minVersion = o.tlsMinVersion ? nodeMinTlsVersion(o.tlsMinVersion) : 'TLSv1.2';
@@ -56,8 +59,6 @@ const processIO: ServerProcess = {
 };
 
 function notImplementedWarnings(o: ServerOptions, logger: Logger): void {
-  if (o.agentNamespace) logger.warn('token authentication (--agent-namespace …) is not implemented yet: agents are NOT authenticated by token');
-  if (o.enableLeaseController) logger.warn('--enable-lease-controller is not implemented yet');
   if (o.enableProfiling) logger.warn('--enable-profiling is accepted but no profiling endpoints are served yet');
 }
 
@@ -78,18 +79,52 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   const logger = io.logger ?? createLogger({ verbosity: options.v, component: 'konnectivity-server' });
   for (const warning of options.warnings ?? []) logger.warn(warning);
   notImplementedWarnings(options, logger);
-  if (options.agentNamespace) {
-    // Refuse rather than run unauthenticated when the operator asked for token auth.
-    logger.error('refusing to start: token authentication was requested but is not implemented in this build');
-    return 1;
+  // The Kubernetes client exists only for token auth and the lease controller, as upstream.
+  let kube: KubeClient | undefined;
+  if (options.needsKubernetesClient) {
+    try {
+      kube = KubeClient.fromFlags({
+        kubeconfigPath: options.kubeconfig,
+        qps: options.kubeconfigQps,
+        burst: options.kubeconfigBurst,
+        contentType: options.kubeApiContentType,
+        env: io.env,
+        logger: logger.child({ component: 'kube-client' }),
+      });
+    } catch (err) {
+      logger.error('failed to create the Kubernetes client', { error: err instanceof Error ? err.message : String(err) });
+      return 1;
+    }
   }
+  const authenticator =
+    kube && options.tokenAuthEnabled
+      ? new TokenReviewAuthenticator({
+          reviewer: kube,
+          namespace: options.agentNamespace,
+          serviceAccount: options.agentServiceAccount,
+          audience: options.authenticationAudience,
+          logger,
+        })
+      : undefined;
   let server: KonnectivityServer;
   try {
-    server = new KonnectivityServer(serverConfigFromOptions(options, logger));
+    server = new KonnectivityServer({ ...serverConfigFromOptions(options, logger), ...(authenticator ? { authenticator } : {}) });
     await server.start();
   } catch (err) {
     logger.error('server failed to start', { error: err instanceof Error ? err.message : String(err) });
     return 1;
+  }
+  let leases: ServerLeaseController | undefined;
+  if (kube && options.enableLeaseController) {
+    leases = new ServerLeaseController({
+      client: kube,
+      serverId: options.serverId,
+      namespace: options.leaseNamespace,
+      labels: options.leaseLabels,
+      metrics: server.metrics,
+      logger: logger.child({ component: 'lease-controller' }),
+    });
+    leases.start();
   }
   return new Promise<number>((resolve) => {
     let signals = 0;
@@ -97,7 +132,11 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
       signals++;
       if (signals === 1) {
         logger.info('received shutdown signal', { signal, gracePeriodMs: options.gracefulShutdownTimeoutMs });
-        server.stop().then(() => resolve(0), () => resolve(1));
+        // As upstream: the servers stop first, then this server's Lease is deleted.
+        server
+          .stop()
+          .then(() => leases?.stop())
+          .then(() => resolve(0), () => resolve(1));
       } else {
         logger.info('received second shutdown signal; exiting now', { signal });
         resolve(1);

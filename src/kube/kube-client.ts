@@ -96,6 +96,8 @@ export interface WatchOptions {
   /** Asks the apiserver to end the watch after this long (it then closes cleanly). */
   timeoutSeconds?: number;
   signal?: AbortSignal;
+  /** Called once the apiserver accepted the watch (HTTP 200), before any event. */
+  onEstablished?: () => void;
 }
 
 /** A per-request HTTP library that attaches the request's abort signal (the generated API has no signal parameter). */
@@ -304,7 +306,9 @@ export class KubeClient {
       new Watch(this.kubeConfig).watch(path, query, onWatchEvent, onDone).then(
         (c) => {
           controller = c;
+          // The library resolves here after a non-200 answer too, having already reported it through onDone.
           if (settled) c.abort();
+          else options.onEstablished?.();
         },
         (err: unknown) => settle(toKubeApiError(err, what)),
       );
