@@ -12,6 +12,18 @@ import type { DialFailureReason, ServerMetrics } from '../observability/server-m
 import type { AgentIdentifiers } from './agent-identifiers.ts';
 import { BackendRegistry, type ProxyStrategyName, type RoutableBackend } from './backend-registry.ts';
 import { ConnectionCredit } from '../protocol/flow-control.ts';
+import {
+  IdleSweeper,
+  connectionsPerAgentError,
+  createServerLimitMetrics,
+  idleConnectionError,
+  pendingDialsPerAgentError,
+  pendingDialsPerFrontendError,
+  resolveServerLimits,
+  type ServerLimitMetrics,
+  type ServerLimitName,
+  type ServerLimits,
+} from './limits.ts';
 
 /** What the router needs from a frontend transport (gRPC Proxy stream or HTTP-CONNECT socket). */
 export interface FrontendPeer {
@@ -43,6 +55,8 @@ export interface ProxyRouterOptions {
    */
   maxFrontendBufferBytes: number;
   random?: () => number;
+  /** konnectivity-ts exhaustion bounds (limits.ts); defaults apply to what is left out. */
+  limits?: Partial<ServerLimits>;
 }
 
 interface EstablishedConnection {
@@ -92,6 +106,8 @@ export class Backend implements RoutableBackend {
   readonly connectedAt = Date.now();
   draining = false;
   readonly connections = new Map<bigint, EstablishedConnection>();
+  /** Dials forwarded to this agent stream and not answered yet. */
+  pendingDials = 0;
   /** Frontends paused because this agent stream was backpressured. */
   readonly pausedFrontends = new Set<FrontendSession>();
   closed = false;
@@ -147,9 +163,16 @@ export class ProxyRouter {
   /** Connections closed because their frontend stopped reading (a konnectivity-ts addition). */
   stalledFrontendCloses = 0;
   private readonly count: Record<'fromAgent' | 'toAgent' | 'fromClient' | 'toClient', PacketCounter>;
+  readonly limits: ServerLimits;
+  readonly limitMetrics: ServerLimitMetrics;
+  private readonly idleSweeper: IdleSweeper<EstablishedConnection> | null;
+  private idleTimer: NodeJS.Timeout | null = null;
 
   constructor(options: ProxyRouterOptions) {
     this.options = options;
+    this.limits = resolveServerLimits(options.limits);
+    this.limitMetrics = createServerLimitMetrics(options.metrics.registry);
+    this.idleSweeper = this.limits.idleConnectionTimeoutMs > 0 ? new IdleSweeper(this.limits.idleConnectionTimeoutMs) : null;
     this.metrics = options.metrics;
     this.log = options.logger;
     this.registry = new BackendRegistry<Backend>(options.strategies, options.random);
@@ -321,6 +344,7 @@ export class ProxyRouter {
     fe.connections.add(conn);
     this.established++;
     this.metrics.establishedConnections.set(this.established);
+    this.startIdleSweep();
     this.metrics.dialDuration.observe((performance.now() - dial.startedAt) / 1000);
     fe.peer.dialResponse(random, connectID, '');
   }
@@ -403,6 +427,10 @@ export class ProxyRouter {
   }
 
   private onDialRequest(fe: FrontendSession, random: bigint, address: string, protocol: string): void {
+    const lim = this.limits;
+    if (lim.maxPendingDialsPerFrontend > 0 && fe.pending.size >= lim.maxPendingDialsPerFrontend) {
+      return this.refuseDial(fe, random, address, 'pending_dials_per_frontend', pendingDialsPerFrontendError(lim.maxPendingDialsPerFrontend));
+    }
     const b = this.registry.pick(address);
     if (!b) {
       this.metrics.dialFailures.inc({ reason: 'no_agent' });
@@ -410,10 +438,17 @@ export class ProxyRouter {
       fe.stopped = true;
       return;
     }
+    if (lim.maxPendingDialsPerAgent > 0 && b.pendingDials >= lim.maxPendingDialsPerAgent) {
+      return this.refuseDial(fe, random, address, 'pending_dials_per_agent', pendingDialsPerAgentError(b.agentId, lim.maxPendingDialsPerAgent));
+    }
+    if (lim.maxConnectionsPerAgent > 0 && b.connections.size + b.pendingDials >= lim.maxConnectionsPerAgent) {
+      return this.refuseDial(fe, random, address, 'connections_per_agent', connectionsPerAgentError(b.agentId, lim.maxConnectionsPerAgent));
+    }
     fe.backend = b;
     const dial: PendingDial = { random, frontend: fe, backend: b, address, startedAt: performance.now(), timer: null };
     this.pending.set(random, dial);
     fe.pending.add(random);
+    b.pendingDials++;
     this.metrics.pendingBackendDials.set(this.pending.size);
     if (this.options.backendDialTimeoutMs > 0) {
       dial.timer = setTimeout(() => {
@@ -444,6 +479,52 @@ export class ProxyRouter {
     fe.backend?.pausedFrontends.delete(fe);
   }
 
+  // --- limits (konnectivity-ts) ----------------------------------------------
+
+  /** Answers one dial with a limit error; the frontend stream stays usable. */
+  private refuseDial(fe: FrontendSession, random: bigint, address: string, limit: ServerLimitName, error: string): void {
+    this.limitMetrics.rejected(limit);
+    if (this.log.enabled(2)) this.log.v(2, 'dial refused: limit reached', { random, address, limit });
+    fe.peer.dialResponse(random, 0n, error);
+  }
+
+  private startIdleSweep(): void {
+    if (this.idleTimer || !this.idleSweeper) return;
+    this.idleTimer = setInterval(() => this.sweepIdle(), this.idleSweeper.intervalMs);
+    this.idleTimer.unref();
+  }
+
+  /**
+   * Closes connections without traffic for --idle-connection-timeout. Runs
+   * on a timer while connections exist; `now` is for tests.
+   */
+  sweepIdle(now = Date.now()): void {
+    if (!this.idleSweeper) return;
+    if (this.established === 0 && this.idleTimer) {
+      clearInterval(this.idleTimer);
+      this.idleTimer = null;
+      return;
+    }
+    const all = [...this.backends].flatMap((b) => [...b.connections.values()]);
+    this.idleSweeper.sweep(all, now, (conn) => this.closeIdle(conn));
+  }
+
+  private closeIdle(conn: EstablishedConnection): void {
+    this.limitMetrics.idleClosed();
+    const fe = conn.frontend;
+    if (fe === null) {
+      // Closed on our side long ago and the agent never confirmed: forget it.
+      conn.backend.connections.delete(conn.connectID);
+      this.finishConnection(conn);
+      return;
+    }
+    this.log.v(2, 'closing idle connection', { connectID: conn.connectID, agentID: conn.backend.agentId });
+    fe.connections.delete(conn);
+    conn.frontend = null;
+    this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
+    fe.peer.closeResponse(conn.connectID, idleConnectionError(this.limits.idleConnectionTimeoutMs));
+  }
+
   // --- helpers ---------------------------------------------------------------
 
   private takePending(random: bigint): PendingDial | undefined {
@@ -451,6 +532,7 @@ export class ProxyRouter {
     if (!dial) return undefined;
     this.pending.delete(random);
     dial.frontend.pending.delete(random);
+    dial.backend.pendingDials--;
     if (dial.timer) clearTimeout(dial.timer);
     this.metrics.pendingBackendDials.set(this.pending.size);
     return dial;

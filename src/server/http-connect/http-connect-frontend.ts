@@ -13,6 +13,7 @@ import type { ServerMetrics } from '../../observability/server-metrics.ts';
 import { AGENT_GONE_ERROR, BACKEND_DIAL_TIMEOUT_ERROR, NO_AGENT_ERROR, type FrontendPeer, type FrontendSession, type ProxyRouter } from '../proxy-router.ts';
 import { ConnectRequestParser } from './connect-request-parser.ts';
 import * as responses from './connect-responses.ts';
+import { isServerLimitError, limitReachedResponse } from '../limits.ts';
 
 export interface HttpConnectFrontendOptions {
   router: ProxyRouter;
@@ -67,7 +68,10 @@ export class HttpConnectFrontend {
     let established = false;
     let pipelined: Uint8Array = new Uint8Array(0);
     // Go's ReadHeaderTimeout closes the connection without a response.
-    const headerTimer = setTimeout(() => socket.destroy(), this.options.headerTimeoutMs ?? 60_000);
+    const headerTimer = setTimeout(() => {
+      router.limitMetrics.rejected('http_connect_header_timeout');
+      socket.destroy();
+    }, this.options.headerTimeoutMs ?? 60_000);
     headerTimer.unref();
 
     const closeSocket = (): void => {
@@ -86,6 +90,7 @@ export class HttpConnectFrontend {
           if (error === NO_AGENT_ERROR) failDial(responses.noTunnelsAvailable(error));
           else if (error === BACKEND_DIAL_TIMEOUT_ERROR) failDial(responses.backendDialTimeout(error));
           else if (error === AGENT_GONE_ERROR) failDial(responses.backendContextError(error));
+          else if (isServerLimitError(error)) failDial(limitReachedResponse(error));
           else failDial(responses.dialFailed(error));
           return;
         }
@@ -121,6 +126,7 @@ export class HttpConnectFrontend {
       if (result.kind === 'need-more') return;
       clearTimeout(headerTimer);
       if (result.kind === 'error') {
+        if (result.status === 431) router.limitMetrics.rejected('http_connect_header_bytes');
         failDial(responses.parseError(result));
         return;
       }
