@@ -72,6 +72,14 @@ export declare type Packet = Message<"Packet"> & {
      */
     value: Drain;
     case: "drain";
+  } | {
+    /**
+     * konnectivity-ts extension, see FLOW_CREDIT
+     *
+     * @generated from field: FlowCredit flowCredit = 64;
+     */
+    value: FlowCredit;
+    case: "flowCredit";
   } | { case: undefined; value?: undefined };
 };
 
@@ -199,6 +207,30 @@ export declare type Drain = Message<"Drain"> & {
 export declare const DrainSchema: GenMessage<Drain>;
 
 /**
+ * Per-connection credit: the receiver of DATA for connectID may accept
+ * `bytes` more payload bytes.
+ *
+ * @generated from message FlowCredit
+ */
+export declare type FlowCredit = Message<"FlowCredit"> & {
+  /**
+   * @generated from field: int64 connectID = 1;
+   */
+  connectID: bigint;
+
+  /**
+   * @generated from field: int64 bytes = 2;
+   */
+  bytes: bigint;
+};
+
+/**
+ * Describes the message FlowCredit.
+ * Use `create(FlowCreditSchema)` to create a new message.
+ */
+export declare const FlowCreditSchema: GenMessage<FlowCredit>;
+
+/**
  * @generated from message Data
  */
 export declare type Data = Message<"Data"> & {
@@ -262,6 +294,14 @@ export enum PacketType {
    * @generated from enum value: DRAIN = 6;
    */
   DRAIN = 6,
+
+  /**
+   * konnectivity-ts extension: sent only on agent streams whose peers both
+   * negotiated "konnectivity-ts-flow-control" metadata (docs/design/flow-control.md).
+   *
+   * @generated from enum value: FLOW_CREDIT = 64;
+   */
+  FLOW_CREDIT = 64,
 }
 
 /**
