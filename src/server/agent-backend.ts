@@ -67,14 +67,17 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
       stream.onPacket = (p) => router.handleBackendPacket(backend, p);
       stream.onDrain = () => router.backendDrained(backend);
       stream.onProtocolError = (err) => {
-        metrics.streamErrors.inc({ segment: 'from_agent', code: 'Internal', packet_type: 'Unknown' });
+        // grpc-go: an oversized message is ResourceExhausted, bytes that do not parse are Internal.
+        const tooLarge = err.code === 'message_too_large';
+        metrics.streamErrors.inc({ segment: 'from_agent', code: tooLarge ? 'ResourceExhausted' : 'Internal', packet_type: 'Unknown' });
         if (err.code === 'unknown_packet_type') {
           logger.v(2, 'ignoring packet of unknown type from agent', { agentID: agentId, error: err.message });
           return;
         }
         logger.warn('malformed packet from agent; ending its stream', { agentID: agentId, error: err.message });
         router.removeBackend(backend);
-        call.finish(GrpcCode.INTERNAL, `grpc: error unmarshalling request: ${err.message}`);
+        if (tooLarge) call.finish(GrpcCode.RESOURCE_EXHAUSTED, err.message);
+        else call.finish(GrpcCode.INTERNAL, `grpc: error unmarshalling request: ${err.message}`);
       };
       stream.onRemoteEnd = () => {
         router.removeBackend(backend);

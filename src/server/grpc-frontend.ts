@@ -32,14 +32,17 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
     stream.onPacket = (p) => session.handlePacket(p);
     stream.onDrain = () => session.writable();
     stream.onProtocolError = (err) => {
-      metrics.streamErrors.inc({ segment: 'from_client', code: 'Internal', packet_type: 'Unknown' });
+      // grpc-go: an oversized message is ResourceExhausted, bytes that do not parse are Internal.
+      const tooLarge = err.code === 'message_too_large';
+      metrics.streamErrors.inc({ segment: 'from_client', code: tooLarge ? 'ResourceExhausted' : 'Internal', packet_type: 'Unknown' });
       if (err.code === 'unknown_packet_type') {
         logger.v(2, 'ignoring packet of unknown type from frontend', { error: err.message });
         return;
       }
       logger.warn('malformed packet from frontend; ending its stream', { error: err.message });
       session.end();
-      call.finish(GrpcCode.INTERNAL, `grpc: error unmarshalling request: ${err.message}`);
+      if (tooLarge) call.finish(GrpcCode.RESOURCE_EXHAUSTED, err.message);
+      else call.finish(GrpcCode.INTERNAL, `grpc: error unmarshalling request: ${err.message}`);
     };
     stream.onRemoteEnd = () => {
       session.end();
