@@ -8,7 +8,9 @@ import type { AgentConfig } from '../agent/agent-config.ts';
 import { AgentHttpServers, pingCheck, serverConnectedCheck } from '../agent/agent-http-server.ts';
 import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, type AgentOptions } from '../agent/agent-options.ts';
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
+import { ServerLeaseCounter } from '../agent/lease-counter.ts';
 import { OptionsError } from '../flags/options-error.ts';
+import { KubeClient } from '../kube/kube-client.ts';
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 
@@ -60,7 +62,6 @@ const processIO: AgentProcess = {
 
 function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
   if (o.enableProfiling) logger.warn('--enable-profiling is accepted but konnectivity-ts serves no /debug/pprof endpoints');
-  if (o.countServerLeases) logger.warn('--count-server-leases is not implemented yet; the server count comes from servercount headers');
   if (o.xfrChannelSize !== 150 || o.warnOnChannelLimit) {
     logger.info('--xfr-channel-size/--warn-on-channel-limit have no effect: connections are buffered by bytes, not packets, and never block the stream');
   }
@@ -86,7 +87,18 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   notImplementedWarnings(options, logger);
 
   const metrics = createAgentMetrics();
-  const agent = new KonnectivityAgent(agentConfigFromOptions(options), { logger, metrics });
+  // --count-server-leases: the server count follows the servers' Leases (the only use of --kubeconfig).
+  let leaseCounter: ServerLeaseCounter | undefined;
+  if (options.countServerLeases) {
+    try {
+      const kube = KubeClient.fromFlags({ kubeconfigPath: options.kubeconfig, contentType: options.kubeApiContentType, env: io.env, logger: logger.child({ component: 'kube-client' }) });
+      leaseCounter = new ServerLeaseCounter({ client: kube, namespace: options.leaseNamespace, selector: options.leaseLabelSelector, metrics, logger: logger.child({ component: 'lease-counter' }) });
+    } catch (err) {
+      logger.error('failed to create the Kubernetes client for --count-server-leases', { error: err instanceof Error ? err.message : String(err) });
+      return 1;
+    }
+  }
+  const agent = new KonnectivityAgent(agentConfigFromOptions(options), { logger, metrics, ...(leaseCounter ? { leaseCounter } : {}) });
   const http = new AgentHttpServers({
     healthHost: options.healthServerHost,
     healthPort: options.healthServerPort,
@@ -114,16 +126,17 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   });
 
   try {
+    leaseCounter?.start();
     await agent.start();
     await http.start();
   } catch (err) {
     logger.error('agent failed to start', { error: err instanceof Error ? err.message : String(err) });
-    await Promise.allSettled([agent.stop(), http.close()]);
+    await Promise.allSettled([agent.stop(), http.close(), leaseCounter?.stop()]);
     return 1;
   }
   io.onReady?.({ health: http.healthPort, admin: http.adminPort });
   await stopped;
-  await Promise.allSettled([http.close(), agent.stop()]);
+  await Promise.allSettled([http.close(), agent.stop(), leaseCounter?.stop()]);
   logger.v(1, 'agent stopped');
   return 0;
 }
