@@ -28,7 +28,7 @@ export function createServerHealthServer(source: HealthSource, registry: Registr
         return reply(res, 200, 'ok');
       case '/readyz':
       case '/ready':
-        return source.ready() ? reply(res, 200, 'ok') : reply(res, 500, 'no connection to any proxy agent\n');
+        return source.ready() ? reply(res, 200, 'ok') : reply(res, 500, 'no connection to any proxy agent');
       case '/metrics':
         void serveMetrics(registry, res);
         return;
