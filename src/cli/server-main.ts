@@ -36,6 +36,7 @@ export function serverConfigFromOptions(o: ServerOptions, logger: Logger): Serve
     frontendKeepaliveTimeMs: o.frontendKeepaliveTimeMs,
     backendDialTimeoutMs: o.backendDialTimeoutMs,
     gracefulShutdownTimeoutMs: o.gracefulShutdownTimeoutMs,
+    limits: o.limits,
     logger,
   };
 }

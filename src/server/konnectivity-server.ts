@@ -18,6 +18,7 @@ import { ProxyRouter } from './proxy-router.ts';
 import { serverTlsOptions, type TlsFiles } from './tls-context.ts';
 import { recordRawHeaders } from './token-authenticator.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
+import type { ServerLimits } from './limits.ts';
 
 export type FrontendListen =
   | { transport: 'unix'; path: string; deleteExisting: boolean }
@@ -37,6 +38,8 @@ export interface ServerConfig {
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
   maxFrontendBufferBytes?: number;
+  /** konnectivity-ts exhaustion bounds (limits.ts); defaults for what is left out. */
+  limits?: Partial<ServerLimits>;
   authenticator?: AgentAuthenticator;
   logger?: Logger;
   metrics?: ServerMetrics;
@@ -79,10 +82,14 @@ export class KonnectivityServer {
       logger: this.logger,
       backendDialTimeoutMs: config.backendDialTimeoutMs,
       maxFrontendBufferBytes: config.maxFrontendBufferBytes ?? DEFAULT_MAX_FRONTEND_BUFFER_BYTES,
+      ...(config.limits ? { limits: config.limits } : {}),
     });
+    const limits = this.router.limits;
+    const stream = { maxReceiveMessageBytes: limits.maxGrpcReceiveMessageBytes };
     this.agentServer = new GrpcServer({
       tls: serverTlsOptions(config.agent.tls),
       keepaliveTimeMs: config.keepaliveTimeMs,
+      stream,
       handlers: {
         '/AgentService/Connect': createAgentServiceHandler(this.router, this.metrics, this.logger, {
           serverId: config.serverId,
@@ -99,10 +106,20 @@ export class KonnectivityServer {
       this.grpcFrontend = new GrpcServer({
         ...(frontendTls ? { tls: frontendTls } : {}),
         keepaliveTimeMs: config.frontendKeepaliveTimeMs,
+        stream,
         handlers: { '/ProxyService/Proxy': createProxyServiceHandler(this.router, this.metrics, this.logger) },
       });
     } else {
-      this.httpFrontend = new HttpConnectFrontend({ router: this.router, metrics: this.metrics, logger: this.logger, ...(frontendTls ? { tls: frontendTls } : {}), accepting: () => this.accepting });
+      this.httpFrontend = new HttpConnectFrontend({
+        router: this.router,
+        metrics: this.metrics,
+        logger: this.logger,
+        ...(frontendTls ? { tls: frontendTls } : {}),
+        accepting: () => this.accepting,
+        maxHeaderBytes: limits.httpConnectMaxHeaderBytes,
+        // 0 turns the header timeout off (the longest timer Node allows).
+        headerTimeoutMs: limits.httpConnectHeaderTimeoutMs > 0 ? limits.httpConnectHeaderTimeoutMs : 2 ** 31 - 1,
+      });
     }
     this.healthServer = createServerHealthServer({ ready: () => this.router.registry.ready }, this.metrics.registry);
     this.adminServer = createServerAdminServer(this.metrics.registry);

@@ -11,6 +11,7 @@ import { goQuote } from '../flags/go-strconv.ts';
 import { registerKlogFlags, type KlogOptions } from '../flags/klog-flags.ts';
 import { OptionsError } from '../flags/options-error.ts';
 import { acceptedGoCipherSuites, goTlsVersionToNode } from './tls-names.ts';
+import { SERVER_LIMIT_DEFAULTS, type ServerLimits } from './limits.ts';
 
 export type ProxyStrategy = 'default' | 'destHost' | 'defaultRoute';
 export type ServerMode = 'grpc' | 'http-connect';
@@ -332,16 +333,48 @@ function validateUpstreamServerOptions(o: RawServerFlags, warnings: string[]): s
 
 export const SERVER_EXTENSIONS_GROUP = 'konnectivity-ts extensions';
 
-// Empty until the first extension flag is added.
-export interface ServerExtensionOptions {}
+export interface ServerExtensionOptions {
+  /** Exhaustion bounds (limits.ts); each 0 = unlimited/off except the two byte sizes, which must be > 0. */
+  readonly limits: ServerLimits;
+}
 
 function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOptions {
-  void flags; // e.g. flags.bool('some-extension', false, 'help', { group: SERVER_EXTENSIONS_GROUP })
-  return () => ({});
+  const group = { group: SERVER_EXTENSIONS_GROUP };
+  const d = SERVER_LIMIT_DEFAULTS;
+  const perFrontend = flags.int('max-pending-dials-per-frontend', d.maxPendingDialsPerFrontend, 'Dials awaiting an agent answer on one frontend stream (kube-apiserver sends one); further dials on it are refused. 0 = unlimited.', group);
+  const perAgentPending = flags.int('max-pending-dials-per-agent', d.maxPendingDialsPerAgent, 'Dials awaiting an answer from one agent; further dials routed to it are refused. 0 = unlimited.', group);
+  const perAgentConnections = flags.int('max-connections-per-agent', d.maxConnectionsPerAgent, 'Connections open or pending through one agent; further dials routed to it are refused. 0 = unlimited.', group);
+  const idleTimeout = flags.duration('idle-connection-timeout', '0', 'Close a tunnelled connection after this long without data in either direction. 0 = never (exec, logs -f and watches may idle for hours).', group);
+  const headerBytes = flags.int('http-connect-max-header-bytes', d.httpConnectMaxHeaderBytes, 'Largest CONNECT request head accepted (HTTP-CONNECT mode), answered with 431 beyond; kube-apiserver sends about 60 bytes.', group);
+  const headerTimeout = flags.duration('http-connect-header-timeout', '60s', 'Time a client has to send its CONNECT request head (HTTP-CONNECT mode) before the connection is closed. 0 = no limit.', group);
+  const grpcMessage = flags.int('max-grpc-receive-message-bytes', d.maxGrpcReceiveMessageBytes, 'Largest gRPC message accepted from a frontend or agent; the stream fails with RESOURCE_EXHAUSTED beyond (grpc-go default 4 MiB).', group);
+  return () => ({
+    limits: {
+      maxPendingDialsPerFrontend: perFrontend.value,
+      maxPendingDialsPerAgent: perAgentPending.value,
+      maxConnectionsPerAgent: perAgentConnections.value,
+      idleConnectionTimeoutMs: idleTimeout.milliseconds,
+      httpConnectMaxHeaderBytes: headerBytes.value,
+      httpConnectHeaderTimeoutMs: headerTimeout.milliseconds,
+      maxGrpcReceiveMessageBytes: grpcMessage.value,
+    },
+  });
 }
 
 function validateServerExtensionOptions(options: ServerOptions): string | undefined {
-  void options;
+  const l = options.limits;
+  const atLeastZero: Array<[string, number]> = [
+    ['--max-pending-dials-per-frontend', l.maxPendingDialsPerFrontend],
+    ['--max-pending-dials-per-agent', l.maxPendingDialsPerAgent],
+    ['--max-connections-per-agent', l.maxConnectionsPerAgent],
+    ['--idle-connection-timeout', l.idleConnectionTimeoutMs],
+    ['--http-connect-header-timeout', l.httpConnectHeaderTimeoutMs],
+  ];
+  for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
+  if (l.httpConnectMaxHeaderBytes <= 0) return `--http-connect-max-header-bytes ${l.httpConnectMaxHeaderBytes} must be greater than 0`;
+  if (l.maxGrpcReceiveMessageBytes <= 0 || l.maxGrpcReceiveMessageBytes > 2 ** 31 - 1) {
+    return `--max-grpc-receive-message-bytes ${l.maxGrpcReceiveMessageBytes} must be between 1 and 2147483647`;
+  }
   return undefined;
 }
 
