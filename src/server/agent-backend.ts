@@ -70,6 +70,7 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
         // grpc-go: an oversized message is ResourceExhausted, bytes that do not parse are Internal.
         const tooLarge = err.code === 'message_too_large';
         metrics.streamErrors.inc({ segment: 'from_agent', code: tooLarge ? 'ResourceExhausted' : 'Internal', packet_type: 'Unknown' });
+        if (tooLarge) router.limitMetrics.rejected('grpc_message_size');
         if (err.code === 'unknown_packet_type') {
           logger.v(2, 'ignoring packet of unknown type from agent', { agentID: agentId, error: err.message });
           return;
