@@ -6,6 +6,7 @@
 import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import type http from 'node:http';
 import type net from 'node:net';
+import type tls from 'node:tls';
 import { once } from 'node:events';
 import { GrpcServer } from '../grpc/grpc-server.ts';
 import { createServerMetrics, type ServerMetrics } from '../observability/server-metrics.ts';
@@ -15,7 +16,9 @@ import type { ProxyStrategyName } from './backend-registry.ts';
 import { createProxyServiceHandler } from './grpc-frontend.ts';
 import { createServerAdminServer, createServerHealthServer } from './health-endpoints.ts';
 import { ProxyRouter } from './proxy-router.ts';
-import { serverTlsOptions, type TlsFiles } from './tls-context.ts';
+import type { TlsFiles } from './tls-context.ts';
+import { ServerTlsReloading, type ServerTlsListener } from '../tls/server-tls.ts';
+import type { ReloadOutcome } from '../tls/tls-reloader.ts';
 import { recordRawHeaders } from './token-authenticator.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 import type { ServerLimits } from './limits.ts';
@@ -43,6 +46,12 @@ export interface ServerConfig {
   authenticator?: AgentAuthenticator;
   logger?: Logger;
   metrics?: ServerMetrics;
+  /**
+   * How often the TLS files are checked for changes and hot-reloaded into
+   * both listeners (konnectivity-ts `--tls-reload-interval`); 0 loads them
+   * once, as upstream. Default 2 s.
+   */
+  tlsReloadIntervalMs?: number;
 }
 
 export interface BoundAddresses {
@@ -69,6 +78,7 @@ export class KonnectivityServer {
   private readonly httpFrontend: HttpConnectFrontend | null = null;
   private readonly healthServer: http.Server;
   private readonly adminServer: http.Server;
+  private readonly tlsReloading: ServerTlsReloading;
   private accepting = true;
   private bound: BoundAddresses | null = null;
 
@@ -76,6 +86,7 @@ export class KonnectivityServer {
     this.config = config;
     this.logger = config.logger ?? silentLogger;
     this.metrics = config.metrics ?? createServerMetrics();
+    this.tlsReloading = new ServerTlsReloading({ intervalMs: config.tlsReloadIntervalMs, logger: this.logger, registry: this.metrics.registry });
     this.router = new ProxyRouter({
       strategies: config.strategies,
       metrics: this.metrics,
@@ -87,7 +98,7 @@ export class KonnectivityServer {
     const limits = this.router.limits;
     const stream = { maxReceiveMessageBytes: limits.maxGrpcReceiveMessageBytes };
     this.agentServer = new GrpcServer({
-      tls: serverTlsOptions(config.agent.tls),
+      tls: this.tlsReloading.options('agent', config.agent.tls),
       keepaliveTimeMs: config.keepaliveTimeMs,
       stream,
       handlers: {
@@ -101,7 +112,8 @@ export class KonnectivityServer {
     });
     // Token auth must see every `authorization` value (Node's header object keeps only the first).
     if (config.authenticator) this.agentServer.http2.prependListener('stream', recordRawHeaders);
-    const frontendTls = config.frontend.transport === 'tcp' ? serverTlsOptions(config.frontend.tls) : undefined;
+    // The TCP frontend is always mTLS (ANP#853): options() refuses files without a client CA.
+    const frontendTls = config.frontend.transport === 'tcp' ? this.tlsReloading.options('frontend', config.frontend.tls, { requireClientCert: true }) : undefined;
     if (config.mode === 'grpc') {
       this.grpcFrontend = new GrpcServer({
         ...(frontendTls ? { tls: frontendTls } : {}),
@@ -121,6 +133,8 @@ export class KonnectivityServer {
         headerTimeoutMs: limits.httpConnectHeaderTimeoutMs > 0 ? limits.httpConnectHeaderTimeoutMs : 2 ** 31 - 1,
       });
     }
+    this.tlsReloading.attach('agent', this.agentServer.listener as tls.Server);
+    if (frontendTls) this.tlsReloading.attach('frontend', (this.grpcFrontend?.listener ?? this.httpFrontend!.server) as tls.Server);
     this.healthServer = createServerHealthServer({ ready: () => this.router.registry.ready }, this.metrics.registry);
     this.adminServer = createServerAdminServer(this.metrics.registry);
   }
@@ -128,6 +142,14 @@ export class KonnectivityServer {
   get addresses(): BoundAddresses {
     if (!this.bound) throw new Error('server not started');
     return this.bound;
+  }
+
+  /**
+   * Checks the listeners' TLS files now and reloads those that changed and
+   * validate (the same as a poll tick; works with reloading disabled too).
+   */
+  reloadTls(): Promise<Partial<Record<ServerTlsListener, ReloadOutcome>>> {
+    return this.tlsReloading.reload();
   }
 
   async start(): Promise<BoundAddresses> {
@@ -157,6 +179,7 @@ export class KonnectivityServer {
     const healthPort = await listen(this.healthServer, this.config.health.port, this.config.health.host);
     const adminPort = await listen(this.adminServer, this.config.admin.port, this.config.admin.host);
     this.bound = { frontend, agentPort, healthPort, adminPort };
+    this.tlsReloading.start();
     this.logger.info('konnectivity-server started', { mode: this.config.mode, serverID: this.config.serverId, ...this.bound });
     return this.bound;
   }
@@ -167,6 +190,7 @@ export class KonnectivityServer {
    */
   async stop(gracePeriodMs = this.config.gracefulShutdownTimeoutMs): Promise<void> {
     this.accepting = false;
+    this.tlsReloading.stop();
     const closeHttp = (s: http.Server): Promise<void> => new Promise((resolve) => s.close(() => resolve()));
     if (gracePeriodMs > 0) {
       const graceful = Promise.all([

@@ -1,6 +1,6 @@
 /** Builds Node TLS server options from PEM file paths, with upstream's TLS knobs. */
-import { readFileSync } from 'node:fs';
 import type { SecureVersion, TlsOptions } from 'node:tls';
+import { loadServerTlsOptions } from '../tls/server-tls.ts';
 
 export interface TlsFiles {
   certPath: string;
@@ -12,17 +12,12 @@ export interface TlsFiles {
   ciphers?: string;
 }
 
+/**
+ * Server options for files read now. The material is validated first
+ * (complete PEM blocks, the key matching the certificate, a parseable CA
+ * bundle); invalid material throws a TlsMaterialError. KonnectivityServer
+ * uses src/tls/server-tls.ts directly, which also hot-reloads the files.
+ */
 export function serverTlsOptions(files: TlsFiles): TlsOptions {
-  const opts: TlsOptions = {
-    cert: readFileSync(files.certPath),
-    key: readFileSync(files.keyPath),
-    minVersion: files.minVersion ?? 'TLSv1.2',
-  };
-  if (files.ciphers) opts.ciphers = files.ciphers;
-  if (files.clientCaPath) {
-    opts.ca = readFileSync(files.clientCaPath);
-    opts.requestCert = true;
-    opts.rejectUnauthorized = true;
-  }
-  return opts;
+  return loadServerTlsOptions(files);
 }
