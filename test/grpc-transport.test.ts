@@ -62,3 +62,17 @@ test('unknown method gets UNIMPLEMENTED as a trailers-only response', async () =
   ch.close();
   await server.closeGracefully();
 });
+
+test('repeated metadata keys are seen separately: two agentid values are refused as upstream does', async () => {
+  const { startLocalCluster } = await import('../src/dev/local-cluster.ts');
+  const cluster = await startLocalCluster({ mode: 'grpc', agents: 0 });
+  try {
+    const ch = await GrpcChannel.connect({ transport: 'tls', host: '127.0.0.1', port: cluster.server.addresses.agentPort, tls: { ca: cluster.pki.ca.cert } });
+    const call = ch.openStream('/AgentService/Connect', { agentid: ['a', 'b'] } as unknown as Record<string, string>);
+    await assert.rejects(call.headers, /expected one agent ID/);
+    assert.equal(cluster.server.router.backendList.length, 0);
+    ch.close();
+  } finally {
+    await cluster.close();
+  }
+});

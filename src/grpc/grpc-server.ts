@@ -21,12 +21,23 @@ export class GrpcServerCall {
   private headersSent = false;
   private finished = false;
 
-  constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, streamOptions: PacketStreamOptions) {
+  /** Header name/value pairs as received; Node's header object drops or joins repeated keys. */
+  readonly rawHeaders: readonly string[];
+
+  constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, streamOptions: PacketStreamOptions, rawHeaders: readonly string[] = []) {
     this.h2 = h2;
+    this.rawHeaders = rawHeaders;
     this.method = String(headers[':path']);
     this.metadata = headers;
     this.socket = innerSocket(h2.session!.socket) as Socket | TLSSocket;
     this.stream = new PacketStream(h2, streamOptions);
+  }
+
+  /** Every value sent for a metadata key, in order (gRPC allows repeated keys). */
+  values(key: string): string[] {
+    const out: string[] = [];
+    for (let i = 0; i + 1 < this.rawHeaders.length; i += 2) if (this.rawHeaders[i]!.toLowerCase() === key) out.push(this.rawHeaders[i + 1]!);
+    return out;
   }
 
   /** Metadata value when exactly one was sent, as upstream requires; otherwise undefined. */
@@ -138,7 +149,7 @@ export class GrpcServer {
       startKeepalive(session, options.keepaliveTimeMs);
       options.onSession?.(session);
     });
-    this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       h2.on('error', () => {}); // PacketStream reports errors through onClose
       const contentType = String(headers['content-type'] ?? '');
       if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
@@ -155,7 +166,7 @@ export class GrpcServer {
         h2.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(GrpcCode.UNIMPLEMENTED), 'grpc-message': encodeGrpcMessage(msg) }, { endStream: true });
         return;
       }
-      handler(new GrpcServerCall(h2, headers, options.stream ?? {}));
+      handler(new GrpcServerCall(h2, headers, options.stream ?? {}, rawHeaders));
     });
   }
 

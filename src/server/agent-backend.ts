@@ -27,10 +27,9 @@ export interface AgentBackendOptions {
   flowWindowBytes?: number;
 }
 
+/** Repeated keys count separately, as upstream's `len(md.Get(key))`. */
 function metadataValues(call: GrpcServerCall, key: string): string[] {
-  const v = call.metadata[key];
-  if (v === undefined) return [];
-  return Array.isArray(v) ? v : [v];
+  return call.values(key);
 }
 
 export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMetrics, logger: Logger, options: AgentBackendOptions): GrpcHandler {
