@@ -167,7 +167,8 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
       await server.stop(0);
       demo.server.closeAllConnections();
       await new Promise<void>((r) => demo.server.close(() => r()));
-      if (!options.pki) rmSync(dir, { recursive: true, force: true });
+      // A PKI passed in lives outside `dir`, so removing `dir` never touches it.
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
