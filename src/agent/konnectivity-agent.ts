@@ -3,7 +3,6 @@
  * serves their DIAL_REQs. HTTP endpoints and signal handling live outside
  * (agent-http-server.ts, cli/agent-main.ts).
  */
-import { readFile } from 'node:fs/promises';
 import { createAgentMetrics, type AgentMetrics } from '../observability/agent-metrics.ts';
 import { silentLogger, type Logger } from '../observability/logger.ts';
 import { AGENT_DEFAULTS, proxyServerAddresses, type AgentConfig } from './agent-config.ts';
@@ -15,6 +14,7 @@ import { createServerDialer, type AgentTlsMaterial, type ServerDialer } from './
 import type { ServerCounter } from './server-count.ts';
 import { ServerLink } from './server-link.ts';
 import { ServerLinkSet, type SyncOutcome } from './server-link-set.ts';
+import { AgentTlsSource, type AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 
 export interface AgentDependencies {
   logger?: Logger;
@@ -30,20 +30,13 @@ export interface AgentDependencies {
   random?: () => number;
 }
 
-/** Reads the TLS files once; a missing CA is a startup error, as upstream. */
+/** Reads and validates the TLS files once; a missing or invalid CA is a startup error, as upstream. */
 export async function loadAgentTlsMaterial(config: AgentConfig): Promise<AgentTlsMaterial> {
-  if (!config.caCertPath) throw new Error('--ca-cert is required: the proxy-server certificate must be verified');
-  const ca = await readFile(config.caCertPath);
-  const material: AgentTlsMaterial = { ca, alpnProtocols: config.alpnProtocols ?? [] };
-  if (config.agentCertPath && config.agentKeyPath) {
-    material.cert = await readFile(config.agentCertPath);
-    material.key = await readFile(config.agentKeyPath);
-  }
-  return material;
+  return (await AgentTlsSource.load(config, { intervalMs: 0, logger: silentLogger })).current;
 }
 
 export class KonnectivityAgent {
-  readonly config: AgentConfig;
+  readonly config: AgentConfig & AgentTlsReloadConfig;
   readonly metrics: AgentMetrics;
   readonly tsMetrics: AgentTsMetrics;
   /** Destination-policy denials and limit rejections (konnectivity-ts). */
@@ -56,9 +49,10 @@ export class KonnectivityAgent {
   private readonly deps: AgentDependencies;
   private readonly logger: Logger;
   private links: ServerLinkSet | null = null;
+  private tlsSource: AgentTlsSource | null = null;
   private stopped = false;
 
-  constructor(config: AgentConfig, deps: AgentDependencies = {}) {
+  constructor(config: AgentConfig & AgentTlsReloadConfig, deps: AgentDependencies = {}) {
     this.config = config;
     this.deps = deps;
     this.logger = deps.logger ?? silentLogger;
@@ -73,9 +67,11 @@ export class KonnectivityAgent {
     const config = this.config;
     let dialServer = this.deps.dialServer;
     if (!dialServer) {
-      const tls = await loadAgentTlsMaterial(config);
+      // Checked before every connection attempt and polled, so a rotated CA or client certificate is used without a restart (ANP#801).
+      const tlsSource = await AgentTlsSource.load(config, { intervalMs: config.tlsReloadIntervalMs, logger: this.logger, registry: this.metrics.registry });
+      this.tlsSource = tlsSource;
       dialServer = createServerDialer({
-        tls,
+        tls: () => tlsSource.forConnection(),
         agentID: config.agentID,
         agentIdentifiers: config.agentIdentifiers ?? '',
         serviceAccountTokenPath: config.serviceAccountTokenPath || undefined,
@@ -112,6 +108,12 @@ export class KonnectivityAgent {
     if (this.stopped) return;
     this.logger.info('agent starting', { agentID: config.agentID, proxyServer: `${config.proxyServerHost}:${config.proxyServerPort}` });
     links.start();
+    this.tlsSource?.start();
+  }
+
+  /** Checks the TLS files now (as a poll tick does). */
+  async reloadTls(): Promise<void> {
+    await this.tlsSource?.reload();
   }
 
   /** The endpoint dialer: destination policy in front of TCP, and the agent-wide limits around both. */
@@ -167,6 +169,7 @@ export class KonnectivityAgent {
   /** Closes every server connection and endpoint connection. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.tlsSource?.stop();
     await this.links?.stop();
   }
 }

@@ -19,7 +19,7 @@ export interface ProxyServerAddress {
   port: number;
 }
 
-/** TLS material loaded once at start (upstream also loads it once). */
+/** The agent's TLS material (upstream loads it once; see src/tls/agent-tls.ts for reloading). */
 export interface AgentTlsMaterial {
   /** PEM CA bundle that must have signed the server certificate. */
   ca: Buffer;
@@ -30,7 +30,8 @@ export interface AgentTlsMaterial {
 }
 
 export interface ServerDialerOptions {
-  tls: AgentTlsMaterial;
+  /** Fixed material, or a source asked before every connection attempt (hot reload). */
+  tls: AgentTlsMaterial | (() => Promise<AgentTlsMaterial>);
   agentID: string;
   agentIdentifiers: string;
   /** Re-read on every attempt so projected-token rotation works. */
@@ -157,7 +158,8 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
     const ourWindow = options.flowWindowBytes ?? 0;
     // Upstream servers ignore unknown metadata, so offering the extension is always safe.
     if (ourWindow > 0) metadata[FLOW_CONTROL_HEADER] = formatFlowControlHeader(ourWindow);
-    const tlsOptions = agentTlsOptions(address, options.tls);
+    const material = typeof options.tls === 'function' ? await options.tls() : options.tls;
+    const tlsOptions = agentTlsOptions(address, material);
     const channel = await GrpcChannel.connect(
       { transport: 'tls', host: address.host, port: address.port, tls: tlsOptions },
       { keepaliveTimeMs: options.keepaliveTimeMs, connectTimeoutMs: options.connectTimeoutMs, signal, stream: options.stream, userAgent: 'konnectivity-ts-agent' },
