@@ -208,6 +208,8 @@ export interface AgentExtensionOptions {
   readonly maxEndpointConnections: number;
   /** `--max-pending-endpoint-dials`; 0 = unlimited. */
   readonly maxPendingEndpointDials: number;
+  /** `--tls-reload-interval`: how often --ca-cert/--agent-cert/--agent-key are checked for changes; 0 = load once (upstream). */
+  readonly tlsReloadIntervalMs: number;
 }
 
 function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOptions {
@@ -226,7 +228,14 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
   );
   const maxEndpointConnections = flags.int('max-endpoint-connections', 10_000, 'Endpoint connections open or being dialed, over all servers; further dials are refused. 0 = unlimited.', group);
   const maxPendingEndpointDials = flags.int('max-pending-endpoint-dials', 1_000, 'Endpoint dials in progress (DNS + connect), over all servers; further dials are refused. 0 = unlimited.', group);
+  const tlsReloadInterval = flags.duration(
+    'tls-reload-interval',
+    '2s',
+    'How often --ca-cert, --agent-cert and --agent-key are checked for changes (they are also checked before every connection attempt); changed files that validate are used for new connections. 0 = load once at startup (upstream behaviour).',
+    group,
+  );
   return () => ({
+    tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
     allowedDestinations: flags.changed('allowed-destinations') ? allowedDestinations.value : null,
     deniedDestinations: deniedDestinations.value,
     maxEndpointConnections: maxEndpointConnections.value,
@@ -240,6 +249,7 @@ export function destinationPolicyFromOptions(options: AgentExtensionOptions): De
 }
 
 function validateAgentExtensionOptions(options: AgentOptions): string | undefined {
+  if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
   if (options.allowedDestinations !== null && options.allowedDestinations.every((e) => e.trim() === '')) {
     return `${ALLOWED_DESTINATIONS_FLAG} is empty: leave it out to allow every destination, or list at least one entry`;
   }

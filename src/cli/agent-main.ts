@@ -10,13 +10,15 @@ import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, type Agent
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
 import { ServerLeaseCounter } from '../agent/lease-counter.ts';
 import { OptionsError } from '../flags/options-error.ts';
+import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 import { KubeClient } from '../kube/kube-client.ts';
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 
 /** Upstream's flag values as the agent's configuration. */
-export function agentConfigFromOptions(o: AgentOptions): AgentConfig {
+export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsReloadConfig {
   return {
+    tlsReloadIntervalMs: o.tlsReloadIntervalMs,
     proxyServerHost: o.proxyServerHost,
     proxyServerPort: o.proxyServerPort,
     caCertPath: o.caCert,

@@ -37,6 +37,7 @@ export function serverConfigFromOptions(o: ServerOptions, logger: Logger): Serve
     backendDialTimeoutMs: o.backendDialTimeoutMs,
     gracefulShutdownTimeoutMs: o.gracefulShutdownTimeoutMs,
     limits: o.limits,
+    tlsReloadIntervalMs: o.tlsReloadIntervalMs,
     logger,
   };
 }

@@ -336,6 +336,8 @@ export const SERVER_EXTENSIONS_GROUP = 'konnectivity-ts extensions';
 export interface ServerExtensionOptions {
   /** Exhaustion bounds (limits.ts); each 0 = unlimited/off except the two byte sizes, which must be > 0. */
   readonly limits: ServerLimits;
+  /** `--tls-reload-interval`: how often the listeners' TLS files are checked and hot-reloaded; 0 = load once (upstream). */
+  readonly tlsReloadIntervalMs: number;
 }
 
 function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOptions {
@@ -347,6 +349,12 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
   const idleTimeout = flags.duration('idle-connection-timeout', '0', 'Close a tunnelled connection after this long without data in either direction. 0 = never (exec, logs -f and watches may idle for hours).', group);
   const headerBytes = flags.int('http-connect-max-header-bytes', d.httpConnectMaxHeaderBytes, 'Largest CONNECT request head accepted (HTTP-CONNECT mode), answered with 431 beyond; kube-apiserver sends about 60 bytes.', group);
   const headerTimeout = flags.duration('http-connect-header-timeout', '60s', 'Time a client has to send its CONNECT request head (HTTP-CONNECT mode) before the connection is closed. 0 = no limit.', group);
+  const tlsReloadInterval = flags.duration(
+    'tls-reload-interval',
+    '2s',
+    'How often the --server-*/--cluster-* certificate, key and CA files are checked for changes; changed files that validate are used for new connections, established ones are kept. 0 = load once at startup (upstream behaviour).',
+    group,
+  );
   const grpcMessage = flags.int('max-grpc-receive-message-bytes', d.maxGrpcReceiveMessageBytes, 'Largest gRPC message accepted from a frontend or agent; the stream fails with RESOURCE_EXHAUSTED beyond (grpc-go default 4 MiB).', group);
   return () => ({
     limits: {
@@ -358,6 +366,7 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
       httpConnectHeaderTimeoutMs: headerTimeout.milliseconds,
       maxGrpcReceiveMessageBytes: grpcMessage.value,
     },
+    tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
   });
 }
 
@@ -371,6 +380,7 @@ function validateServerExtensionOptions(options: ServerOptions): string | undefi
     ['--http-connect-header-timeout', l.httpConnectHeaderTimeoutMs],
   ];
   for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
+  if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
   if (l.httpConnectMaxHeaderBytes <= 0) return `--http-connect-max-header-bytes ${l.httpConnectMaxHeaderBytes} must be greater than 0`;
   if (l.maxGrpcReceiveMessageBytes <= 0 || l.maxGrpcReceiveMessageBytes > 2 ** 31 - 1) {
     return `--max-grpc-receive-message-bytes ${l.maxGrpcReceiveMessageBytes} must be between 1 and 2147483647`;
