@@ -1,0 +1,215 @@
+/**
+ * Destinations for tunnelled connections: small loopback TCP servers that
+ * record every connection, plus ports that refuse or never answer. Nothing
+ * here ever talks to a non-loopback address.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
+import { Inbox, deferred, sleep } from './wait.ts';
+import type { Digest } from './payload.ts';
+
+export interface TargetConnection {
+  readonly socket: net.Socket;
+  /** sha256 and count of everything received, once the peer ended (or the socket closed). */
+  readonly received: Promise<Digest>;
+  /** Resolves when the socket is fully closed. */
+  readonly closed: Promise<void>;
+  /** True once the peer's FIN arrived. */
+  readonly peerEnded: () => boolean;
+  /** Bytes the target handed to the kernel. */
+  readonly bytesWritten: () => number;
+}
+
+export type TargetBehaviour = (conn: TargetConnection) => void;
+
+export class TcpTarget {
+  readonly server: net.Server;
+  readonly connections = new Inbox<TargetConnection>();
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(server: net.Server) {
+    this.server = server;
+  }
+
+  static async start(behaviour: TargetBehaviour = () => {}): Promise<TcpTarget> {
+    const server = net.createServer({ allowHalfOpen: true });
+    const target = new TcpTarget(server);
+    server.on('connection', (socket) => {
+      target.sockets.add(socket);
+      socket.on('error', () => {});
+      const h = createHash('sha256');
+      let bytes = 0;
+      let ended = false;
+      let fin = false;
+      const received = deferred<Digest>();
+      const closedP = deferred<void>();
+      socket.on('data', (c: Buffer) => {
+        h.update(c);
+        bytes += c.length;
+      });
+      const settle = (): void => {
+        if (ended) return;
+        ended = true;
+        received.resolve({ bytes, sha256: h.digest('hex') });
+      };
+      socket.once('end', () => {
+        fin = true;
+        settle();
+      });
+      socket.once('close', () => {
+        settle();
+        target.sockets.delete(socket);
+        closedP.resolve();
+      });
+      const conn: TargetConnection = {
+        socket,
+        received: received.promise,
+        closed: closedP.promise,
+        peerEnded: () => fin,
+        bytesWritten: () => socket.bytesWritten,
+      };
+      behaviour(conn);
+      target.connections.push(conn);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return target;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Receives and hashes; answers its peer's FIN with its own. */
+export const sink: TargetBehaviour = (c) => {
+  c.socket.resume();
+  c.socket.once('end', () => c.socket.end());
+};
+
+/** Echoes every byte back. */
+export const echo: TargetBehaviour = (c) => {
+  c.socket.pipe(c.socket);
+};
+
+/** Sends `payload` (honouring backpressure) then closes its side. */
+export function source(payload: Uint8Array, chunkSize = 256 * 1024): TargetBehaviour {
+  return (c) => {
+    let off = 0;
+    const pump = (): void => {
+      while (off < payload.length && !c.socket.destroyed) {
+        const piece = payload.subarray(off, off + chunkSize);
+        off += piece.length;
+        if (!c.socket.write(piece)) {
+          c.socket.once('drain', pump);
+          return;
+        }
+      }
+      if (!c.socket.destroyed) c.socket.end();
+    };
+    pump();
+  };
+}
+
+/**
+ * Writes forever (honouring backpressure) until the connection goes away.
+ * Like most servers it closes when its peer's EOF arrives.
+ */
+export function flood(chunk: Uint8Array = Buffer.alloc(64 * 1024, 0x5a)): TargetBehaviour {
+  return (c) => {
+    c.socket.resume();
+    c.socket.once('end', () => c.socket.destroy());
+    const pump = (): void => {
+      while (!c.socket.destroyed && c.socket.writable) {
+        if (!c.socket.write(chunk)) {
+          c.socket.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+  };
+}
+
+/** A loopback port with nothing listening: dials get ECONNREFUSED. */
+export async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** A free port in upstream's valid range (1024-49151) for flags that refuse 0. */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1');
+    await once(s, 'listening');
+    const port = (s.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    if (port >= 1024 && port <= 49151) return port;
+  }
+}
+
+export interface BlackholePort {
+  port: number;
+  address: string;
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback port whose listener never accepts: a child process listens with
+ * backlog 1 and is stopped (SIGSTOP), and we fill its accept queue. From then
+ * on the kernel drops SYNs to it, so a TCP dial hangs until its own timeout.
+ */
+export async function blackholePort(): Promise<BlackholePort> {
+  const child = spawn(
+    process.execPath,
+    ['-e', "const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>process.stdout.write(s.address().port+'\\n'))"],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const port = Number(line.toString().trim());
+  process.kill(child.pid!, 'SIGSTOP');
+  const fillers: net.Socket[] = [];
+  // Connect until one does not complete: the queue is full. Two more make sure.
+  for (let i = 0; i < 16; i++) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+    const ok = await Promise.race([once(s, 'connect').then(() => true), sleep(250).then(() => false)]);
+    if (!ok) break;
+  }
+  for (let i = 0; i < 2; i++) {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    fillers.push(s);
+  }
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    async close() {
+      for (const s of fillers) s.destroy();
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
