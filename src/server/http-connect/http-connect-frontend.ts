@@ -89,7 +89,8 @@ export class HttpConnectFrontend {
         if (error) {
           if (error === NO_AGENT_ERROR) failDial(responses.noTunnelsAvailable(error));
           else if (error === BACKEND_DIAL_TIMEOUT_ERROR) failDial(responses.backendDialTimeout(error));
-          else if (error === AGENT_GONE_ERROR) failDial(responses.backendContextError(error));
+          // Upstream prints the canceled backend context's error here: Go's ctx.Err() text.
+          else if (error === AGENT_GONE_ERROR) failDial(responses.backendContextError('context canceled'));
           else if (isServerLimitError(error)) failDial(limitReachedResponse(error));
           else failDial(responses.dialFailed(error));
           return;
