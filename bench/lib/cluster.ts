@@ -1,0 +1,231 @@
+/**
+ * A konnectivity-server and one konnectivity-agent as separate OS processes,
+ * started from the real bin/ entry points with upstream flags, so their CPU
+ * and memory can be read from /proc and never mix with the load generator's.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TunnelMode } from '../../src/client/tunnel-options.ts';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Which code the server and agent processes run. */
+export interface CodeLayout {
+  /** Directory holding konnectivity-server and konnectivity-agent (the bin/ shims). */
+  binDir: string;
+  /** The sources (src/) or the compiled output (dist/) the shims load. */
+  codeDir: string;
+  /** Human description for the report. */
+  description: string;
+}
+
+export const sourceLayout: CodeLayout = {
+  binDir: path.join(repoRoot, 'bin'),
+  codeDir: path.join(repoRoot, 'src'),
+  description: 'TypeScript sources run directly (bin/ shims in a checkout; Node strips types at load time)',
+};
+
+/**
+ * Compiles src/ with tsconfig.build.json into `dir`/dist and lays out
+ * `dir`/bin next to it, which is what an installed package runs (the bin
+ * shims prefer ../dist). node_modules is linked, not copied.
+ */
+export function compiledLayout(dir: string): CodeLayout {
+  mkdirSync(path.join(dir, 'bin'), { recursive: true });
+  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false'], { stdio: 'inherit' });
+  for (const f of ['konnectivity-server', 'konnectivity-agent']) copyFileSync(path.join(repoRoot, 'bin', f), path.join(dir, 'bin', f));
+  writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+  symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+  return { binDir: path.join(dir, 'bin'), codeDir: path.join(dir, 'dist'), description: 'compiled JavaScript (tsc -p tsconfig.build.json, as an installed package runs it)' };
+}
+
+export interface PkiPaths {
+  caCertPath: string;
+  serverCertPath: string;
+  serverKeyPath: string;
+}
+
+export interface ClusterOptions {
+  mode: TunnelMode;
+  /** Working directory for the socket and the logs. */
+  dir: string;
+  pki: PkiPaths;
+  /** Passed as -v to both processes when set; otherwise the binaries' default applies. */
+  verbosity?: number;
+  /** Write V8 CPU profiles of both processes into this directory (node --cpu-prof). */
+  cpuProfileDir?: string;
+  code: CodeLayout;
+  /**
+   * Diagnostic: run bench/server-entry.ts instead of the real CLI, with the
+   * server's maxFrontendBufferBytes (no CLI flag) set to this.
+   */
+  frontendBufferLimit?: number;
+}
+
+export interface ManagedProcess {
+  name: string;
+  pid: number;
+  logPath: string;
+  child: ChildProcess;
+  /** Resolves with the exit code (or signal name) once the process is gone. */
+  exited: Promise<number | string>;
+}
+
+export interface Cluster {
+  mode: TunnelMode;
+  udsPath: string;
+  server: ManagedProcess;
+  agent: ManagedProcess;
+  healthPort: number;
+  stop(): Promise<void>;
+}
+
+/** A port the kernel just handed out and that we released again (the CLIs refuse port 0). */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+export function spawnNode(name: string, script: string, args: string[], logPath: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): ManagedProcess {
+  const fd = openSync(logPath, 'a');
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['ignore', fd, fd], env });
+  closeSync(fd);
+  if (child.pid === undefined) throw new Error(`could not start ${name}`);
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+  return { name, pid: child.pid, logPath, child, exited };
+}
+
+/**
+ * SIGTERM, and again after `secondSignalMs` when given (the agent drains on
+ * the first and stops on the second, like upstream); SIGKILL after `graceMs`.
+ * A clean exit matters: --cpu-prof writes the profile only then.
+ */
+export async function stopProcess(p: ManagedProcess, graceMs = 10_000, secondSignalMs?: number): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  let second: NodeJS.Timeout | undefined;
+  if (secondSignalMs !== undefined) second = setTimeout(() => p.child.kill('SIGTERM'), secondSignalMs);
+  const timedOut = await Promise.race([
+    p.exited.then(() => false),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+  ]);
+  clearTimeout(timer);
+  clearTimeout(second);
+  if (timedOut) {
+    p.child.kill('SIGKILL');
+    await p.exited;
+  }
+}
+
+function getStatus(port: number, urlPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+    req.setTimeout(1_000, () => req.destroy());
+  });
+}
+
+function tail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, procs: ManagedProcess[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const p of procs) {
+      if (p.child.exitCode !== null || p.child.signalCode !== null) {
+        throw new Error(`${p.name} exited (${p.child.exitCode ?? p.child.signalCode}) while waiting for ${what}; last log lines:\n${tail(p.logPath)}`);
+      }
+    }
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last log lines:\n${procs.map((p) => `[${p.name}]\n${tail(p.logPath)}`).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts server and agent for `mode` and waits until the server reports the agent ready. */
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const { mode, dir, pki } = options;
+  const udsPath = path.join(dir, `konnectivity-${mode}.socket`);
+  const [agentPort, healthPort, adminPort, agentHealthPort, agentAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const v = options.verbosity === undefined ? [] : [`-v=${options.verbosity}`];
+  const prof = (name: string): string[] => (options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${mode}.cpuprofile`] : []);
+  const diagnostic = options.frontendBufferLimit !== undefined;
+  const server = spawnNode(
+    `server (${mode})`,
+    diagnostic ? fileURLToPath(new URL('../server-entry.ts', import.meta.url)) : path.join(options.code.binDir, 'konnectivity-server'),
+    [
+      `--mode=${mode}`,
+      `--uds-name=${udsPath}`,
+      '--delete-existing-uds-file=true',
+      '--server-port=0',
+      `--agent-port=${agentPort}`,
+      '--agent-bind-address=127.0.0.1',
+      `--health-port=${healthPort}`,
+      '--health-bind-address=127.0.0.1',
+      `--admin-port=${adminPort}`,
+      `--cluster-cert=${pki.serverCertPath}`,
+      `--cluster-key=${pki.serverKeyPath}`,
+      '--server-count=1',
+      ...v,
+    ],
+    path.join(dir, `server-${mode}.log`),
+    prof('server'),
+    diagnostic ? { ...process.env, KONNECTIVITY_BENCH_CODE: options.code.codeDir, KONNECTIVITY_BENCH_FRONTEND_BUFFER_LIMIT: String(options.frontendBufferLimit) } : process.env,
+  );
+  const procs = [server];
+  try {
+    await waitUntil(`the ${mode} server's health port`, async () => (await getStatus(healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, 20_000);
+    const agent = spawnNode(
+      `agent (${mode})`,
+      path.join(options.code.binDir, 'konnectivity-agent'),
+      [
+        `--ca-cert=${pki.caCertPath}`,
+        '--proxy-server-host=127.0.0.1',
+        `--proxy-server-port=${agentPort}`,
+        `--health-server-port=${agentHealthPort}`,
+        `--admin-server-port=${agentAdminPort}`,
+        `--agent-id=bench-agent-${mode}`,
+        '--sync-interval=100ms',
+        ...v,
+      ],
+      path.join(dir, `agent-${mode}.log`),
+      prof('agent'),
+    );
+    procs.push(agent);
+    await waitUntil(`the ${mode} agent to connect`, async () => (await getStatus(healthPort, '/readyz')) === 200, procs, 20_000);
+    return {
+      mode,
+      udsPath,
+      server,
+      agent,
+      healthPort,
+      async stop() {
+        // Agent first, so the server does not log a lost agent as an error mid-profile.
+        await stopProcess(agent, 10_000, 300);
+        await stopProcess(server);
+      },
+    };
+  } catch (err) {
+    await Promise.all(procs.map((p) => stopProcess(p, 2_000)));
+    throw err;
+  }
+}

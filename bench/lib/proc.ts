@@ -1,0 +1,85 @@
+/**
+ * Per-process CPU time and memory from /proc (Linux only), so the report can
+ * say what the server and the agent cost, not only how fast the tunnel was.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+let ticksPerSecond: number | undefined;
+
+function clockTicks(): number {
+  if (ticksPerSecond === undefined) {
+    try {
+      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticksPerSecond = 100;
+    }
+  }
+  return ticksPerSecond;
+}
+
+/** User + system CPU seconds consumed so far by `pid` (its threads included, children excluded). */
+export function cpuSeconds(pid: number): number {
+  if (pid === process.pid) {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return (utime + stime) / clockTicks();
+}
+
+export interface MemoryFacts {
+  /** Resident set size now, MB (10^6 bytes). */
+  rssMB: number;
+  /** Peak resident set size since the process started, MB. */
+  hwmMB: number;
+}
+
+/** VmRSS and VmHWM of `pid`. */
+export function memory(pid: number): MemoryFacts {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (name: string): number => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  return { rssMB: (kb('VmRSS') * 1024) / 1e6, hwmMB: (kb('VmHWM') * 1024) / 1e6 };
+}
+
+/** CPU seconds of several processes, read at one moment. */
+export function cpuSnapshot(pids: Record<string, number | undefined>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) if (pid !== undefined) out[name] = cpuSeconds(pid);
+  return out;
+}
+
+/** CPU seconds the whole machine spent busy so far (all cores, from /proc/stat). */
+export function machineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+  return (user! + nice! + system! + irq! + softirq! + steal!) / clockTicks();
+}
+
+/**
+ * CPU seconds used by everything except `pids` over `ms` milliseconds: how
+ * busy other work kept the machine (a shared machine skews every figure).
+ */
+export async function foreignCpuSeconds(pids: readonly number[], ms: number): Promise<number> {
+  const ours = (): number => pids.reduce((sum, pid) => sum + safeCpu(pid), 0);
+  const m0 = machineBusySeconds();
+  const o0 = ours();
+  await new Promise((r) => setTimeout(r, ms));
+  return Math.max(0, machineBusySeconds() - m0 - (ours() - o0));
+}
+
+function safeCpu(pid: number): number {
+  try {
+    return cpuSeconds(pid);
+  } catch {
+    return 0;
+  }
+}

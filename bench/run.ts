@@ -1,0 +1,321 @@
+/**
+ * konnectivity-ts benchmark suite: `npm run bench [-- options]`.
+ *
+ * Every scenario runs against `direct` (plain loopback TCP to the
+ * destination: the baseline, measured in the same run) and through the
+ * tunnel in each mode (grpc, http-connect; frontend on a unix socket as
+ * kube-apiserver uses it). Server and agent are separate processes started
+ * from bin/ with upstream flags; the destination is a third child process;
+ * this process is the load generator (the tunnel client).
+ *
+ * Options:
+ *   --quick                 small sizes, one run each: a CI smoke run (< 2 min); asserts no speed,
+ *                           but exits 1 when any scenario fails
+ *   --only a,b              run only these scenarios: throughput, rtt, dial, concurrent, idle, hol, many
+ *   --modes grpc,http-connect   tunnel modes to run (default both)
+ *   --skip-many             leave out the many-connections scenario
+ *   --profile[=DIR]         run server and agent under node --cpu-prof and print the top self-time
+ *                           costs (profiles kept in DIR, default a temp dir)
+ *   --v N                   pass -v=N to server and agent (default: the binaries' default)
+ *   --compiled              run server and agent from a fresh tsc build (what an installed package
+ *                           runs) instead of the TypeScript sources
+ *   --frontend-buffer-limit BYTES   diagnostic: run the server through bench/server-entry.ts with its
+ *                           maxFrontendBufferBytes (no CLI flag; default 16 MiB) set to BYTES
+ *   --write / --no-write    write docs/benchmarks.md and docs/bench/*.svg (default: only for a full
+ *                           run of every scenario and mode without --profile)
+ *   --json FILE             also write the results as JSON
+ *   --wait-quiet            for a shared machine: before each measured run, wait (up to 15 min)
+ *                           until processes outside the bench use under 15 % of one core, and
+ *                           repeat (up to 5 times) a run during which they used over 25 %
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createDevPki } from '../src/dev/pki.ts';
+import type { TunnelMode } from '../src/client/tunnel-options.ts';
+import { compiledLayout, sourceLayout, startCluster, type Cluster, type CodeLayout } from './lib/cluster.ts';
+import { startDestination, type Destination } from './lib/destination.ts';
+import { foreignCpuSeconds } from './lib/proc.ts';
+import { consoleTable, markdown, preservedNotes, svgChart, hasChartData } from './lib/report.ts';
+import { formatSummary, summariseProfile } from './lib/profile-summary.ts';
+import { errorText, scenarioIds, type BenchContext, type Scenario, type ScenarioId, type ScenarioResult } from './lib/scenario.ts';
+import { directTarget, tunnelTarget, type Target } from './lib/targets.ts';
+import { throughput } from './scenarios/throughput.ts';
+import { rtt } from './scenarios/rtt.ts';
+import { dial } from './scenarios/dial.ts';
+import { concurrent } from './scenarios/concurrent.ts';
+import { idle, addAfterLoad } from './scenarios/idle.ts';
+import { hol } from './scenarios/hol.ts';
+import { many } from './scenarios/many.ts';
+
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const allModes: TunnelMode[] = ['grpc', 'http-connect'];
+/** Run order: idle memory first (fresh processes), many-connections last (it inflates memory). */
+const scenarios: Scenario[] = [idle, throughput, rtt, dial, concurrent, hol, many];
+
+function usageError(msg: string): never {
+  process.stderr.write(`bench: ${msg}\nsee the header of bench/run.ts for the options\n`);
+  process.exit(2);
+}
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    modes: { type: 'string' },
+    'skip-many': { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    v: { type: 'string' },
+    write: { type: 'boolean' },
+    'no-write': { type: 'boolean' },
+    json: { type: 'string' },
+    compiled: { type: 'boolean', default: false },
+    'frontend-buffer-limit': { type: 'string' },
+    'wait-quiet': { type: 'boolean', default: false },
+  },
+  allowPositionals: false,
+  strict: true,
+});
+
+const quick = opts.quick!;
+const only = opts.only ? (opts.only.split(',').map((s) => s.trim()).filter(Boolean) as ScenarioId[]) : null;
+for (const id of only ?? []) if (!scenarioIds.includes(id)) usageError(`unknown scenario ${JSON.stringify(id)} (known: ${scenarioIds.join(', ')})`);
+const modes = opts.modes ? (opts.modes.split(',').map((s) => s.trim()).filter(Boolean) as TunnelMode[]) : allModes;
+for (const m of modes) if (!allModes.includes(m)) usageError(`unknown mode ${JSON.stringify(m)} (known: ${allModes.join(', ')})`);
+const verbosity = opts.v === undefined ? undefined : Number(opts.v);
+if (verbosity !== undefined && !Number.isInteger(verbosity)) usageError('--v needs an integer');
+const selected = scenarios.filter((s) => (only ? only.includes(s.id) : !(opts['skip-many'] && s.id === 'many')));
+const profileDir = opts.profile === undefined ? undefined : opts.profile || mkdtempSync(path.join(os.tmpdir(), 'konnectivity-bench-prof-'));
+const frontendBufferLimit = opts['frontend-buffer-limit'] === undefined ? undefined : Number(opts['frontend-buffer-limit']);
+if (frontendBufferLimit !== undefined && !(Number.isInteger(frontendBufferLimit) && frontendBufferLimit > 0)) usageError('--frontend-buffer-limit needs a positive integer (bytes)');
+const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && !opts.compiled && frontendBufferLimit === undefined;
+const write = opts['no-write'] ? false : (opts.write ?? fullRun);
+const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
+
+const started = performance.now();
+const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s`;
+const progress = (line: string): void => {
+  process.stdout.write(`[${elapsed()}] ${line}\n`);
+};
+
+function gitDescribe(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src', 'bin'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    return dirty ? `${head} (with uncommitted changes in src/ or bin/)` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const loadAverages: string[] = [];
+const contention: string[] = [];
+
+function loadAverage(when: string): void {
+  loadAverages.push(`${when} ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`);
+}
+
+function machineFacts(): string[] {
+  const cpus = os.cpus();
+  const models = [...new Set(cpus.map((c) => c.model.trim()))].join(', ');
+  return [
+    `CPU: ${cpus.length} × ${models}${cpus[0]?.speed ? ` @ ${cpus[0].speed} MHz` : ''} (os.cpus())`,
+    `Memory: ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB (os.totalmem())`,
+    `OS: ${os.type()} ${os.release()} ${os.arch()}`,
+    `Node.js: ${process.version} (V8 ${process.versions.v8}, OpenSSL ${process.versions.openssl})`,
+    `konnectivity-ts commit: ${gitDescribe()}`,
+    ...(loadAverages.length ? [`Load average (1 / 5 / 15 min): ${loadAverages.join('; ')}`] : []),
+    ...contention,
+  ];
+}
+
+/**
+ * Share of one core used by processes outside the bench over 2 s; with
+ * `wait`, keeps sampling (up to 15 min) until that is under 15 % for 5 s.
+ */
+async function waitQuiet(benchPids: number[], wait: boolean, sampleMs = 2_000): Promise<number> {
+  let foreign = (await foreignCpuSeconds(benchPids, sampleMs)) / (sampleMs / 1000);
+  if (!wait || foreign <= 0.15) return foreign;
+  const giveUp = Date.now() + 15 * 60_000;
+  while (Date.now() < giveUp) {
+    progress(`waiting for a quiet machine: other processes use ${(100 * foreign).toFixed(0)} % of one core…`);
+    foreign = (await foreignCpuSeconds(benchPids, 5_000)) / 5;
+    if (foreign <= 0.15) break;
+  }
+  return foreign;
+}
+
+/** Share of one core that processes outside the bench used during the measured runs. */
+function summariseContention(results: ScenarioResult[]): void {
+  let foreign = 0;
+  let wall = 0;
+  let worst = { pct: 0, what: '' };
+  for (const r of results) {
+    for (const [t, c] of Object.entries(r.cpu)) {
+      foreign += c.foreign;
+      wall += c.wallS;
+      const pct = (100 * c.foreign) / c.wallS;
+      if (pct > worst.pct) worst = { pct, what: `${r.id} / ${t}` };
+    }
+  }
+  if (wall > 0) {
+    contention.push(`Other processes on the machine during the measured runs: ${((100 * foreign) / wall).toFixed(0)} % of one core on average, at most ${worst.pct.toFixed(0)} % (${worst.what})`);
+  }
+}
+
+function setupFacts(code: CodeLayout): string[] {
+  return [
+    `Server and agent code: ${code.description}.${frontendBufferLimit !== undefined ? ` **Diagnostic run:** the server was started through \`bench/server-entry.ts\` with maxFrontendBufferBytes = ${frontendBufferLimit} bytes instead of the built-in 16 MiB.` : ''}`,
+    'Four processes: this load generator (the tunnel client, as kube-apiserver would be), `konnectivity-server` and `konnectivity-agent` started from `bin/` with upstream flags (`--mode`, `--uds-name`, `--agent-port`, …; one agent, `--server-count=1`), and a destination process (`bench/destination.ts`: the endpoints of the demo target, `/bytes/N`, a ≈70-byte answer otherwise, served by a minimal HTTP/1.1 responder on raw sockets so that the destination is never what limits `direct`, plus a TCP echo server). `direct` connects the load generator straight to the destination over loopback TCP.',
+    `Frontend: unix socket (kube-apiserver's usual setup); agent → server: gRPC over TLS on loopback with a throwaway PKI (\`createDevPki\`). Log verbosity: ${verbosity === undefined ? "the binaries' default, logs written to files" : `-v=${verbosity}`}.`,
+    'The client keeps one tunnel per mode for the whole run: in gRPC mode one HTTP/2 connection with one stream per dial (as current kube-apiserver\'s CreateGRPCTunnel); in HTTP-CONNECT mode one unix-socket connection per dial.',
+    'The load generator speaks minimal HTTP/1.1 (`bench/lib/mini-http.ts`: fixed GET, Content-Length framing) so its own cost is small and the same for every target.',
+    'Fairness on 2 cores: the destination runs in its own process so it never shares an event loop with the load generator. No CPU pinning: a direct run has 2 busy processes on 2 cores, a tunnelled run has 4 (client, server, agent, destination), which is the real deployment shape — the tunnel\'s extra processes compete for the same cores, as they did in the upstream reference. Each scenario\'s CPU table shows every process\'s CPU seconds and share of one core, so a saturated process (~100 %) or a saturated machine (sum ~200 %) is visible.',
+    opts['wait-quiet']
+      ? 'Shared-machine guard (`--wait-quiet`): before each measured run the bench waited until processes outside it used under 15 % of one core, and repeated (up to 5 times) any run during which they used over 25 %; the "not bench" column shows what remained.'
+      : 'No shared-machine guard: other processes may have competed for the CPU; the "not bench" column of each CPU table shows how much.',
+    `Repetitions: ${quick ? '1 run per target (quick mode)' : 'medians of 3 runs per target'}, targets interleaved within each repetition (direct, grpc, http-connect, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
+  ];
+}
+
+async function main(): Promise<number> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-bench-'));
+  const clusters: Cluster[] = [];
+  // Ctrl-C reaches the children too, and an agent only drains on its first signal: make sure nothing outlives us.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stdout.write(`\n${signal}: stopping the bench processes\n`);
+    for (const c of clusters) for (const p of [c.server, c.agent]) p.child.kill('SIGKILL');
+    destination?.process.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const targets: Target[] = [];
+  let destination: Destination | null = null;
+  let code: CodeLayout = sourceLayout;
+  const results: ScenarioResult[] = [];
+  let failed = false;
+  try {
+    progress(`konnectivity-ts bench${quick ? ' (quick)' : ''}: scenarios ${selected.map((s) => s.id).join(', ')}; modes ${modes.join(', ')}`);
+    for (const line of machineFacts()) progress(`  ${line}`);
+    if (opts.compiled) progress('compiling src/ for --compiled…');
+    code = opts.compiled ? compiledLayout(path.join(dir, 'build')) : sourceLayout;
+    progress(`server and agent run ${code.description}${frontendBufferLimit !== undefined ? `; DIAGNOSTIC server entry with maxFrontendBufferBytes=${frontendBufferLimit}` : ''}`);
+    const pki = await createDevPki(path.join(dir, 'pki'));
+    destination = await startDestination();
+    progress(`destination process ${destination.process.pid}: HTTP ${destination.httpAddress}, echo ${destination.echoAddress}`);
+    targets.push(directTarget());
+    for (const mode of modes) {
+      const cluster = await startCluster({
+        mode,
+        dir,
+        pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath },
+        verbosity,
+        cpuProfileDir: profileDir,
+        code,
+        frontendBufferLimit,
+      });
+      clusters.push(cluster);
+      targets.push(tunnelTarget(cluster));
+      progress(`${mode}: server pid ${cluster.server.pid}, agent pid ${cluster.agent.pid}, frontend ${cluster.udsPath}`);
+    }
+    const benchPids = [process.pid, destination.process.pid, ...clusters.flatMap((c) => [c.server.pid, c.agent.pid])];
+    const ctx: BenchContext = {
+      quick,
+      reps: quick ? 1 : 3,
+      targets,
+      destination,
+      progress,
+      benchPids,
+      ...(opts['wait-quiet'] ? { gate: { waitQuiet: async () => void (await waitQuiet(benchPids, true, 1_000)), maxForeignShare: 0.25, maxAttempts: 6 } } : {}),
+    };
+    const foreign = await waitQuiet(benchPids, opts['wait-quiet']!);
+    const quietNote = `other processes use ${(100 * foreign).toFixed(0)} % of one core`;
+    progress(foreign > 0.25 ? `WARNING: ${quietNote}; figures will be skewed (try --wait-quiet)` : `machine check: ${quietNote}`);
+    contention.push(`Before measuring: ${quietNote} (2 s sample)`);
+    loadAverage('at start');
+    let idleResult: ScenarioResult | null = null;
+    for (const [i, scenario] of selected.entries()) {
+      if (scenario.id === 'many' && idleResult) {
+        progress('memory after the load scenarios…');
+        await addAfterLoad(ctx, idleResult);
+      }
+      progress(`[${i + 1}/${selected.length}] ${scenario.title}…`);
+      let result: ScenarioResult;
+      try {
+        result = await scenario.run(ctx);
+      } catch (err) {
+        progress(`    FAILED: ${errorText(err)}`);
+        result = { id: scenario.id, title: scenario.title, method: '', metrics: [], cpu: {}, errors: Object.fromEntries(targets.map((t) => [t.name, errorText(err)])), notes: [] };
+      }
+      if (scenario.id === 'idle') idleResult = result;
+      results.push(result);
+      for (const c of clusters) {
+        for (const p of [c.server, c.agent]) {
+          if (p.child.exitCode !== null || p.child.signalCode !== null) {
+            const msg = `${p.name} exited (${p.child.exitCode ?? p.child.signalCode}) during this scenario; see ${p.logPath}`;
+            result.errors[c.mode] ??= msg;
+            progress(`    ${msg}`);
+          }
+        }
+      }
+    }
+    if (idleResult && !selected.some((s) => s.id === 'many')) {
+      progress('memory after the load scenarios…');
+      await addAfterLoad(ctx, idleResult);
+    }
+  } catch (err) {
+    progress(`bench setup failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    failed = true;
+  } finally {
+    progress('stopping…');
+    await Promise.allSettled(targets.map((t) => t.close()));
+    await Promise.allSettled(clusters.map((c) => c.stop()));
+    await destination?.stop();
+  }
+
+  loadAverage('at end');
+  summariseContention(results);
+  process.stdout.write(`\n${consoleTable(results, modes)}\n`);
+  for (const line of contention) process.stdout.write(`${line}\n`);
+  if (results.some((r) => Object.keys(r.errors).length > 0)) failed = true;
+
+  if (profileDir) {
+    process.stdout.write(`\nCPU profiles (node --cpu-prof) in ${profileDir}:\n`);
+    for (const c of clusters) {
+      for (const who of ['server', 'agent']) {
+        const file = path.join(profileDir, `${who}-${c.mode}.cpuprofile`);
+        if (existsSync(file)) process.stdout.write(`\n${formatSummary(summariseProfile(file, repoRoot, 20))}\n`);
+        else process.stdout.write(`\n${file}: not written (did the process exit cleanly?)\n`);
+      }
+    }
+  }
+
+  const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  if (opts.json) {
+    writeFileSync(opts.json, `${JSON.stringify({ command, date, quick, machine: machineFacts(), results }, null, 2)}\n`);
+    process.stdout.write(`\nwrote ${opts.json}\n`);
+  }
+  if (write) {
+    const docs = path.join(repoRoot, 'docs');
+    const charts = path.join(docs, 'bench');
+    mkdirSync(charts, { recursive: true });
+    const mdPath = path.join(docs, 'benchmarks.md');
+    const previous = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : null;
+    const subtitle = `${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}, ${date}${quick ? ', quick mode' : ''}`;
+    for (const r of results) if (hasChartData(r)) writeFileSync(path.join(charts, `${r.id}.svg`), svgChart(r, subtitle));
+    writeFileSync(mdPath, markdown(results, { command, date, machine: machineFacts(), setup: setupFacts(code), preservedNotes: preservedNotes(previous), modes, quick }));
+    process.stdout.write(`\nwrote ${path.relative(repoRoot, mdPath)} and ${path.relative(repoRoot, charts)}/*.svg\n`);
+  } else {
+    process.stdout.write('\n(docs not written: pass --write to record these figures in docs/benchmarks.md)\n');
+  }
+  rmSync(dir, { recursive: true, force: true });
+  process.stdout.write(`\n${failed ? 'bench FAILED' : 'bench done'} in ${elapsed().trim()}\n`);
+  return failed ? 1 : 0;
+}
+
+process.exitCode = await main();

@@ -1,0 +1,65 @@
+/**
+ * (3) New connection: dial + first byte. Each sample dials the destination,
+ * writes `GET /` and stops the clock at the first response byte; then reads
+ * the rest and closes the connection before the next sample.
+ */
+import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { CpuMeter, forEachRun, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
+import { median, percentile, sortNumbers } from '../lib/stats.ts';
+import type { Target, TargetName } from '../lib/targets.ts';
+
+/** Milliseconds from starting the dial to the first response byte. */
+async function dialFirstByte(target: Target, address: string): Promise<number> {
+  const t0 = performance.now();
+  const socket: Duplex = await target.dial(address);
+  try {
+    socket.write('GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n');
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    const ms = performance.now() - t0;
+    if (!chunk.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) throw new Error(`unexpected answer ${JSON.stringify(chunk.toString('latin1', 0, 40))}`);
+    return ms;
+  } finally {
+    socket.destroy();
+  }
+}
+
+export const dial: Scenario = {
+  id: 'dial',
+  title: 'New connection: dial + first byte',
+  async run(ctx: BenchContext): Promise<ScenarioResult> {
+    const count = ctx.quick ? 50 : 500;
+    const warmup = ctx.quick ? 10 : 50;
+    const cpu = new CpuMeter(ctx);
+    const errors: ScenarioResult['errors'] = {};
+    const p50: Partial<Record<TargetName, number[]>> = {};
+    const p99: Partial<Record<TargetName, number[]>> = {};
+    const address = ctx.destination.httpAddress;
+    await forEachRun(ctx, errors, 120_000, async (target, rep) => {
+      for (let i = 0; i < warmup; i++) await dialFirstByte(target, address);
+      const samples = await cpu.measure(target, async () => {
+        const out: number[] = [];
+        for (let i = 0; i < count; i++) out.push(await dialFirstByte(target, address));
+        return sortNumbers(out);
+      });
+      return () => {
+        (p50[target.name] ??= []).push(percentile(samples, 50));
+        (p99[target.name] ??= []).push(percentile(samples, 99));
+        ctx.progress(`    ${target.name.padEnd(12)} run ${rep + 1}/${ctx.reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
+      };
+    }, ctx.reps, cpu);
+    const med = (r: Partial<Record<TargetName, number[]>>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median(v)]));
+    return {
+      id: 'dial',
+      title: this.title,
+      method: `${count} sequential new connections after ${warmup} warm-up ones; each is timed from the dial call to the first byte of the answer to GET /, then closed. The tunnel itself (the gRPC HTTP/2 connection) is reused across dials, as kube-apiserver's CreateGRPCTunnel does; in HTTP-CONNECT mode every dial is a new unix-socket connection plus CONNECT. Median of the ${ctx.reps} runs' percentiles.`,
+      metrics: [
+        { id: 'dial-p50', label: 'Dial + first byte p50', unit: 'ms', better: 'lower', values: med(p50), runs: p50, reference: { direct: 0.37, grpc: 2.3, 'http-connect': 1.25 }, goal: 1.0, digits: 3 },
+        { id: 'dial-p99', label: 'Dial + first byte p99', unit: 'ms', better: 'lower', values: med(p99), runs: p99, digits: 3 },
+      ],
+      cpu: cpu.figures(),
+      errors,
+      notes: [],
+    };
+  },
+};
