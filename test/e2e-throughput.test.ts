@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import type { TunnelConnection } from '../src/client/tunnel-options.ts';
-import { openTunnel, startCluster } from './helpers/cluster.ts';
+import { openTunnel, startCluster, variantName, variants } from './helpers/cluster.ts';
 import { KiB, MiB, closed, hashUntilEnd, randomPayload, readExactly, sha256, writeAll } from './helpers/payload.ts';
 import { TcpTarget, echo, sink, source } from './helpers/targets.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -35,9 +35,10 @@ function slowHash(socket: TunnelConnection, every: number): Promise<{ bytes: num
   return result.then(({ bytes, sha256 }) => ({ bytes, sha256 }));
 }
 
-for (const mode of ['grpc', 'http-connect'] as const) {
-  test(`${mode}: 64 MiB upload arrives intact (sha256 at the destination)`, async (t) => {
-    const cluster = await startCluster(t, { mode });
+for (const v of variants) {
+  const name = variantName(v);
+  test(`${name}: 64 MiB upload arrives intact (sha256 at the destination)`, async (t) => {
+    const cluster = await startCluster(t, { mode: v.mode, frontendTransport: v.transport });
     const dest = await target(t, sink);
     const tunnel = openTunnel(t, cluster);
     const socket = await tunnel.dial('tcp', dest.address);
@@ -50,8 +51,8 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     await waitFor(() => cluster.server.router.establishedCount === 0, 'established count back to 0');
   });
 
-  test(`${mode}: 64 MiB download arrives intact (sha256 at the client)`, async (t) => {
-    const cluster = await startCluster(t, { mode });
+  test(`${name}: 64 MiB download arrives intact (sha256 at the client)`, async (t) => {
+    const cluster = await startCluster(t, { mode: v.mode, frontendTransport: v.transport });
     const data = randomPayload(SIZE);
     const dest = await target(t, source(data));
     const tunnel = openTunnel(t, cluster);
@@ -61,7 +62,9 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     assert.deepEqual({ bytes: got.bytes, sha256: got.sha256 }, { bytes: SIZE, sha256: sha256(data) });
     await waitFor(() => cluster.server.router.establishedCount === 0, 'established count back to 0');
   });
+}
 
+for (const mode of ['grpc', 'http-connect'] as const) {
   // Without per-connection flow control these two would hit the stalled-connection bounds
   // (server 16 MiB, agent 8 MiB) and lose the connection although both ends keep reading.
   test(`${mode}: a 48 MiB download to a client slower than the agent completes with the default server config`, async (t) => {

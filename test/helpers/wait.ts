@@ -50,6 +50,8 @@ export class Inbox<T> {
   }
 
   /** The next item matching `pred`; earlier non-matching items are consumed. */
+  nextMatching<S extends T>(pred: (item: T) => item is S): Promise<S>;
+  nextMatching(pred: (item: T) => boolean): Promise<T>;
   async nextMatching(pred: (item: T) => boolean): Promise<T> {
     for (;;) {
       const item = await this.next();
