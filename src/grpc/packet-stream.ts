@@ -42,6 +42,8 @@ export class PacketStream {
   private readonly highWater: number;
   private closed = false;
   private paused = false;
+  /** The deframer failed (oversized or bad frame): later bytes are discarded, never parsed. */
+  private framingBroken = false;
   private firstError: Error | null = null;
 
   constructor(h2: Http2Stream, options: PacketStreamOptions = {}) {
@@ -62,12 +64,14 @@ export class PacketStream {
       this.onPacket(packet);
     };
     h2.on('data', (chunk: Buffer) => {
-      if (this.closed) return;
+      if (this.closed || this.framingBroken) return;
       try {
         this.deframer.push(chunk, onMessage);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
-        // Framing is broken: nothing after this point can be trusted.
+        // Framing is broken: nothing after this point can be trusted. Parsing on
+        // would read the body of an oversized message as frames of its own.
+        this.framingBroken = true;
         this.onProtocolError(err);
       }
     });

@@ -141,7 +141,11 @@ export class IdleSweeper<C extends { readonly bytesFromAgent: number; readonly b
       const bytes = c.bytesFromAgent + c.bytesToAgent;
       const last = this.seen.get(c);
       if (!last || last.bytes !== bytes) this.seen.set(c, { bytes, since: now });
-      else if (now - last.since >= this.timeoutMs) idle.push(c);
+      else if (now - last.since >= this.timeoutMs) {
+        // A closed connection gets a full timeout again to be confirmed.
+        last.since = now;
+        idle.push(c);
+      }
     }
     for (const c of idle) onIdle(c);
   }
