@@ -15,6 +15,12 @@ export interface EndpointConnectionHooks {
   drained?(conn: EndpointConnection): void;
 }
 
+/**
+ * After we close, bytes from the destination are read and dropped until it
+ * closes too; past this many (once our own bytes are flushed) we cut it.
+ */
+const MAX_DISCARD_AFTER_CLOSE_BYTES = 1024 * 1024;
+
 /** Why reading is paused; reading resumes only when no reason is left. */
 export const PauseReason = { PIPE_FULL: 1, NO_CREDIT: 2 } as const;
 
@@ -102,6 +108,14 @@ export class EndpointConnection {
     this.released = true;
     const socket = this.socket;
     socket.off('data', this.onData);
+    // Drain-and-drop, but only so much: a destination that ignores our FIN and
+    // keeps writing must not keep us reading forever.
+    let discarded = 0;
+    socket.on('data', (chunk: Buffer) => {
+      discarded += chunk.length;
+      if (discarded > MAX_DISCARD_AFTER_CLOSE_BYTES && socket.writableFinished) socket.destroy();
+      else if (discarded > 8 * MAX_DISCARD_AFTER_CLOSE_BYTES) socket.destroy();
+    });
     socket.resume();
     if (socket.destroyed) return;
     socket.end();

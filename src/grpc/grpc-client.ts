@@ -52,6 +52,7 @@ export class GrpcClientCall {
           // Trailers-only response: the call failed (or ended) before any message.
           statusFromHeaders = { code: Number(headers['grpc-status']), message: decodeGrpcMessage(String(headers['grpc-message'] ?? '')) };
           reject(new GrpcStatusError(statusFromHeaders.code, statusFromHeaders.message));
+          this.closeSend(); // the call is over; ending our side lets the stream close
           return;
         }
         if (httpStatus !== 200) {
@@ -69,6 +70,9 @@ export class GrpcClientCall {
         code: trailers['grpc-status'] === undefined ? GrpcCode.UNKNOWN : Number(trailers['grpc-status']),
         message: decodeGrpcMessage(String(trailers['grpc-message'] ?? '')),
       };
+      // The server finished the call: ending our side lets the stream close and
+      // the status resolve, even if our owner never half-closes.
+      this.closeSend();
     });
     this.status = new Promise((resolve) => {
       h2.once('close', () => {
