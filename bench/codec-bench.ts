@@ -21,9 +21,9 @@ import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
 import * as es from './gen/konnectivity_pb.js';
 
 const quick = process.argv.includes('--quick');
-const warmupMs = quick ? 40 : 150;
-const sampleMs = quick ? 50 : 350;
-const samples = 3;
+const warmupMs = quick ? 30 : 150;
+const sampleMs = quick ? 40 : 200;
+const rounds = quick ? 3 : 5;
 
 // --- workloads ---------------------------------------------------------------
 
@@ -226,11 +226,17 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function measure(op: () => unknown): number {
-  timeOp(op, warmupMs);
-  const runs: number[] = [];
-  for (let i = 0; i < samples; i++) runs.push(timeOp(op, sampleMs));
-  return median(runs);
+/**
+ * Times the ops in interleaved rounds (A B C, A B C, ...) and returns each
+ * op's median ns/call. On a shared 2-core machine the load drifts during a
+ * run; interleaving makes the drift hit every codec alike, so the ratios
+ * stay meaningful even when the absolute numbers move.
+ */
+function measureInterleaved(ops: ReadonlyArray<() => unknown>): number[] {
+  for (const op of ops) timeOp(op, warmupMs);
+  const runs: number[][] = ops.map(() => []);
+  for (let r = 0; r < rounds; r++) ops.forEach((op, i) => runs[i]!.push(timeOp(op, sampleMs)));
+  return runs.map(median);
 }
 
 /** Decoded DATA bytes may be Buffers or views; compare contents. */
@@ -250,6 +256,8 @@ interface Row {
 const rows: Row[] = [];
 for (const w of workloads) {
   const reference = encodePacket(w.packet);
+  const encoders: Array<() => unknown> = [];
+  const decoders: Array<() => unknown> = [];
   for (const c of codecs) {
     const codec = c as Codec<unknown>;
     const input = codec.prepare(w.packet);
@@ -257,11 +265,14 @@ for (const w of workloads) {
     // Every codec must agree on the bytes and on what they mean before its speed counts.
     assert.equal(Buffer.compare(Buffer.from(encoded), reference), 0, `${codec.name} encodes ${w.name} differently`);
     sameContents(codec.toPacket(codec.decode(reference)), w.packet);
-    const encodeNs = measure(() => codec.encode(input));
-    const decodeNs = measure(() => codec.decode(reference));
-    rows.push({ workload: w.name, codec: codec.name, encodedBytes: reference.length, encodeNs, decodeNs });
-    process.stderr.write('.');
+    encoders.push(() => codec.encode(input));
+    decoders.push(() => codec.decode(reference));
   }
+  const encodeNs = measureInterleaved(encoders);
+  process.stderr.write('.');
+  const decodeNs = measureInterleaved(decoders);
+  process.stderr.write('.');
+  codecs.forEach((c, i) => rows.push({ workload: w.name, codec: c.name, encodedBytes: reference.length, encodeNs: encodeNs[i]!, decodeNs: decodeNs[i]! }));
 }
 process.stderr.write('\n');
 
@@ -299,7 +310,7 @@ for (const r of rows) {
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
 const line = (cells: string[]): string => '| ' + cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ') + ' |';
 
-console.log(`node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, ${quick ? 'quick' : 'full'} run (${samples} × ${sampleMs} ms per cell, median)`);
+console.log(`node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'} × ${cpus().length}, ${quick ? 'quick' : 'full'} run (median of ${rounds} interleaved ${sampleMs} ms samples per cell)`);
 console.log('×ours = time relative to our codec (higher is slower). MB/s counts encoded packet bytes.');
 console.log(line(header));
 console.log('|' + widths.map((w, i) => (i < 2 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
