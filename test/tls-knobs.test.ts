@@ -3,7 +3,7 @@
  * TLS listeners (the TCP frontend in either mode and the agent listener),
  * with the cipher list restricting TLS 1.2 only. Servers are built through
  * the CLI's flag → config mapping, on real sockets. Also: the TCP frontend
- * cannot be built without a client CA (ANP#853).
+ * cannot be built without a client CA (ANP#853); --tls-reload-interval parses.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +16,8 @@ import { createDevPki, type DevPki, type PemPair } from '../src/dev/pki.ts';
 import { KonnectivityServer, type ServerConfig } from '../src/server/konnectivity-server.ts';
 import { parseServerOptions } from '../src/server/server-options.ts';
 import { serverConfigFromOptions } from '../src/cli/server-main.ts';
+import { parseAgentOptions } from '../src/agent/agent-options.ts';
+import { agentConfigFromOptions } from '../src/cli/agent-main.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { TlsMaterialError } from '../src/tls/pem.ts';
 
@@ -176,4 +178,18 @@ test('a handshake that completed is not affected by a failing one on the same li
   await once(kept, 'secureConnect');
   assert.equal((await handshake(l.frontendPort, 'http/1.1', { maxVersion: 'TLSv1.2' })).ok, false);
   assert.equal(kept.destroyed, false);
+});
+
+test('--tls-reload-interval: default 2s, 0 disables, negative refused (server and agent)', async () => {
+  const { pki } = await sharedPki();
+  const serverArgs = [`--server-cert=${pki.server.certPath}`, `--server-key=${pki.server.keyPath}`, `--server-ca-cert=${pki.ca.certPath}`, `--cluster-cert=${pki.server.certPath}`, `--cluster-key=${pki.server.keyPath}`];
+  assert.equal(parseServerOptions(serverArgs, {}).tlsReloadIntervalMs, 2_000);
+  assert.equal(parseServerOptions([...serverArgs, '--tls-reload-interval=0'], {}).tlsReloadIntervalMs, 0);
+  assert.equal(serverConfigFromOptions(parseServerOptions([...serverArgs, '--tls-reload-interval=1m30s'], {}), silentLogger).tlsReloadIntervalMs, 90_000);
+  assert.throws(() => parseServerOptions([...serverArgs, '--tls-reload-interval=-1s'], {}), /--tls-reload-interval must be 0 \(disabled\) or more/);
+
+  const agentArgs = [`--ca-cert=${pki.ca.certPath}`];
+  assert.equal(parseAgentOptions(agentArgs, {}).tlsReloadIntervalMs, 2_000);
+  assert.equal(agentConfigFromOptions(parseAgentOptions([...agentArgs, '--tls-reload-interval=0'], {})).tlsReloadIntervalMs, 0);
+  assert.throws(() => parseAgentOptions([...agentArgs, '--tls-reload-interval=-5s'], {}), /--tls-reload-interval must be 0 \(disabled\) or more/);
 });
