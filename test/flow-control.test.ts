@@ -95,3 +95,16 @@ test('an agent that does not offer the extension gets upstream behaviour', async
   t.after(() => cluster.close());
   assert.equal(cluster.server.router.backendList[0]!.flow, null);
 });
+
+test('agent flags: --flow-control-window and --endpoint-buffer-bytes reach the agent config', async () => {
+  const { parseAgentOptions } = await import('../src/agent/agent-options.ts');
+  const { agentConfigFromOptions } = await import('../src/cli/agent-main.ts');
+  const base = ['--agent-id=a'];
+  const defaults = agentConfigFromOptions(parseAgentOptions(base, {}));
+  assert.equal(defaults.flowWindowBytes, 1024 * 1024);
+  assert.equal(defaults.maxEndpointBufferedBytes, 8 * 1024 * 1024);
+  const off = agentConfigFromOptions(parseAgentOptions([...base, '--flow-control-window=0', '--endpoint-buffer-bytes=1048576'], {}));
+  assert.equal(off.flowWindowBytes, 0);
+  assert.equal(off.maxEndpointBufferedBytes, 1048576);
+  assert.throws(() => parseAgentOptions([...base, '--flow-control-window=100'], {}), /--flow-control-window 100 must be 0 \(off\) or between/);
+});

@@ -14,3 +14,13 @@ test('FLOW_CREDIT extension: exact bytes and round trip', () => {
 test('FLOW_CREDIT type with another payload is refused like any mismatch', () => {
   assert.throws(() => decodePacket(Uint8Array.from([0x08, 0x40, 0x42, 0x00])), /payload/);
 });
+
+test('encodeDataPacketHeader + payload is byte-identical to encodePacket (zero-copy send path)', async () => {
+  const { encodeDataPacketHeader } = await import('../src/protocol/codec.ts');
+  for (const id of [0n, 1n, 300n, 1n << 62n, -1n]) {
+    for (const n of [0, 1, 127, 128, 2048, 16383, 16384, 70000]) {
+      const payload = Buffer.alloc(n, 9);
+      assert.deepEqual(Buffer.concat([encodeDataPacketHeader(id, n, 0), payload]), encodePacket(packets.data(id, payload)), `connectID ${id}, ${n} bytes`);
+    }
+  }
+});

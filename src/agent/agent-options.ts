@@ -210,6 +210,10 @@ export interface AgentExtensionOptions {
   readonly maxPendingEndpointDials: number;
   /** `--tls-reload-interval`: how often --ca-cert/--agent-cert/--agent-key are checked for changes; 0 = load once (upstream). */
   readonly tlsReloadIntervalMs: number;
+  /** `--flow-control-window`: per-connection credit window offered to konnectivity-ts servers; 0 = never offer. */
+  readonly flowControlWindowBytes: number;
+  /** `--endpoint-buffer-bytes`: bytes queued toward one destination that is not reading before that connection is closed. */
+  readonly endpointBufferBytes: number;
 }
 
 function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOptions {
@@ -234,7 +238,21 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
     'How often --ca-cert, --agent-cert and --agent-key are checked for changes (they are also checked before every connection attempt); changed files that validate are used for new connections. 0 = load once at startup (upstream behaviour).',
     group,
   );
+  const flowControlWindow = flags.int(
+    'flow-control-window',
+    1024 * 1024,
+    'Per-connection window (bytes) offered to konnectivity-ts servers for per-connection flow control, so one slow reader pauses only its own destination. Upstream servers ignore the offer. 0 = never offer (upstream behaviour).',
+    group,
+  );
+  const endpointBufferBytes = flags.int(
+    'endpoint-buffer-bytes',
+    8 * 1024 * 1024,
+    'Bytes queued toward one destination that has stopped reading before that connection alone is closed (without flow control; upstream instead blocks the whole stream).',
+    group,
+  );
   return () => ({
+    flowControlWindowBytes: flowControlWindow.value,
+    endpointBufferBytes: endpointBufferBytes.value,
     tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
     allowedDestinations: flags.changed('allowed-destinations') ? allowedDestinations.value : null,
     deniedDestinations: deniedDestinations.value,
@@ -259,6 +277,10 @@ function validateAgentExtensionOptions(options: AgentOptions): string | undefine
     return err instanceof Error ? err.message : String(err);
   }
   if (options.maxEndpointConnections < 0) return `--max-endpoint-connections ${options.maxEndpointConnections} must be 0 (unlimited) or more`;
+  if (options.flowControlWindowBytes !== 0 && (options.flowControlWindowBytes < 65536 || options.flowControlWindowBytes > 67108864)) {
+    return `--flow-control-window ${options.flowControlWindowBytes} must be 0 (off) or between 65536 and 67108864`;
+  }
+  if (options.endpointBufferBytes < 65536) return `--endpoint-buffer-bytes ${options.endpointBufferBytes} must be at least 65536`;
   if (options.maxPendingEndpointDials < 0) return `--max-pending-endpoint-dials ${options.maxPendingEndpointDials} must be 0 (unlimited) or more`;
   return undefined;
 }

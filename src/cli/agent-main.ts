@@ -34,6 +34,8 @@ export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsR
     syncForever: o.syncForever,
     keepaliveTimeMs: o.keepaliveTimeMs,
     serverCountSource: o.serverCountSource === 'max' ? 'max' : 'default',
+    flowWindowBytes: o.flowControlWindowBytes,
+    maxEndpointBufferedBytes: o.endpointBufferBytes,
     destinationPolicy: destinationPolicyFromOptions(o),
     maxEndpointConnections: o.maxEndpointConnections,
     maxPendingEndpointDials: o.maxPendingEndpointDials,

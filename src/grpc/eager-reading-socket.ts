@@ -39,11 +39,12 @@ export class EagerReadingSocket extends Duplex {
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (err?: Error | null) => void): void {
-    if (chunks.length === 1) {
-      this.inner.write(chunks[0]!.chunk, callback);
-      return;
-    }
-    this.inner.write(Buffer.concat(chunks.map((c) => c.chunk)), callback);
+    // Corked writes reach the socket as one native writev: no concatenation copy.
+    const inner = this.inner;
+    inner.cork();
+    for (let i = 0; i < chunks.length - 1; i++) inner.write(chunks[i]!.chunk);
+    inner.write(chunks[chunks.length - 1]!.chunk, callback);
+    inner.uncork();
   }
 
   override _final(callback: () => void): void {

@@ -160,6 +160,7 @@ export class GrpcChannel {
         const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls, host: target.host, port: target.port };
         if (tlsOptions.servername === undefined && !net.isIP(target.host)) tlsOptions.servername = target.host;
         const tlsSocket = tls.connect(tlsOptions);
+        tlsSocket.setNoDelay(true);
         socket = tlsSocket;
         tlsSocket.once('secureConnect', () => {
           if (tlsSocket.alpnProtocol !== 'h2') {

@@ -119,6 +119,8 @@ export class GrpcServer {
     // every tunnel twice — keeps Node's fast native stream path.
     const toHttp2 = (socket: net.Socket): void => {
       socket.on('error', () => {}); // the session reports it
+      // Small packets (dial, close, request/response) must not wait for Nagle.
+      if (options.tls) socket.setNoDelay(true);
       this.http2.emit('connection', socket);
     };
     if (options.tls) {

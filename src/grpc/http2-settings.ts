@@ -13,7 +13,9 @@ export const MAX_SESSION_MEMORY_MB = 256;
 
 export const http2Settings: Settings = {
   initialWindowSize: STREAM_WINDOW_BYTES,
-  maxFrameSize: 64 * 1024,
+  // Large frames let a whole DATA packet (up to 64 KiB payload + framing)
+  // arrive in one chunk, which the deframer then passes on without copying.
+  maxFrameSize: 1024 * 1024,
   enablePush: false,
 };
 

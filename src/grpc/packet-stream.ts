@@ -5,7 +5,8 @@
  * the per-packet path.
  */
 import type { Http2Stream } from 'node:http2';
-import { encodePacketWithHeadroom } from '../protocol/codec.ts';
+import { encodeDataPacketHeader, encodePacketWithHeadroom } from '../protocol/codec.ts';
+import { PacketType } from '../protocol/packet.ts';
 import { decodePacket } from '../protocol/codec.ts';
 import { GRPC_FRAME_HEADER, GrpcDeframer, writeFrameHeader } from '../protocol/grpc-frame.ts';
 import type { Packet } from '../protocol/packet.ts';
@@ -15,6 +16,9 @@ import { ProtocolError } from '../protocol/protocol-error.ts';
 export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024;
 /** Bytes we let Node buffer on one stream before `send` reports backpressure. */
 export const DEFAULT_SEND_HIGH_WATER_BYTES = 1024 * 1024;
+
+/** Below this, copying the payload into one buffer is cheaper than a second write. */
+const ZERO_COPY_MIN_PAYLOAD = 2048;
 
 export interface PacketStreamOptions {
   maxReceiveMessageBytes?: number;
@@ -102,6 +106,17 @@ export class PacketStream {
    */
   send(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
+    if (packet.type === PacketType.DATA && packet.data.data.length >= ZERO_COPY_MIN_PAYLOAD && packet.data.error === '') {
+      // Header and payload as one writev: the payload is not copied.
+      const payload = packet.data.data;
+      const header = encodeDataPacketHeader(packet.data.connectID, payload.length, GRPC_FRAME_HEADER);
+      writeFrameHeader(header, header.length - GRPC_FRAME_HEADER + payload.length);
+      this.h2.cork();
+      this.h2.write(header);
+      this.h2.write(payload);
+      this.h2.uncork();
+      return this.h2.writableLength < this.highWater;
+    }
     const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
     writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
     this.h2.write(frame);

@@ -6,7 +6,7 @@ import { ProtocolError } from './protocol-error.ts';
 
 export const WireType = { VARINT: 0, FIXED64: 1, LEN: 2, FIXED32: 5 } as const;
 
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function varint32Size(v: number): number {
   // Callers pass non-negative lengths and tags only.

@@ -61,6 +61,7 @@ export class HttpConnectFrontend {
     const { router, metrics, logger } = this.options;
     this.sockets.add(socket);
     metrics.httpConnections.inc();
+    if (this.options.tls) socket.setNoDelay(true);
     socket.on('error', (err) => logger.v(3, 'frontend socket error', { error: err.message }));
     const parser = new ConnectRequestParser({ maxHeaderBytes: this.options.maxHeaderBytes ?? 1024 * 1024 });
     let session: FrontendSession | null = null;
