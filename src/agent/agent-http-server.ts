@@ -38,6 +38,8 @@ export interface AgentHttpServerOptions {
   registry: Registry;
   checks: readonly HealthCheck[];
   logger?: Logger;
+  /** konnectivity-ts: extra admin-port routes by exact path (status JSON, /debug/pprof), served before the /metrics redirect. */
+  adminRoutes?: Record<string, http.RequestListener>;
 }
 
 function sendText(res: ServerResponse, status: number, body: string): void {
@@ -145,6 +147,11 @@ export class AgentHttpServers {
 
   private serveAdmin(req: IncomingMessage, res: ServerResponse): void {
     const { path, query } = requestPath(req);
+    const route = this.options.adminRoutes && Object.hasOwn(this.options.adminRoutes, path) ? this.options.adminRoutes[path] : undefined;
+    if (route) {
+      route(req, res);
+      return;
+    }
     if (path !== '/metrics') {
       notFound(res);
       return;

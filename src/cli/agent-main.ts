@@ -14,6 +14,8 @@ import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 import { KubeClient } from '../kube/kube-client.ts';
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
+import { agentStatusRoutes } from '../status/agent-status.ts';
+import { profilingRoutes } from '../status/profiling.ts';
 
 /** Upstream's flag values as the agent's configuration. */
 export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsReloadConfig {
@@ -65,7 +67,7 @@ const processIO: AgentProcess = {
 };
 
 function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
-  if (o.enableProfiling) logger.warn('--enable-profiling is accepted but konnectivity-ts serves no /debug/pprof endpoints');
+  if (o.enableContentionProfiling) logger.info('--enable-contention-profiling has no Node equivalent; /debug/pprof serves CPU profiles and heap snapshots only');
   if (o.xfrChannelSize !== 150 || o.warnOnChannelLimit) {
     logger.info('--xfr-channel-size/--warn-on-channel-limit have no effect: connections are buffered by bytes, not packets, and never block the stream');
   }
@@ -111,6 +113,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
     registry: metrics.registry,
     checks: [pingCheck, serverConnectedCheck(() => agent.isReady)],
     logger,
+    // Admin port: /api/v1 status and, with --enable-profiling, /debug/pprof.
+    adminRoutes: { ...agentStatusRoutes(agent), ...(options.enableProfiling ? profilingRoutes() : {}) },
   });
 
   let signals = 0;

@@ -38,6 +38,7 @@ export function serverConfigFromOptions(o: ServerOptions, logger: Logger): Serve
     gracefulShutdownTimeoutMs: o.gracefulShutdownTimeoutMs,
     limits: o.limits,
     tlsReloadIntervalMs: o.tlsReloadIntervalMs,
+    enableProfiling: o.enableProfiling,
     logger,
   };
 }
@@ -61,7 +62,7 @@ const processIO: ServerProcess = {
 };
 
 function notImplementedWarnings(o: ServerOptions, logger: Logger): void {
-  if (o.enableProfiling) logger.warn('--enable-profiling is accepted but no profiling endpoints are served yet');
+  if (o.enableContentionProfiling) logger.info('--enable-contention-profiling has no Node equivalent; /debug/pprof serves CPU profiles and heap snapshots only');
 }
 
 export async function main(argv: readonly string[] = process.argv.slice(2), io: ServerProcess = processIO): Promise<number> {

@@ -16,6 +16,8 @@ import type { ProxyStrategyName } from './backend-registry.ts';
 import { createProxyServiceHandler } from './grpc-frontend.ts';
 import { createServerAdminServer, createServerHealthServer } from './health-endpoints.ts';
 import { ProxyRouter } from './proxy-router.ts';
+import { serverStatusRoutes } from '../status/server-status.ts';
+import { profilingRoutes } from '../status/profiling.ts';
 import type { TlsFiles } from './tls-context.ts';
 import { ServerTlsReloading, type ServerTlsListener } from '../tls/server-tls.ts';
 import type { ReloadOutcome } from '../tls/tls-reloader.ts';
@@ -52,6 +54,8 @@ export interface ServerConfig {
    * once, as upstream. Default 2 s.
    */
   tlsReloadIntervalMs?: number;
+  /** `--enable-profiling`: serve /debug/pprof (CPU profile, heap snapshot) on the admin port. */
+  enableProfiling?: boolean;
 }
 
 export interface BoundAddresses {
@@ -136,7 +140,11 @@ export class KonnectivityServer {
     this.tlsReloading.attach('agent', this.agentServer.listener as tls.Server);
     if (frontendTls) this.tlsReloading.attach('frontend', (this.grpcFrontend?.listener ?? this.httpFrontend!.server) as tls.Server);
     this.healthServer = createServerHealthServer({ ready: () => this.router.registry.ready }, this.metrics.registry);
-    this.adminServer = createServerAdminServer(this.metrics.registry);
+    // Admin port: /metrics, the /api/v1 status endpoints and, with --enable-profiling, /debug/pprof.
+    this.adminServer = createServerAdminServer(this.metrics.registry, {
+      ...serverStatusRoutes(this),
+      ...(config.enableProfiling ? profilingRoutes() : {}),
+    });
   }
 
   get addresses(): BoundAddresses {
