@@ -5,6 +5,7 @@
 import type { Writable } from 'node:stream';
 import { runClientCommand } from './client-command.ts';
 import { runQuickstartCommand } from './quickstart-command.ts';
+import { runStatusCommand } from './status-command.ts';
 
 /** Where a command writes; tests pass buffers, the binary passes the process streams. */
 export interface CliIO {
@@ -27,6 +28,10 @@ export const commands: Record<string, CliCommand> = {
   quickstart: {
     summary: 'Start a throwaway local konnectivity (server, agent, demo target) and send requests through it',
     run: runQuickstartCommand,
+  },
+  status: {
+    summary: "Show a server's or agent's agents, servers and open connections from its admin port",
+    run: runStatusCommand,
   },
 };
 
