@@ -333,6 +333,14 @@ export class ProxyRouter {
       fe.peer.dialResponse(random, connectID, error);
       return;
     }
+    if (connectID === 0n || b.connections.has(connectID)) {
+      // Upstream would register it and overwrite (or orphan) a live connection's
+      // entry, leaking it. The agent's connection, if any, is left alone.
+      this.metrics.dialFailures.inc({ reason: 'error_response' });
+      this.log.warn('agent answered a dial with an unusable connectID', { agentID: b.agentId, random, connectID });
+      fe.peer.dialResponse(random, 0n, `konnectivity-server: agent ${b.agentId} answered with connectID ${connectID}, which is ${connectID === 0n ? 'not valid' : 'already in use'}`);
+      return;
+    }
     if (fe.ended) {
       this.metrics.dialFailures.inc({ reason: 'send_rsp' });
       this.sendToBackend(b, packets.closeRequest(connectID));
@@ -370,8 +378,7 @@ export class ProxyRouter {
       case PacketType.DATA: {
         const id = p.data.connectID;
         if (id === 0n) return;
-        const b = fe.backend;
-        if (!b) {
+        if (!fe.backend) {
           fe.peer.closeResponse(id, 'backend not initialized');
           fe.stopped = true;
           return;
@@ -380,34 +387,46 @@ export class ProxyRouter {
         else if (id !== fe.firstConnectID) {
           // One connection per frontend stream: a second ID is a protocol violation; close both.
           const first = fe.firstConnectID;
-          this.sendToBackend(b, packets.closeRequest(first));
-          this.sendToBackend(b, packets.closeRequest(id));
+          for (const cid of [first, id]) {
+            const own = this.ownConnection(fe, cid);
+            if (own) this.detachFromFrontend(own);
+            // As upstream for an ID nobody holds; never for another stream's connection.
+            else if (!this.heldByAnother(fe.backend, cid, fe)) this.sendToBackend(fe.backend, packets.closeRequest(cid));
+          }
           fe.peer.closeResponse(first, 'mismatched connection IDs');
           fe.peer.closeResponse(id, 'mismatched connection IDs');
           fe.stopped = true;
           return;
         }
-        const conn = b.connections.get(id);
-        const ours = conn !== undefined && conn.frontend === fe;
-        if (ours) conn.bytesToAgent += p.data.data.length;
+        // Isolation (konnectivity-ts): only this stream's own connections. Upstream
+        // forwards any ID to the stream's agent, so one frontend could write into
+        // another's connection; the agent would drop an unknown ID anyway.
+        const conn = this.ownConnection(fe, id);
+        if (!conn) return;
+        const b = conn.backend;
+        conn.bytesToAgent += p.data.data.length;
         if (!this.sendToBackend(b, p)) {
           b.pausedFrontends.add(fe);
           fe.peer.pauseReading();
         }
-        if (ours && conn.credit?.consume(p.data.data.length) && !conn.pausedForCredit) {
+        if (conn.credit?.consume(p.data.data.length) && !conn.pausedForCredit) {
           conn.pausedForCredit = true;
           fe.peer.pauseReading();
         }
         return;
       }
       case PacketType.CLOSE_REQ: {
-        const b = fe.backend;
-        if (!b) {
-          fe.peer.closeResponse(p.closeRequest.connectID, 'backend uninitialized');
+        const id = p.closeRequest.connectID;
+        if (!fe.backend) {
+          fe.peer.closeResponse(id, 'backend uninitialized');
           return;
         }
-        if (b.closed) fe.peer.closeResponse(p.closeRequest.connectID, 'CLOSE_REQ to backend failed');
-        else this.sendToBackend(b, p);
+        const conn = this.ownConnection(fe, id);
+        const b = conn?.backend ?? fe.backend;
+        if (b.closed) fe.peer.closeResponse(id, 'CLOSE_REQ to backend failed');
+        else if (conn) this.sendToBackend(b, p);
+        // Not this stream's connection (isolation): never forwarded; answered as the agent would.
+        else fe.peer.closeResponse(id, 'Unknown connectID');
         fe.stopped = true;
         return;
       }
@@ -427,6 +446,13 @@ export class ProxyRouter {
   }
 
   private onDialRequest(fe: FrontendSession, random: bigint, address: string, protocol: string): void {
+    if (this.pending.has(random)) {
+      // Upstream overwrites the pending entry: the first dialer never hears back, and
+      // whoever ends first cancels the other's dial. Refuse the newcomer instead.
+      if (this.log.enabled(2)) this.log.v(2, 'dial refused: dial ID already pending', { random, address });
+      fe.peer.dialResponse(random, 0n, `konnectivity-server: dial ID ${random} is already in use by a pending dial`);
+      return;
+    }
     const lim = this.limits;
     if (lim.maxPendingDialsPerFrontend > 0 && fe.pending.size >= lim.maxPendingDialsPerFrontend) {
       return this.refuseDial(fe, random, address, 'pending_dials_per_frontend', pendingDialsPerFrontendError(lim.maxPendingDialsPerFrontend));
@@ -467,6 +493,7 @@ export class ProxyRouter {
     if (fe.ended) return;
     fe.ended = true;
     for (const random of fe.pending) {
+      if (this.pending.get(random)?.frontend !== fe) continue; // never another stream's dial
       const dial = this.takePending(random);
       if (dial) this.sendToBackend(dial.backend, packets.closeDial(random));
     }
@@ -476,7 +503,27 @@ export class ProxyRouter {
       this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
     }
     fe.connections.clear();
-    fe.backend?.pausedFrontends.delete(fe);
+    // Its connections may have paused it on agents other than fe.backend.
+    for (const b of this.backends) b.pausedFrontends.delete(fe);
+  }
+
+  /** This stream's attached connection with that ID, if any. */
+  private ownConnection(fe: FrontendSession, connectID: bigint): EstablishedConnection | undefined {
+    for (const c of fe.connections) if (c.connectID === connectID) return c;
+    return undefined;
+  }
+
+  /** Whether agent stream `b` has a connection with that ID that is not `fe`'s. */
+  private heldByAnother(b: Backend, connectID: bigint, fe: FrontendSession): boolean {
+    const c = b.connections.get(connectID);
+    return c !== undefined && c.frontend !== fe;
+  }
+
+  /** Detaches a connection from its frontend and asks the agent to close it; the agent's CLOSE_RSP then ends it. */
+  private detachFromFrontend(conn: EstablishedConnection): void {
+    conn.frontend?.connections.delete(conn);
+    conn.frontend = null;
+    this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
   }
 
   // --- limits (konnectivity-ts) ----------------------------------------------
@@ -486,6 +533,13 @@ export class ProxyRouter {
     this.limitMetrics.rejected(limit);
     if (this.log.enabled(2)) this.log.v(2, 'dial refused: limit reached', { random, address, limit });
     fe.peer.dialResponse(random, 0n, error);
+  }
+
+  /** Stops the router's timers (server shutdown, tests). */
+  dispose(): void {
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = null;
+    for (const dial of this.pending.values()) if (dial.timer) clearTimeout(dial.timer);
   }
 
   private startIdleSweep(): void {
