@@ -113,3 +113,44 @@ test('agent admin port with profiling routes: CPU profile and heap snapshot; wit
     await res.arrayBuffer();
   }
 });
+
+test('konnectivity-agent main() --enable-profiling mounts status and /debug/pprof on its admin port', async () => {
+  const { main } = await import('../src/cli/agent-main.ts');
+  const { PassThrough } = await import('node:stream');
+  const { silentLogger } = await import('../src/observability/logger.ts');
+  const { unusedPort } = await import('./agent-fixtures.ts');
+  let shutdown: ((signal: string) => void) | undefined;
+  let onReady!: (p: { health: number; admin: number }) => void;
+  const ready = { promise: new Promise<{ health: number; admin: number }>((r) => (onReady = r)), resolve: (p: { health: number; admin: number }) => onReady(p) };
+  const exit = main(
+    [
+      '--ca-cert', withProfiling.pki.ca.certPath,
+      '--proxy-server-host', '127.0.0.1',
+      '--proxy-server-port', String(withProfiling.server.addresses.agentPort),
+      '--health-server-port', String(await unusedPort()),
+      '--admin-server-port', String(await unusedPort()),
+      '--agent-id', 'profiled-agent',
+      '--enable-profiling',
+    ],
+    { stdout: new PassThrough(), stderr: new PassThrough(), env: {}, onShutdownSignal: (h) => (shutdown = h), onReady: (p) => ready.resolve(p), logger: silentLogger },
+  );
+  const ports = await ready.promise;
+  const base = `http://127.0.0.1:${ports.admin}`;
+  try {
+    let status: { kind: string; agentID: string; servers: Array<{ serverID: string }> };
+    do {
+      status = (await (await fetch(`${base}/api/v1/status`)).json()) as typeof status;
+    } while (status.servers.length === 0);
+    assert.equal(status.kind, 'agent');
+    assert.equal(status.agentID, 'profiled-agent');
+    assert.equal(status.servers[0]!.serverID, withProfiling.server.config.serverId);
+    await assertCpuProfile(base);
+    const heap = await fetch(`${base}/debug/pprof/heap`);
+    assert.equal(heap.status, 200);
+    await heap.arrayBuffer();
+  } finally {
+    shutdown?.('SIGTERM');
+    shutdown?.('SIGINT');
+    assert.equal(await exit, 0);
+  }
+});
