@@ -153,7 +153,9 @@ function checkOurContainer(pod: PodRef, container: Obj): OurContainer {
       assert.ok(m, `${where}: --uds-name=${s.udsName} directory is not a volumeMount`);
       assert.notEqual(m.readOnly, true, `${where}: --uds-name directory is mounted read-only`);
       const vol = (pod.spec.volumes ?? []).find((v: Obj) => v.name === m.name);
-      assert.ok(vol?.emptyDir !== undefined, `${where}: --uds-name directory must be an emptyDir shared with kube-apiserver`);
+      // An emptyDir shared with a kube-apiserver container in the same Pod, or a
+      // host directory shared with a kube-apiserver static Pod on the same node.
+      assert.ok(vol?.emptyDir !== undefined || vol?.hostPath !== undefined, `${where}: --uds-name directory must be an emptyDir or hostPath shared with kube-apiserver`);
     }
   } else {
     // (options carry the re-rooted paths; the manifest's own path is in argv)
@@ -232,7 +234,9 @@ function clusterSelection(config: Obj): Obj {
 function checkRendered(docs: Obj[], source: string): OurContainer[] {
   const ours: OurContainer[] = [];
   for (const pod of podSpecs(docs, source)) {
-    const found = containersOf(pod.spec)
+    // Init containers of our image that run something else (e.g. chown of a
+    // hostPath socket directory) are not server/agent command lines.
+    const found = [...(pod.spec.containers ?? []), ...(pod.spec.initContainers ?? []).filter((c: Obj) => /^\/proxy-/.test(String(c.command?.[0])))]
       .filter((c) => String(c.image ?? '').includes(IMAGE_MARK))
       .map((c) => checkOurContainer(pod, c));
     ours.push(...found);
@@ -388,11 +392,12 @@ const skipHelm = helm.error || helm.status !== 0
   ? 'no helm binary on PATH (none is packaged in Debian or on npm for this machine): the chart in deploy/helm/konnectivity-ts is NOT rendered or checked'
   : undefined;
 
+const HOST = ['--set', 'agent.proxyServerHost=control-plane.example.internal'];
 const HELM_CASES: Record<string, string[]> = {
-  defaults: [],
-  'agent-deployment': ['--set', 'agent.kind=Deployment', '--set', 'agent.replicas=2'],
-  'server-grpc-uds-sidecar-config': ['--set', 'server.enabled=false'],
-  'server-http-connect-mtls-leases': ['--set', 'server.frontend.transport=tcp', '--set', 'server.mode=http-connect', '--set', 'leases.enabled=true'],
+  'defaults (server DaemonSet, gRPC over a hostPath UDS)': HOST,
+  'http-connect over UDS, agent Deployment': [...HOST, '--set', 'server.mode=http-connect', '--set', 'agent.kind=Deployment', '--set', 'agent.replicas=2'],
+  'agents only (server is a sidecar elsewhere)': [...HOST, '--set', 'server.enabled=false'],
+  'server Deployment, HTTP-CONNECT over mTLS TCP, leases': ['--set', 'server.frontend.transport=tcp', '--set', 'server.mode=http-connect', '--set', 'leases.enabled=true'],
 };
 
 for (const [name, args] of Object.entries(HELM_CASES)) {
@@ -400,6 +405,18 @@ for (const [name, args] of Object.entries(HELM_CASES)) {
     const out = execFileSync('helm', ['template', 'konnectivity', CHART, '--namespace', 'kube-system', ...args], { encoding: 'utf8' });
     const docs = parseDocs(out);
     const ours = checkRendered(docs, `helm ${name}`);
-    assert.ok(ours.length > 0);
+    assert.ok(ours.some((c) => c.binary === 'agent'), 'agents rendered');
+    const cm = docs.find((d) => d.kind === 'ConfigMap' && d.data?.['egress-selector-configuration.yaml']);
+    assert.ok(cm, 'egress selector ConfigMap');
+    const [config] = parseDocs(cm.data['egress-selector-configuration.yaml']);
+    checkEgressSelectorSchema(config!, `helm ${name}`);
+    const cluster = clusterSelection(config!);
+    const server = ours.find((c) => c.binary === 'server');
+    if (server) {
+      const s = server.options as ServerOptions;
+      assert.equal(cluster.proxyProtocol, s.mode === 'grpc' ? 'GRPC' : 'HTTPConnect');
+      if (s.udsName !== '') assert.equal(cluster.transport.uds?.udsName, s.udsName);
+      else assert.equal(new URL(cluster.transport.tcp.url).port, String(s.serverPort));
+    }
   });
 }
