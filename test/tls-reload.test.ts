@@ -326,6 +326,8 @@ test('ANP#801: an agent trusting only the old CA cannot reconnect after the serv
   // Its secret rotates (CA bundle and client certificate): the same agent reconnects, no restart.
   await agentVol.update({ 'ca.crt': b.ca.cert, 'tls.crt': agentB.cert, 'tls.key': agentB.key });
   await waitFor(() => second.server.router.backendList.length === 1, 'the agent reconnects after its files rotated');
+  // The server registers the stream when it sends its headers; the agent records it when they arrive.
+  await waitFor(() => agent.connectedServerIDs.length === 1, 'the agent records the new server');
   assert.deepEqual(agent.connectedServerIDs, [second.server.config.serverId]);
   assert.equal(second.server.router.backendList[0]?.agentId, agentID);
 });
