@@ -213,6 +213,7 @@ export class KonnectivityServer {
     this.grpcFrontend?.destroy();
     this.httpFrontend?.destroy();
     this.agentServer.destroy();
+    this.router.dispose();
     this.healthServer.closeAllConnections();
     this.adminServer.closeAllConnections();
     await Promise.all([closeHttp(this.healthServer), closeHttp(this.adminServer)]);
