@@ -4,7 +4,7 @@
  *   --minutes N        run for N minutes (default 2)
  *   --cases N          stop after N cases instead
  *   --seed S           master seed (default: random); the same seed replays the same cases
- *   --target T         router | relay | codec | all (default all, round-robin)
+ *   --target T         router | relay | codec | http | all (default all, round-robin)
  *   --replay SEED      run one case of --target with that case seed, print its trace
  *
  * Prints progress every 10 s and, at the end, the case count and the master
@@ -13,12 +13,13 @@
  */
 import { parseArgs } from 'node:util';
 import { runCodecCase } from './codec-fuzz.ts';
+import { runHttpConnectCase } from './http-connect-fuzz.ts';
 import { Rng } from './prng.ts';
 import { runRelayCase } from './relay-fuzz.ts';
 import { runRouterCase } from './router-fuzz.ts';
 
-type Target = 'router' | 'relay' | 'codec';
-const TARGETS: readonly Target[] = ['router', 'relay', 'codec'];
+type Target = 'router' | 'relay' | 'codec' | 'http';
+const TARGETS: readonly Target[] = ['router', 'relay', 'codec', 'http'];
 
 const { values } = parseArgs({
   options: {
@@ -32,7 +33,7 @@ const { values } = parseArgs({
 
 const targets: readonly Target[] = values.target === 'all' ? TARGETS : TARGETS.filter((t) => t === values.target);
 if (targets.length === 0) {
-  console.error(`unknown --target ${values.target}; want router, relay, codec or all`);
+  console.error(`unknown --target ${values.target}; want router, relay, codec, http or all`);
   process.exit(2);
 }
 
@@ -44,7 +45,8 @@ process.on('unhandledRejection', (err) => {
 async function runCase(target: Target, seed: number): Promise<void> {
   if (target === 'router') runRouterCase(seed);
   else if (target === 'relay') await runRelayCase(seed);
-  else runCodecCase(seed);
+  else if (target === 'codec') runCodecCase(seed);
+  else runHttpConnectCase(seed);
   if (unhandled !== null) {
     const err = unhandled;
     unhandled = null;
@@ -69,7 +71,7 @@ const master = values.seed !== undefined ? Number(values.seed) >>> 0 : (Math.ran
 const maxCases = values.cases !== undefined ? Number(values.cases) : Infinity;
 const deadline = values.cases !== undefined && values.minutes === undefined ? Infinity : Date.now() + Number(values.minutes ?? 2) * 60_000;
 const rng = new Rng(master);
-const counts: Record<Target, number> = { router: 0, relay: 0, codec: 0 };
+const counts: Record<Target, number> = { router: 0, relay: 0, codec: 0, http: 0 };
 let total = 0;
 const started = Date.now();
 let lastReport = started;
