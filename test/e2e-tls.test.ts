@@ -146,6 +146,8 @@ test('with a cluster CA on the agent listener, only agents with a valid client c
   const foreign = await pki.otherClient('konnectivity-agent');
   await expectRefused(cluster, await cluster.startAgent({ agentCertPath: foreign.certPath, agentKeyPath: foreign.keyPath }), 'certificate from another CA');
   await assert.rejects(connectFakeAgent(cluster, { agentId: 'raw-no-cert' }));
+  const expired = await pki.client('konnectivity-agent', { expired: true });
+  await expectRefused(cluster, await cluster.startAgent({ agentCertPath: expired.certPath, agentKeyPath: expired.keyPath }), 'expired client certificate');
 
   const good = await pki.client('konnectivity-agent');
   await cluster.startAgent({ agentCertPath: good.certPath, agentKeyPath: good.keyPath });

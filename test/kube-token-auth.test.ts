@@ -195,6 +195,14 @@ test('an unknown token is rejected with the apiserver error', async (t) => {
   await assertRejected(c, watched, /Failed to validate authentication token, err:lookup failed: \[invalid bearer token/);
 });
 
+test('an expired token is rejected with the apiserver error and relays nothing', async (t) => {
+  const c = await cluster(t, authenticator());
+  api.addToken('expired-token', AGENT_USER, [AUDIENCE]);
+  api.expiredTokens.add('expired-token');
+  const watched = await startAgent(t, c, tokenFile('expired-token'));
+  await assertRejected(c, watched, /token is expired/);
+});
+
 test('a token for another audience: the apiserver decides by the audience it receives', async (t) => {
   const c = await cluster(t, authenticator());
   const reviewsBefore = api.tokenReviews().length;

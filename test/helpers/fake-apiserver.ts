@@ -216,6 +216,9 @@ export class FakeApiServer {
   }
 
   /** Registers a service-account-like token. */
+  /** Tokens the apiserver now reports as expired (as a projected token past its exp). */
+  readonly expiredTokens = new Set<string>();
+
   addToken(token: string, username: string, audiences: readonly string[] = ['system:konnectivity-server']): void {
     this.tokens.set(token, { username, audiences });
   }
@@ -423,7 +426,9 @@ export class FakeApiServer {
     const requested = Array.isArray(spec['audiences']) && spec['audiences'].length > 0 ? (spec['audiences'] as string[]) : [...this.apiAudiences];
     const identity = this.tokens.get(token);
     let st: Json;
-    if (!identity) {
+    if (this.expiredTokens.has(token)) {
+      st = { user: {}, error: '[invalid bearer token, square/go-jose/jwt: validation failed, token is expired (exp)]' };
+    } else if (!identity) {
       st = { user: {}, error: '[invalid bearer token, square/go-jose: error in cryptographic primitive]' };
     } else {
       const common = identity.audiences.filter((a) => requested.includes(a));
