@@ -6,12 +6,13 @@
 import type { Writable } from 'node:stream';
 import type { AgentConfig } from '../agent/agent-config.ts';
 import { AgentHttpServers, pingCheck, serverConnectedCheck } from '../agent/agent-http-server.ts';
-import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, type AgentOptions } from '../agent/agent-options.ts';
+import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, parseProxyServerAddress, type AgentOptions } from '../agent/agent-options.ts';
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
-import { ServerLeaseCounter } from '../agent/lease-counter.ts';
+// Loaded only with --count-server-leases: @kubernetes/client-node costs tens of MB of RSS.
+import type { ServerLeaseCounter } from '../agent/lease-counter.ts';
 import { OptionsError } from '../flags/options-error.ts';
 import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
-import { KubeClient } from '../kube/kube-client.ts';
+
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { agentStatusRoutes } from '../status/agent-status.ts';
@@ -23,6 +24,7 @@ export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsR
     tlsReloadIntervalMs: o.tlsReloadIntervalMs,
     proxyServerHost: o.proxyServerHost,
     proxyServerPort: o.proxyServerPort,
+    additionalProxyServers: o.proxyServerAddresses.map(parseProxyServerAddress),
     caCertPath: o.caCert,
     agentCertPath: o.agentCert || undefined,
     agentKeyPath: o.agentKey || undefined,
@@ -97,6 +99,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   let leaseCounter: ServerLeaseCounter | undefined;
   if (options.countServerLeases) {
     try {
+      const { KubeClient } = await import('../kube/kube-client.ts');
+      const { ServerLeaseCounter } = await import('../agent/lease-counter.ts');
       const kube = KubeClient.fromFlags({ kubeconfigPath: options.kubeconfig, contentType: options.kubeApiContentType, env: io.env, logger: logger.child({ component: 'kube-client' }) });
       leaseCounter = new ServerLeaseCounter({ client: kube, namespace: options.leaseNamespace, selector: options.leaseLabelSelector, metrics, logger: logger.child({ component: 'lease-counter' }) });
     } catch (err) {

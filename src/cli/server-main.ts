@@ -5,10 +5,11 @@
  */
 import type { Writable } from 'node:stream';
 import { OptionsError } from '../flags/options-error.ts';
-import { KubeClient } from '../kube/kube-client.ts';
+// Loaded only when needed: @kubernetes/client-node costs tens of MB of RSS at startup.
+import type { KubeClient } from '../kube/kube-client.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
-import { ServerLeaseController } from '../server/lease-controller.ts';
+import type { ServerLeaseController } from '../server/lease-controller.ts';
 import { parseServerOptions, serverUsage, type ServerOptions } from '../server/server-options.ts';
 import { nodeMinTlsVersion, opensslCipherList } from '../server/tls-names.ts';
 import { TokenReviewAuthenticator } from '../server/token-authenticator.ts';
@@ -86,6 +87,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   let kube: KubeClient | undefined;
   if (options.needsKubernetesClient) {
     try {
+      const { KubeClient } = await import('../kube/kube-client.ts');
       kube = KubeClient.fromFlags({
         kubeconfigPath: options.kubeconfig,
         qps: options.kubeconfigQps,
@@ -119,6 +121,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   }
   let leases: ServerLeaseController | undefined;
   if (kube && options.enableLeaseController) {
+    const { ServerLeaseController } = await import('../server/lease-controller.ts');
     leases = new ServerLeaseController({
       client: kube,
       serverId: options.serverId,
