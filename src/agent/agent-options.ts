@@ -214,6 +214,8 @@ export interface AgentExtensionOptions {
   readonly flowControlWindowBytes: number;
   /** `--endpoint-buffer-bytes`: bytes queued toward one destination that is not reading before that connection is closed. */
   readonly endpointBufferBytes: number;
+  /** `--proxy-server-addresses`: more `host:port` proxy-servers connected to directly (HA without a load balancer). */
+  readonly proxyServerAddresses: readonly string[];
 }
 
 function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOptions {
@@ -250,7 +252,14 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
     'Bytes queued toward one destination that has stopped reading before that connection alone is closed (without flow control; upstream instead blocks the whole stream).',
     group,
   );
+  const proxyServerAddresses = flags.stringSlice(
+    'proxy-server-addresses',
+    [],
+    'More proxy-servers (host:port, comma-separated; IPv6 in brackets) tried in turn with --proxy-server-host:--proxy-server-port, so an HA agent reaches every server (--server-count) without a load balancer.',
+    group,
+  );
   return () => ({
+    proxyServerAddresses: proxyServerAddresses.value,
     flowControlWindowBytes: flowControlWindow.value,
     endpointBufferBytes: endpointBufferBytes.value,
     tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
@@ -266,7 +275,27 @@ export function destinationPolicyFromOptions(options: AgentExtensionOptions): De
   return DestinationPolicy.fromEntries(options.allowedDestinations, options.deniedDestinations);
 }
 
+/**
+ * Parses one `--proxy-server-addresses` entry: `host:port` or `[v6]:port`,
+ * port 1-65535. Throws with the reason when the entry is malformed.
+ */
+export function parseProxyServerAddress(entry: string): { host: string; port: number } {
+  const text = entry.trim();
+  const m = /^(?:\[([0-9A-Fa-f:.%\w-]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(text);
+  if (!m) throw new Error(`--proxy-server-addresses entry ${JSON.stringify(entry)} is not host:port (IPv6 as [addr]:port)`);
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) throw new Error(`--proxy-server-addresses entry ${JSON.stringify(entry)}: port must be 1-65535`);
+  return { host: m[1] ?? m[2]!, port };
+}
+
 function validateAgentExtensionOptions(options: AgentOptions): string | undefined {
+  for (const entry of options.proxyServerAddresses) {
+    try {
+      parseProxyServerAddress(entry);
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  }
   if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
   if (options.allowedDestinations !== null && options.allowedDestinations.every((e) => e.trim() === '')) {
     return `${ALLOWED_DESTINATIONS_FLAG} is empty: leave it out to allow every destination, or list at least one entry`;
