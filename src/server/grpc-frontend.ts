@@ -13,9 +13,13 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
     const stream = call.stream;
     // grpc-go sends initial metadata lazily; sending it now is equivalent for clients.
     call.sendHeaders();
+    const writeLatency = metrics.frontendWriteDuration;
     const send = (p: Packet): void => {
+      // Upstream observes frontend_write_duration_seconds around every send to the frontend.
+      const start = performance.now();
       router.countToClient(p.type);
       stream.send(p);
+      writeLatency.observe((performance.now() - start) / 1000);
     };
     const peer: FrontendPeer = {
       dialResponse: (random, connectID, error) => send(packets.dialResponse(random, connectID, error)),

@@ -105,7 +105,9 @@ export class HttpConnectFrontend {
         socket.resume();
       },
       data: (_id, data) => {
+        const start = performance.now();
         socket.write(data);
+        metrics.frontendWriteDuration.observe((performance.now() - start) / 1000);
       },
       closeResponse: () => closeSocket(),
       dialClosed: () => socket.destroy(),
