@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bucketBounds, parsePrometheusText, sampleLabelNames, scrapeAll, type Families, type ScrapedAll } from './helpers/metrics-scrape.ts';
+import { bucketBounds, parsePrometheusText, sampleLabelNames, scrapeAll, type Families } from './helpers/metrics-scrape.ts';
 
 interface Expected {
   type: 'counter' | 'gauge' | 'histogram';
@@ -140,11 +140,10 @@ async function checkLabelledHistogramBuckets(): Promise<void> {
   assert.deepEqual(bucketBounds(f), agentBuckets);
 }
 
-let scraped: Promise<ScrapedAll> | undefined;
+
 
 test('metrics names, types, labels and buckets match upstream after real traffic', async (t) => {
-  scraped = scrapeAll(t);
-  const all = await scraped;
+  const all = await scrapeAll(t);
 
   await t.test('server /metrics on the health port: every §6.4 metric', () => {
     assert.match(all.serverContentType, /^text\/plain/);
