@@ -17,12 +17,15 @@
  *   --profile[=DIR]         run server and agent under node --cpu-prof and print the top self-time
  *                           costs (profiles kept in DIR, default a temp dir)
  *   --v N                   pass -v=N to server and agent (default: the binaries' default)
- *   --compiled              run server and agent from a fresh tsc build (what an installed package
- *                           runs) instead of the TypeScript sources
+ *   --compiled              run server and agent from a fresh tsc build of src/ in a temp dir (what
+ *                           an installed package runs); by default the checkout's bin/ shims run,
+ *                           which use dist/ if someone built it and the sources otherwise
  *   --frontend-buffer-limit BYTES   diagnostic: run the server through bench/server-entry.ts with its
  *                           maxFrontendBufferBytes (no CLI flag; default 16 MiB) set to BYTES
  *   --write / --no-write    write docs/benchmarks.md and docs/bench/*.svg (default: only for a full
  *                           run of every scenario and mode without --profile)
+ *   --server-arg FLAG / --agent-arg FLAG   extra flag for every server / agent (repeatable), for
+ *                           tuning experiments, e.g. --agent-arg=--flow-control-window=4194304
  *   --json FILE             also write the results as JSON
  *   --wait-quiet            for a shared machine: before each measured run, wait (up to 15 min)
  *                           until processes outside the bench use under 15 % of one core, and
@@ -36,7 +39,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDevPki } from '../src/dev/pki.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
-import { compiledLayout, sourceLayout, startCluster, type Cluster, type CodeLayout } from './lib/cluster.ts';
+import { checkoutLayout, compiledLayout, startCluster, type Cluster, type CodeLayout } from './lib/cluster.ts';
 import { startDestination, type Destination } from './lib/destination.ts';
 import { foreignCpuSeconds } from './lib/proc.ts';
 import { consoleTable, markdown, preservedNotes, svgChart, hasChartData } from './lib/report.ts';
@@ -75,6 +78,8 @@ const { values: opts } = parseArgs({
     compiled: { type: 'boolean', default: false },
     'frontend-buffer-limit': { type: 'string' },
     'wait-quiet': { type: 'boolean', default: false },
+    'server-arg': { type: 'string', multiple: true },
+    'agent-arg': { type: 'string', multiple: true },
   },
   allowPositionals: false,
   strict: true,
@@ -91,7 +96,9 @@ const selected = scenarios.filter((s) => (only ? only.includes(s.id) : !(opts['s
 const profileDir = opts.profile === undefined ? undefined : opts.profile || mkdtempSync(path.join(os.tmpdir(), 'konnectivity-bench-prof-'));
 const frontendBufferLimit = opts['frontend-buffer-limit'] === undefined ? undefined : Number(opts['frontend-buffer-limit']);
 if (frontendBufferLimit !== undefined && !(Number.isInteger(frontendBufferLimit) && frontendBufferLimit > 0)) usageError('--frontend-buffer-limit needs a positive integer (bytes)');
-const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && !opts.compiled && frontendBufferLimit === undefined;
+const serverArgs = opts['server-arg'] ?? [];
+const agentArgs = opts['agent-arg'] ?? [];
+const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0;
 const write = opts['no-write'] ? false : (opts.write ?? fullRun);
 const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 
@@ -101,7 +108,15 @@ const progress = (line: string): void => {
   process.stdout.write(`[${elapsed()}] ${line}\n`);
 };
 
+let gitAtStart: string | undefined;
+
+/** The commit (and whether src/ or bin/ had local changes) when the run started. */
 function gitDescribe(): string {
+  gitAtStart ??= readGit();
+  return gitAtStart;
+}
+
+function readGit(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
     const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src', 'bin'], { cwd: repoRoot, encoding: 'utf8' }).trim();
@@ -170,6 +185,7 @@ function setupFacts(code: CodeLayout): string[] {
   return [
     `Server and agent code: ${code.description}.${frontendBufferLimit !== undefined ? ` **Diagnostic run:** the server was started through \`bench/server-entry.ts\` with maxFrontendBufferBytes = ${frontendBufferLimit} bytes instead of the built-in 16 MiB.` : ''}`,
     'Four processes: this load generator (the tunnel client, as kube-apiserver would be), `konnectivity-server` and `konnectivity-agent` started from `bin/` with upstream flags (`--mode`, `--uds-name`, `--agent-port`, …; one agent, `--server-count=1`), and a destination process (`bench/destination.ts`: the endpoints of the demo target, `/bytes/N`, a ≈70-byte answer otherwise, served by a minimal HTTP/1.1 responder on raw sockets so that the destination is never what limits `direct`, plus a TCP echo server). `direct` connects the load generator straight to the destination over loopback TCP.',
+    ...(serverArgs.length || agentArgs.length ? [`**Extra flags:** server ${serverArgs.join(' ') || '(none)'}; agent ${agentArgs.join(' ') || '(none)'}.`] : []),
     `Frontend: unix socket (kube-apiserver's usual setup); agent → server: gRPC over TLS on loopback with a throwaway PKI (\`createDevPki\`). Log verbosity: ${verbosity === undefined ? "the binaries' default, logs written to files" : `-v=${verbosity}`}.`,
     'The client keeps one tunnel per mode for the whole run: in gRPC mode one HTTP/2 connection with one stream per dial (as current kube-apiserver\'s CreateGRPCTunnel); in HTTP-CONNECT mode one unix-socket connection per dial.',
     'The load generator speaks minimal HTTP/1.1 (`bench/lib/mini-http.ts`: fixed GET, Content-Length framing) so its own cost is small and the same for every target.',
@@ -194,16 +210,18 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  gitDescribe();
   const targets: Target[] = [];
   let destination: Destination | null = null;
-  let code: CodeLayout = sourceLayout;
+  let code: CodeLayout = checkoutLayout();
   const results: ScenarioResult[] = [];
   let failed = false;
   try {
     progress(`konnectivity-ts bench${quick ? ' (quick)' : ''}: scenarios ${selected.map((s) => s.id).join(', ')}; modes ${modes.join(', ')}`);
     for (const line of machineFacts()) progress(`  ${line}`);
-    if (opts.compiled) progress('compiling src/ for --compiled…');
-    code = opts.compiled ? compiledLayout(path.join(dir, 'build')) : sourceLayout;
+    code = checkoutLayout();
+    if (!opts.compiled && code.description.includes('WARNING')) progress("dist/ is older than src/ (the bin/ shims would run stale code): using a fresh build instead, as with --compiled");
+    if (opts.compiled || code.description.includes('WARNING')) code = compiledLayout(path.join(dir, 'build'));
     progress(`server and agent run ${code.description}${frontendBufferLimit !== undefined ? `; DIAGNOSTIC server entry with maxFrontendBufferBytes=${frontendBufferLimit}` : ''}`);
     const pki = await createDevPki(path.join(dir, 'pki'));
     destination = await startDestination();
@@ -218,6 +236,8 @@ async function main(): Promise<number> {
         cpuProfileDir: profileDir,
         code,
         frontendBufferLimit,
+        serverArgs,
+        agentArgs,
       });
       clusters.push(cluster);
       targets.push(tunnelTarget(cluster));

@@ -4,7 +4,7 @@
  * and memory can be read from /proc and never mix with the load generator's.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -23,11 +23,34 @@ export interface CodeLayout {
   description: string;
 }
 
-export const sourceLayout: CodeLayout = {
-  binDir: path.join(repoRoot, 'bin'),
-  codeDir: path.join(repoRoot, 'src'),
-  description: 'TypeScript sources run directly (bin/ shims in a checkout; Node strips types at load time)',
-};
+/** Newest modification time (ms) of files under `dir` ending in `ext`, or 0. */
+function newestMtime(dir: string, ext: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile() || !entry.name.endsWith(ext)) continue;
+    newest = Math.max(newest, statSync(path.join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * The checkout's own bin/ shims. They run dist/ when it exists (someone ran
+ * `npm run build`) and the sources otherwise; say which, and whether dist/
+ * is older than the sources.
+ */
+export function checkoutLayout(): CodeLayout {
+  const binDir = path.join(repoRoot, 'bin');
+  const dist = path.join(repoRoot, 'dist');
+  if (!existsSync(path.join(dist, 'cli', 'server-main.js'))) {
+    return { binDir, codeDir: path.join(repoRoot, 'src'), description: 'TypeScript sources run directly (bin/ shims in a checkout without dist/; Node strips types at load time)' };
+  }
+  const stale = newestMtime(path.join(repoRoot, 'src'), '.ts') > newestMtime(dist, '.js');
+  return {
+    binDir,
+    codeDir: dist,
+    description: `compiled JavaScript from the checkout's dist/ (the bin/ shims prefer it when it exists)${stale ? ' — WARNING: dist/ is older than src/, so the figures are for stale code; run `npm run build` or use --compiled' : ''}`,
+  };
+}
 
 /**
  * Compiles src/ with tsconfig.build.json into `dir`/dist and lays out
@@ -35,8 +58,15 @@ export const sourceLayout: CodeLayout = {
  * shims prefer ../dist). node_modules is linked, not copied.
  */
 export function compiledLayout(dir: string): CodeLayout {
+  process.stdout.write('compiling src/ (tsc -p tsconfig.build.json) into a temp dir…\n');
   mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false'], { stdio: 'inherit' });
+  try {
+    execFileSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    // Type errors (e.g. someone mid-edit) still emit JavaScript; only a missing output is fatal.
+    if (!existsSync(path.join(dir, 'dist', 'cli', 'server-main.js'))) throw err;
+    process.stdout.write('tsc reported errors; using the JavaScript it emitted anyway\n');
+  }
   for (const f of ['konnectivity-server', 'konnectivity-agent']) copyFileSync(path.join(repoRoot, 'bin', f), path.join(dir, 'bin', f));
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
   symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
@@ -64,6 +94,9 @@ export interface ClusterOptions {
    * server's maxFrontendBufferBytes (no CLI flag) set to this.
    */
   frontendBufferLimit?: number;
+  /** Extra flags for tuning experiments (recorded in the report). */
+  serverArgs?: string[];
+  agentArgs?: string[];
 }
 
 export interface ManagedProcess {
@@ -186,6 +219,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       `--cluster-key=${pki.serverKeyPath}`,
       '--server-count=1',
       ...v,
+      ...(options.serverArgs ?? []),
     ],
     path.join(dir, `server-${mode}.log`),
     prof('server'),
@@ -206,6 +240,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         `--agent-id=bench-agent-${mode}`,
         '--sync-interval=100ms',
         ...v,
+        ...(options.agentArgs ?? []),
       ],
       path.join(dir, `agent-${mode}.log`),
       prof('agent'),
