@@ -90,6 +90,37 @@ for (const mode of ['grpc', 'http-connect'] as TunnelMode[]) {
   });
 }
 
+for (const mode of ['grpc', 'http-connect'] as TunnelMode[]) {
+  test(`${mode}: without flow control (upstream-style agent), a reader slower than the agent still gets every byte`, async (t) => {
+    const size = 40 * 1024 * 1024;
+    const source = await startSource(size);
+    const cluster = await startLocalCluster({ mode, agent: { flowWindowBytes: 0 }, server: { maxFrontendBufferBytes: 2 * 1024 * 1024 } });
+    const tunnel = cluster.openTunnel();
+    t.after(async () => {
+      await tunnel.close();
+      await cluster.close();
+      source.close();
+    });
+    assert.equal(cluster.server.router.backendList[0]!.flow, null);
+    const socket = await tunnel.dial('tcp', `127.0.0.1:${source.port}`);
+    // A slow consumer: it stops for a moment after every MiB, so the server's buffer for it passes the bound.
+    let sinceBreak = 0;
+    socket.on('data', (d: Buffer) => {
+      sinceBreak += d.length;
+      if (sinceBreak >= 1024 * 1024) {
+        sinceBreak = 0;
+        socket.pause();
+        setTimeout(() => socket.resume(), 5);
+      }
+    });
+    const result = await readAll(socket);
+    assert.equal(result.bytes, size);
+    assert.equal(result.sha256, source.sha256);
+    assert.equal(cluster.server.router.stalledFrontendCloses, 0, 'a slow reader is not a stalled one');
+    assert.ok(cluster.server.router.frontendBoundPauses > 0, 'the reader was slow enough to pass the bound (the path under test ran)');
+  });
+}
+
 test('an agent that does not offer the extension gets upstream behaviour', async (t) => {
   const cluster = await startLocalCluster({ mode: 'grpc', agent: { flowWindowBytes: 0 } });
   t.after(() => cluster.close());

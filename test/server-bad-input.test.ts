@@ -247,10 +247,10 @@ async function neverReadingConnection(t: TestContext, cluster: LocalCluster, mod
 }
 
 for (const mode of ['grpc', 'http-connect'] as const) {
-  test(`${mode}: with an upstream-style agent (no credit), a frontend that never reads is closed at the buffer bound while another connection on that agent completes`, async (t) => {
+  test(`${mode}: with an upstream-style agent (no credit), a frontend that never reads is closed after the stall timeout (its agent stream paused meanwhile), then another connection on that agent completes`, async (t) => {
     // Small enough to reach quickly, large enough that the healthy echo below never gets near it.
     const bound = 8 * MiB;
-    const cluster = await startCluster(t, { mode, agents: 0, server: { maxFrontendBufferBytes: bound } });
+    const cluster = await startCluster(t, { mode, agents: 0, server: { maxFrontendBufferBytes: bound, frontendStallTimeoutMs: 300 } });
     const agent = await fakeAgent(t, cluster);
     let floodID = 0n;
     let pushed = 0;

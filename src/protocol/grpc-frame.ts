@@ -64,7 +64,8 @@ export class GrpcDeframer {
           onMessage(new Uint8Array(0));
           continue;
         }
-        this.body = new Uint8Array(msgLen);
+        // Not zero-filled: every byte is overwritten before the message is handed on.
+        this.body = Buffer.allocUnsafeSlow(msgLen);
         this.bodyFilled = 0;
       }
       const body: Uint8Array = this.body;

@@ -61,7 +61,7 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
       // Only an agent that advertised the extension hears about it (upstream agents never do).
       if (flow) headers[FLOW_CONTROL_HEADER] = formatFlowControlHeader(ourWindow);
       call.sendHeaders(headers);
-      const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p) }, flow);
+      const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p), pauseReceive: () => stream.pauseReceive(), resumeReceive: () => stream.resumeReceive() }, flow);
       router.addBackend(backend);
       stream.onPacket = (p) => router.handleBackendPacket(backend, p);
       stream.onDrain = () => router.backendDrained(backend);

@@ -43,6 +43,8 @@ export interface ServerConfig {
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
   maxFrontendBufferBytes?: number;
+  /** Agents without flow control: stall time of a frontend over its bound before its connection is closed (default 30 s). */
+  frontendStallTimeoutMs?: number;
   /** konnectivity-ts exhaustion bounds (limits.ts); defaults for what is left out. */
   limits?: Partial<ServerLimits>;
   authenticator?: AgentAuthenticator;
@@ -97,6 +99,7 @@ export class KonnectivityServer {
       logger: this.logger,
       backendDialTimeoutMs: config.backendDialTimeoutMs,
       maxFrontendBufferBytes: config.maxFrontendBufferBytes ?? DEFAULT_MAX_FRONTEND_BUFFER_BYTES,
+      ...(config.frontendStallTimeoutMs !== undefined ? { frontendStallTimeoutMs: config.frontendStallTimeoutMs } : {}),
       ...(config.limits ? { limits: config.limits } : {}),
     });
     const limits = this.router.limits;

@@ -41,6 +41,9 @@ export interface FrontendPeer {
 export interface BackendTransport {
   /** Queues a packet; false means the shared stream is backpressured. */
   send(packet: Packet): boolean;
+  /** Stops/resumes reading the agent stream (HTTP/2 flow control then pushes back on the agent). */
+  pauseReceive?(): void;
+  resumeReceive?(): void;
 }
 
 export interface ProxyRouterOptions {
@@ -54,6 +57,12 @@ export interface ProxyRouterOptions {
    * connection. Upstream instead blocks the agent's whole stream.
    */
   maxFrontendBufferBytes: number;
+  /**
+   * For agents without per-connection flow control (upstream agents): how long
+   * a frontend over its buffer bound may stay without progress, while its agent
+   * stream is paused, before that one connection is closed. Default 30 s.
+   */
+  frontendStallTimeoutMs?: number;
   random?: () => number;
   /** konnectivity-ts exhaustion bounds (limits.ts); defaults apply to what is left out. */
   limits?: Partial<ServerLimits>;
@@ -110,6 +119,11 @@ export class Backend implements RoutableBackend {
   pendingDials = 0;
   /** Frontends paused because this agent stream was backpressured. */
   readonly pausedFrontends = new Set<FrontendSession>();
+  /**
+   * Connections whose frontend is over its buffer bound while this stream has
+   * no per-connection flow control: the stream is paused until they drain.
+   */
+  readonly overBound = new Map<EstablishedConnection, NodeJS.Timeout>();
   closed = false;
 
   constructor(agentId: string, identifiers: AgentIdentifiers, transport: BackendTransport, flow: NegotiatedFlowControl | null = null) {
@@ -162,6 +176,8 @@ export class ProxyRouter {
   private readonly backends = new Set<Backend>();
   /** Connections closed because their frontend stopped reading (a konnectivity-ts addition). */
   stalledFrontendCloses = 0;
+  /** Times an agent stream without flow control was paused for a frontend over its bound. */
+  frontendBoundPauses = 0;
   private readonly count: Record<'fromAgent' | 'toAgent' | 'fromClient' | 'toClient', PacketCounter>;
   readonly limits: ServerLimits;
   readonly limitMetrics: ServerLimitMetrics;
@@ -251,7 +267,40 @@ export class ProxyRouter {
 
   /** A frontend drained its buffer: return the credit its connections owe the agent. */
   frontendWritable(fe: FrontendSession): void {
-    for (const conn of fe.connections) this.returnCredit(conn, true);
+    for (const conn of fe.connections) {
+      this.returnCredit(conn, true);
+      if (conn.backend.overBound.has(conn) && fe.peer.bufferedBytes <= this.options.maxFrontendBufferBytes / 2) this.releaseBackendFor(conn);
+    }
+  }
+
+  /**
+   * Without per-connection flow control the only ways to bound memory are to
+   * stop reading the shared agent stream or to close the connection. A reader
+   * that is merely slower than the agent (kubectl cp to a slow client) must
+   * not lose its transfer, so we pause the stream — upstream's behaviour — and
+   * close only a connection that makes no progress for frontendStallTimeoutMs.
+   */
+  private holdBackendFor(conn: EstablishedConnection): void {
+    const b = conn.backend;
+    if (b.overBound.has(conn)) return;
+    const timer = setTimeout(() => {
+      if (!b.overBound.has(conn)) return;
+      this.releaseBackendFor(conn);
+      if (conn.frontend) this.closeStalledFrontend(conn);
+    }, this.options.frontendStallTimeoutMs ?? 30_000);
+    timer.unref?.();
+    b.overBound.set(conn, timer);
+    this.frontendBoundPauses++;
+    if (b.overBound.size === 1) b.transport.pauseReceive?.();
+  }
+
+  private releaseBackendFor(conn: EstablishedConnection): void {
+    const b = conn.backend;
+    const timer = b.overBound.get(conn);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    b.overBound.delete(conn);
+    if (b.overBound.size === 0 && !b.closed) b.transport.resumeReceive?.();
   }
 
   private returnCredit(conn: EstablishedConnection, drained: boolean): void {
@@ -277,7 +326,9 @@ export class ProxyRouter {
         const fe = conn.frontend;
         fe.peer.data(conn.connectID, p.data.data);
         if (fe.peer.bufferedBytes > this.options.maxFrontendBufferBytes) {
-          this.closeStalledFrontend(conn);
+          // A peer with credit cannot get here unless it ignores its window.
+          if (conn.credit || !b.transport.pauseReceive) this.closeStalledFrontend(conn);
+          else this.holdBackendFor(conn);
           return;
         }
         if (conn.credit) {
@@ -358,6 +409,7 @@ export class ProxyRouter {
   }
 
   private closeStalledFrontend(conn: EstablishedConnection): void {
+    this.releaseBackendFor(conn);
     const fe = conn.frontend!;
     this.stalledFrontendCloses++;
     this.log.warn('closing connection: frontend stopped reading', { connectID: conn.connectID, agentID: conn.backend.agentId, bufferedBytes: fe.peer.bufferedBytes });
@@ -499,6 +551,7 @@ export class ProxyRouter {
     }
     fe.pending.clear();
     for (const conn of fe.connections) {
+      this.releaseBackendFor(conn);
       conn.frontend = null;
       this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
     }
@@ -593,6 +646,7 @@ export class ProxyRouter {
   }
 
   private finishConnection(conn: EstablishedConnection): void {
+    this.releaseBackendFor(conn);
     conn.frontend?.connections.delete(conn);
     this.established--;
     this.metrics.establishedConnections.set(this.established);
