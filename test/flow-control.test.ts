@@ -139,3 +139,16 @@ test('agent flags: --flow-control-window and --endpoint-buffer-bytes reach the a
   assert.equal(off.maxEndpointBufferedBytes, 1048576);
   assert.throws(() => parseAgentOptions([...base, '--flow-control-window=100'], {}), /--flow-control-window 100 must be 0 \(off\) or between/);
 });
+
+test('server flag --frontend-stall-timeout reaches the config (0 = close at once)', async () => {
+  const { parseServerOptions } = await import('../src/server/server-options.ts');
+  const { serverConfigFromOptions } = await import('../src/cli/server-main.ts');
+  const { silentLogger } = await import('../src/observability/logger.ts');
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(`${tmpdir()}/kts-flags-`);
+  for (const f of ['c.crt', 'c.key']) writeFileSync(`${dir}/${f}`, 'x');
+  const base = ['--uds-name', `${dir}/s.sock`, '--server-port=0', `--cluster-cert=${dir}/c.crt`, `--cluster-key=${dir}/c.key`];
+  assert.equal(serverConfigFromOptions(parseServerOptions(base, {}), silentLogger).frontendStallTimeoutMs, 30_000);
+  assert.equal(serverConfigFromOptions(parseServerOptions([...base, '--frontend-stall-timeout=0'], {}), silentLogger).frontendStallTimeoutMs, 0);
+});

@@ -38,6 +38,7 @@ export function serverConfigFromOptions(o: ServerOptions, logger: Logger): Serve
     backendDialTimeoutMs: o.backendDialTimeoutMs,
     gracefulShutdownTimeoutMs: o.gracefulShutdownTimeoutMs,
     limits: o.limits,
+    frontendStallTimeoutMs: o.frontendStallTimeoutMs,
     tlsReloadIntervalMs: o.tlsReloadIntervalMs,
     enableProfiling: o.enableProfiling,
     logger,

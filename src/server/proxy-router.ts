@@ -327,7 +327,7 @@ export class ProxyRouter {
         fe.peer.data(conn.connectID, p.data.data);
         if (fe.peer.bufferedBytes > this.options.maxFrontendBufferBytes) {
           // A peer with credit cannot get here unless it ignores its window.
-          if (conn.credit || !b.transport.pauseReceive) this.closeStalledFrontend(conn);
+          if (conn.credit || !b.transport.pauseReceive || this.options.frontendStallTimeoutMs === 0) this.closeStalledFrontend(conn);
           else this.holdBackendFor(conn);
           return;
         }

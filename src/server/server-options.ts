@@ -338,6 +338,8 @@ export interface ServerExtensionOptions {
   readonly limits: ServerLimits;
   /** `--tls-reload-interval`: how often the listeners' TLS files are checked and hot-reloaded; 0 = load once (upstream). */
   readonly tlsReloadIntervalMs: number;
+  /** `--frontend-stall-timeout`: agents without flow control; 0 = close at the buffer bound, never pausing an agent stream. */
+  readonly frontendStallTimeoutMs: number;
 }
 
 function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOptions {
@@ -356,7 +358,14 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
     group,
   );
   const grpcMessage = flags.int('max-grpc-receive-message-bytes', d.maxGrpcReceiveMessageBytes, 'Largest gRPC message accepted from a frontend or agent; the stream fails with RESOURCE_EXHAUSTED beyond (grpc-go default 4 MiB).', group);
+  const frontendStall = flags.duration(
+    'frontend-stall-timeout',
+    '30s',
+    'Agents without per-connection flow control (upstream agents): when a frontend stops reading and 16 MiB are queued for it, its agent stream is paused (as upstream does) and the connection is closed only if that frontend makes no progress for this long. 0 = close at once and never pause an agent stream.',
+    group,
+  );
   return () => ({
+    frontendStallTimeoutMs: frontendStall.milliseconds,
     limits: {
       maxPendingDialsPerFrontend: perFrontend.value,
       maxPendingDialsPerAgent: perAgentPending.value,
@@ -381,6 +390,7 @@ function validateServerExtensionOptions(options: ServerOptions): string | undefi
   ];
   for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
   if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
+  if (options.frontendStallTimeoutMs < 0) return `--frontend-stall-timeout must be 0 (close at once) or more`;
   if (l.httpConnectMaxHeaderBytes <= 0) return `--http-connect-max-header-bytes ${l.httpConnectMaxHeaderBytes} must be greater than 0`;
   if (l.maxGrpcReceiveMessageBytes <= 0 || l.maxGrpcReceiveMessageBytes > 2 ** 31 - 1) {
     return `--max-grpc-receive-message-bytes ${l.maxGrpcReceiveMessageBytes} must be between 1 and 2147483647`;
