@@ -120,7 +120,7 @@ describe('GrpcDeframer', () => {
     deframer.push(second, (m) => spanned.push(m));
     first.fill(0);
     second.fill(0); // the transport may reuse its chunks
-    assert.deepEqual(spanned, [messageOf(10, 1)]);
+    assert.deepEqual(spanned.map((m) => [...m]), [[...messageOf(10, 1)]]);
   });
 
   test('midMessage tracks a partial header and a partial body', () => {
