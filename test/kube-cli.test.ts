@@ -36,7 +36,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -61,7 +61,7 @@ function captureLogs(): { lines: string[]; logger: ReturnType<typeof createLogge
   return { lines, logger: createLogger({ verbosity: 2, format: 'json', write: (l) => lines.push(l) }) };
 }
 
-test('konnectivity-server: token auth and the lease controller from the flags; the lease goes away on shutdown', async () => {
+test('konnectivity-server: token auth and the lease controller from the flags; the lease goes away on shutdown', async (t) => {
   const namespace = 'cli-server-leases';
   const [agentPort, healthPort, adminPort] = [await unusedPort(), await unusedPort(), await unusedPort()];
   const shutdown: { handler?: (signal: string) => void } = {};
@@ -91,6 +91,11 @@ test('konnectivity-server: token auth and the lease controller from the flags; t
     ],
     io,
   );
+  let stopped = false;
+  // A failed assertion must not leave the server running (the test file would never end).
+  t.after(() => {
+    if (!stopped) shutdown.handler?.('SIGTERM');
+  });
   const leaseName = 'konnectivity-proxy-server-cli-server';
   await until('the server lease', () => api.lease(namespace, leaseName) !== undefined);
   const lease = api.lease(namespace, leaseName)!;
@@ -123,6 +128,7 @@ test('konnectivity-server: token auth and the lease controller from the flags; t
   await accepted.stop();
   assert.ok(lines.some((l) => l.includes('agent authentication failed')));
 
+  stopped = true;
   shutdown.handler!('SIGTERM');
   assert.equal(await exit, 0);
   assert.equal(api.lease(namespace, leaseName), undefined, 'own lease deleted on stop');
