@@ -10,7 +10,7 @@ import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, parseProxy
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
 // Loaded only with --count-server-leases: @kubernetes/client-node costs tens of MB of RSS.
 import type { ServerLeaseCounter } from '../agent/lease-counter.ts';
-import { OptionsError } from '../flags/options-error.ts';
+import { parseDaemonOptions } from './parse-daemon-options.ts';
 import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
@@ -77,19 +77,9 @@ function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
 
 /** Runs the agent until the second shutdown signal; resolves to the exit code. */
 export async function main(argv: readonly string[] = process.argv.slice(2), io: AgentProcess = processIO): Promise<number> {
-  let options: AgentOptions;
-  try {
-    options = parseAgentOptions(argv, io.env);
-  } catch (err) {
-    if (!(err instanceof OptionsError)) throw err;
-    if (err.kind === 'help') {
-      io.stdout.write(agentUsage(io.env));
-      return 0;
-    }
-    io.stderr.write(`Error: ${err.message}\n`);
-    if (err.usage) io.stderr.write(agentUsage(io.env));
-    return 1;
-  }
+  const parsed = parseDaemonOptions(() => parseAgentOptions(argv, io.env), () => agentUsage(io.env), io);
+  if ('exitCode' in parsed) return parsed.exitCode;
+  const options: AgentOptions = parsed.options;
   const logger = io.logger ?? createLogger({ verbosity: options.v, component: 'konnectivity-agent' });
   for (const warning of options.warnings) logger.warn(warning);
   notImplementedWarnings(options, logger);

@@ -4,7 +4,7 @@
  * --graceful-shutdown-timeout); a second one exits at once with code 1.
  */
 import type { Writable } from 'node:stream';
-import { OptionsError } from '../flags/options-error.ts';
+import { parseDaemonOptions } from './parse-daemon-options.ts';
 // Loaded only when needed: @kubernetes/client-node costs tens of MB of RSS at startup.
 import type { KubeClient } from '../kube/kube-client.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
@@ -68,19 +68,9 @@ function notImplementedWarnings(o: ServerOptions, logger: Logger): void {
 }
 
 export async function main(argv: readonly string[] = process.argv.slice(2), io: ServerProcess = processIO): Promise<number> {
-  let options: ServerOptions;
-  try {
-    options = parseServerOptions(argv, io.env);
-  } catch (err) {
-    if (!(err instanceof OptionsError)) throw err;
-    if (err.kind === 'help') {
-      io.stdout.write(serverUsage(io.env));
-      return 0;
-    }
-    io.stderr.write(`Error: ${err.message}\n`);
-    if (err.usage) io.stderr.write(serverUsage(io.env));
-    return 1;
-  }
+  const parsed = parseDaemonOptions(() => parseServerOptions(argv, io.env), () => serverUsage(io.env), io);
+  if ('exitCode' in parsed) return parsed.exitCode;
+  const options: ServerOptions = parsed.options;
   const logger = io.logger ?? createLogger({ verbosity: options.v, component: 'konnectivity-server' });
   for (const warning of options.warnings ?? []) logger.warn(warning);
   notImplementedWarnings(options, logger);
