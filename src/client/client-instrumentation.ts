@@ -6,7 +6,8 @@
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import { grpcCodeName } from '../grpc/status.ts';
 import { packetTypeName, type Packet } from '../protocol/packet.ts';
-import type { DialFailureCode } from './dial-error.ts';
+import { dialFailureReason, type DialFailureCode } from './dial-error.ts';
+import type { Logger } from '../observability/logger.ts';
 
 export type ConnectionStatus = 'created' | 'dialing' | 'ok' | 'closing';
 
@@ -48,4 +49,11 @@ export function countStreamError(metrics: ClientMetrics, segment: 'from_client' 
 
 export function countDialFailure(metrics: ClientMetrics, code: DialFailureCode): void {
   metrics.dialFailures.inc({ reason: code });
+}
+
+/** What both tunnel modes do with a failed dial: count it under upstream's reason and log it. */
+export function recordDialFailure(metrics: ClientMetrics, logger: Logger, address: string, err: unknown): void {
+  const reason = dialFailureReason(err);
+  countDialFailure(metrics, reason);
+  logger.v(2, 'dial failed', { address, reason, error: err });
 }

@@ -9,9 +9,9 @@ import { GrpcChannel } from '../grpc/grpc-client.ts';
 import type { GrpcClientCall } from '../grpc/grpc-client.ts';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ConnectionStatusGauge, countDialFailure } from './client-instrumentation.ts';
+import { ConnectionStatusGauge, recordDialFailure } from './client-instrumentation.ts';
 import { DialDeadline } from './dial-deadline.ts';
-import { KonnectivityDialError, dialFailureReason } from './dial-error.ts';
+import { KonnectivityDialError } from './dial-error.ts';
 import { newDialID } from './dial-id.ts';
 import { describeTransport, grpcTarget } from './proxy-transport.ts';
 import { dialOverProxyStream } from './proxy-stream-dial.ts';
@@ -57,8 +57,7 @@ export class GrpcTunnel implements Tunnel {
     try {
       return await this.dialStream(network, address, options);
     } catch (err) {
-      countDialFailure(this.options.metrics, dialFailureReason(err));
-      this.options.logger.v(2, 'dial failed', { address, reason: dialFailureReason(err), error: err });
+      recordDialFailure(this.options.metrics, this.options.logger, address, err);
       throw err;
     }
   }

@@ -12,10 +12,10 @@
 import type net from 'node:net';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ConnectionStatusGauge, countDialFailure } from './client-instrumentation.ts';
+import { ConnectionStatusGauge, recordDialFailure } from './client-instrumentation.ts';
 import { ConnectResponseError, parseConnectResponseHead, readErrorBody, readResponseHead } from './connect-response.ts';
 import { DialDeadline } from './dial-deadline.ts';
-import { KonnectivityDialError, dialFailureReason } from './dial-error.ts';
+import { KonnectivityDialError } from './dial-error.ts';
 import { describeTransport, openProxySocket } from './proxy-transport.ts';
 import { CLOSE_TIMEOUT_MS, type DialOptions, type ProxyTransport, type Tunnel, type TunnelConnection } from './tunnel-options.ts';
 
@@ -55,8 +55,7 @@ export class HttpConnectTunnel implements Tunnel {
     try {
       return await this.connect(network, address, options);
     } catch (err) {
-      countDialFailure(this.options.metrics, dialFailureReason(err));
-      this.options.logger.v(2, 'dial failed', { address, reason: dialFailureReason(err), error: err });
+      recordDialFailure(this.options.metrics, this.options.logger, address, err);
       throw err;
     }
   }
