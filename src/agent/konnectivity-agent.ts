@@ -155,6 +155,11 @@ export class KonnectivityAgent {
     return this.links?.serverIDs ?? [];
   }
 
+  /** Endpoint (destination) connections open now, over all server links. */
+  get endpointConnectionCount(): number {
+    return this.links?.endpointConnectionCount ?? 0;
+  }
+
   /** The number of distinct servers the agent is aiming for. */
   get targetServerCount(): number {
     return this.links?.targetServerCount ?? 1;

@@ -68,6 +68,13 @@ export class ServerLinkSet {
     return [...this.links.keys()];
   }
 
+  /** Endpoint connections open through every link (a drain is complete at 0). */
+  get endpointConnectionCount(): number {
+    let n = 0;
+    for (const link of this.links.values()) n += link.endpointConnectionCount;
+    return n;
+  }
+
   get isDraining(): boolean {
     return this.draining;
   }

@@ -38,6 +38,13 @@ export interface HaClusterOptions {
   server?: Partial<ServerConfig>;
   /** Overrides merged into every agent config. */
   agent?: Partial<AgentConfig>;
+  /**
+   * haproxy's `balance` algorithm (default `roundrobin`). With roundrobin,
+   * agents whose sync loops tick in step can keep landing on the servers they
+   * already have (2 agents, 2 servers: stuck for 8 s and more in about one
+   * start in six); `random` cannot lock in step.
+   */
+  balance?: 'roundrobin' | 'random' | 'leastconn';
   /** The haproxy binary (default $HAPROXY, /usr/sbin/haproxy, then haproxy on PATH). */
   haproxyPath?: string;
   /** Reuse an existing PKI (its dir is not removed on close). */
@@ -55,6 +62,8 @@ export interface HaServer {
   instance: KonnectivityServer | null;
   /** agentIDs connected to this server now (empty while stopped). */
   readonly agentIds: string[];
+  /** True during a graceful stop (the server refuses new frontends and agents). */
+  stopping: boolean;
 }
 
 export interface HaCluster {
@@ -73,11 +82,24 @@ export interface HaCluster {
   startAgent(overrides?: Partial<AgentConfig>): Promise<KonnectivityAgent>;
   /** Stops agent `index` abruptly (no DRAIN) and removes it from `agents`. */
   killAgent(index: number): Promise<void>;
-  /** Stops server `index` (grace 0: tunnels through it are cut). */
-  stopServer(index: number): Promise<void>;
+  /**
+   * Stops agent `index` the way a rollout does: DRAIN (first SIGTERM), wait
+   * until its endpoint connections have ended or `gracePeriodMs` passed, then
+   * stop it (second SIGTERM) and remove it from `agents`. Resolves with the
+   * number of endpoint connections the stop cut (0 when the drain finished).
+   */
+  drainAgent(index: number, gracePeriodMs: number): Promise<number>;
+  /** drainAgent, then a new agent with the same agentID (pushed at the end of `agents`). */
+  restartAgent(index: number, gracePeriodMs: number): Promise<{ agent: KonnectivityAgent; cut: number }>;
+  /**
+   * Stops server `index`. Grace 0: tunnels through it are cut at once. With a
+   * grace period (`--graceful-shutdown-timeout`) `instance` stays set while
+   * established tunnels finish, and `stopping` is true meanwhile.
+   */
+  stopServer(index: number, gracePeriodMs?: number): Promise<void>;
   /** Starts a stopped server again with the same serverId, agent port and frontend socket. */
   startServer(index: number): Promise<void>;
-  restartServer(index: number): Promise<void>;
+  restartServer(index: number, gracePeriodMs?: number): Promise<void>;
   /**
    * Waits until every agent holds a stream to every running server and
    * every running server has every agent (bounded; throws with the state).
@@ -107,7 +129,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function haproxyConfig(port: number, backends: readonly number[]): string {
+function haproxyConfig(port: number, backends: readonly number[], balance: string): string {
   return [
     'global',
     '  maxconn 4096',
@@ -123,7 +145,7 @@ function haproxyConfig(port: number, backends: readonly number[]): string {
     `  bind 127.0.0.1:${port}`,
     '  default_backend konnectivity_servers',
     'backend konnectivity_servers',
-    '  balance roundrobin',
+    `  balance ${balance}`,
     ...backends.map((p, i) => `  server s${i} 127.0.0.1:${p} check inter 500ms fall 1 rise 1`),
     '',
   ].join('\n');
@@ -229,6 +251,7 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
         agentPort: bound.agentPort,
         frontendPath,
         instance,
+        stopping: false,
         get agentIds() {
           return this.instance ? [...new Set(this.instance.router.backendList.map((b) => b.agentId))] : [];
         },
@@ -239,7 +262,7 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
     if (haproxyBin) {
       loadBalancerPort = await freePort();
       const cfg = path.join(dir, 'haproxy.cfg');
-      writeFileSync(cfg, haproxyConfig(loadBalancerPort, servers.map((s) => s.agentPort)));
+      writeFileSync(cfg, haproxyConfig(loadBalancerPort, servers.map((s) => s.agentPort), options.balance ?? 'roundrobin'));
       let stderr = '';
       const child = spawn(haproxyBin, ['-f', cfg, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
       haproxy = child;
@@ -291,7 +314,7 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
   const describe = (): string => {
     const name = new Map(servers.map((s) => [s.serverId, `s${s.index}`]));
     const lines = agents.map((a, i) => `agent ${i} (${a.config.agentID.slice(0, 8)}): [${a.connectedServerIDs.map((id) => name.get(id) ?? id).sort().join(' ')}]`);
-    for (const s of servers) lines.push(`server s${s.index}${s.instance ? '' : ' (stopped)'}: ${s.agentIds.length} agent(s)`);
+    for (const s of servers) lines.push(`server s${s.index}${s.instance ? (s.stopping ? ' (stopping)' : '') : ' (stopped)'}: ${s.agentIds.length} agent(s)`);
     return lines.join('\n');
   };
 
@@ -317,12 +340,40 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
       if (!agent) throw new Error(`no agent ${index}`);
       await agent.stop();
     },
-    async stopServer(index) {
+    async drainAgent(index, gracePeriodMs) {
+      const agent = agents[index];
+      if (!agent) throw new Error(`no agent ${index}`);
+      agent.drain();
+      const deadline = Date.now() + gracePeriodMs;
+      while (agent.endpointConnectionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const cut = agent.endpointConnectionCount;
+      agents.splice(agents.indexOf(agent), 1);
+      await agent.stop();
+      return cut;
+    },
+    async restartAgent(index, gracePeriodMs) {
+      const agentID = agents[index]?.config.agentID;
+      if (agentID === undefined) throw new Error(`no agent ${index}`);
+      const cut = await cluster.drainAgent(index, gracePeriodMs);
+      return { agent: await startAgent({ agentID }), cut };
+    },
+    async stopServer(index, gracePeriodMs = 0) {
       const s = servers[index];
       if (!s) throw new Error(`no server ${index}`);
       const instance = s.instance;
+      if (!instance) return;
+      if (gracePeriodMs > 0) {
+        s.stopping = true;
+        try {
+          await instance.stop(gracePeriodMs);
+        } finally {
+          s.stopping = false;
+          s.instance = null;
+        }
+        return;
+      }
       s.instance = null;
-      await instance?.stop(0);
+      await instance.stop(0);
     },
     async startServer(index) {
       const s = servers[index];
@@ -341,14 +392,14 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
       }
       s.instance = instance;
     },
-    async restartServer(index) {
-      await cluster.stopServer(index);
+    async restartServer(index, gracePeriodMs = 0) {
+      await cluster.stopServer(index, gracePeriodMs);
       await cluster.startServer(index);
     },
     async waitForFullMesh(timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const running = servers.filter((s) => s.instance);
+        const running = servers.filter((s) => s.instance && !s.stopping);
         const ids = new Set(running.map((s) => s.serverId));
         const agentIds = agents.map((a) => a.config.agentID);
         const agentsOk = agents.every((a) => {
