@@ -19,7 +19,7 @@ import type http from 'node:http';
 import { createDevPki, type DevPki } from './pki.ts';
 import { startDemoTarget } from './local-cluster.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
-import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
+import { KonnectivityAgent, type AgentDependencies } from '../agent/konnectivity-agent.ts';
 import type { AgentConfig } from '../agent/agent-config.ts';
 import { createTunnel } from '../client/create-tunnel.ts';
 import type { Tunnel, TunnelMode } from '../client/tunnel-options.ts';
@@ -79,7 +79,8 @@ export interface HaCluster {
   readonly echo: { server: net.Server; address: string };
   /** A tunnel through server `index`'s frontend (closed with the cluster). */
   openTunnel(index: number): Tunnel;
-  startAgent(overrides?: Partial<AgentConfig>): Promise<KonnectivityAgent>;
+  /** Starts an agent; `deps` e.g. a lease counter (`--count-server-leases`). */
+  startAgent(overrides?: Partial<AgentConfig>, deps?: Pick<AgentDependencies, 'leaseCounter'>): Promise<KonnectivityAgent>;
   /** Stops agent `index` abruptly (no DRAIN) and removes it from `agents`. */
   killAgent(index: number): Promise<void>;
   /**
@@ -283,7 +284,7 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
     throw err;
   }
 
-  const startAgent = async (overrides: Partial<AgentConfig> = {}): Promise<KonnectivityAgent> => {
+  const startAgent = async (overrides: Partial<AgentConfig> = {}, deps: Pick<AgentDependencies, 'leaseCounter'> = {}): Promise<KonnectivityAgent> => {
     const target =
       loadBalancerPort !== null
         ? { proxyServerHost: '127.0.0.1', proxyServerPort: loadBalancerPort }
@@ -304,7 +305,7 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
         ...options.agent,
         ...overrides,
       },
-      { logger: logger.child({ component: 'agent', agent: agents.length }) },
+      { logger: logger.child({ component: 'agent', agent: agents.length }), ...deps },
     );
     await agent.start();
     agents.push(agent);
