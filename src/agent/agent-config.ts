@@ -42,6 +42,13 @@ export interface AgentConfig {
   syncForever?: boolean;
   /** `--keepalive-time` (default 1 h). */
   keepaliveTimeMs?: number;
+  /**
+   * How long a keepalive ping may stay unanswered before the server
+   * connection is dropped and replaced (default 20 s, grpc-go's fixed value;
+   * no flag, as upstream). A half-open connection is detected within
+   * keepaliveTimeMs + keepaliveTimeoutMs.
+   */
+  keepaliveTimeoutMs?: number;
   /** `--server-count-source` (default `default`); only matters with a lease counter. */
   serverCountSource?: ServerCountSource;
   /** Bound on connecting to a proxy-server and on waiting for its headers (default 30 s). */

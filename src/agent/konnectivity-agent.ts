@@ -76,6 +76,7 @@ export class KonnectivityAgent {
         agentIdentifiers: config.agentIdentifiers ?? '',
         serviceAccountTokenPath: config.serviceAccountTokenPath || undefined,
         keepaliveTimeMs: config.keepaliveTimeMs ?? AGENT_DEFAULTS.keepaliveTimeMs,
+        ...(config.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: config.keepaliveTimeoutMs } : {}),
         connectTimeoutMs: config.serverConnectTimeoutMs ?? AGENT_DEFAULTS.serverConnectTimeoutMs,
         flowWindowBytes: config.flowWindowBytes ?? AGENT_DEFAULTS.flowWindowBytes,
       });

@@ -37,6 +37,8 @@ export interface ServerDialerOptions {
   /** Re-read on every attempt so projected-token rotation works. */
   serviceAccountTokenPath?: string;
   keepaliveTimeMs: number;
+  /** Unanswered-ping bound (default: grpc-go's 20 s). */
+  keepaliveTimeoutMs?: number;
   /** Bound on TCP+TLS setup and, separately, on the wait for response headers. */
   connectTimeoutMs: number;
   stream?: PacketStreamOptions;
@@ -162,7 +164,7 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
     const tlsOptions = agentTlsOptions(address, material);
     const channel = await GrpcChannel.connect(
       { transport: 'tls', host: address.host, port: address.port, tls: tlsOptions },
-      { keepaliveTimeMs: options.keepaliveTimeMs, connectTimeoutMs: options.connectTimeoutMs, signal, stream: options.stream, userAgent: 'konnectivity-ts-agent' },
+      { keepaliveTimeMs: options.keepaliveTimeMs, keepaliveTimeoutMs: options.keepaliveTimeoutMs, connectTimeoutMs: options.connectTimeoutMs, signal, stream: options.stream, userAgent: 'konnectivity-ts-agent' },
     );
     let call: GrpcClientCall;
     try {

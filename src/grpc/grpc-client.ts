@@ -17,6 +17,8 @@ export type GrpcTarget =
 
 export interface GrpcChannelOptions {
   keepaliveTimeMs?: number;
+  /** How long a keepalive ping may go unanswered before the connection is dropped (grpc-go's fixed default: 20 s). */
+  keepaliveTimeoutMs?: number;
   connectTimeoutMs?: number;
   signal?: AbortSignal;
   userAgent?: string;
@@ -149,7 +151,7 @@ export class GrpcChannel {
           } catch {
             // closed during setup
           }
-          startKeepalive(s, options.keepaliveTimeMs ?? 0);
+          startKeepalive(s, options.keepaliveTimeMs ?? 0, options.keepaliveTimeoutMs);
           resolve(new GrpcChannel(target, s, options));
         });
       };

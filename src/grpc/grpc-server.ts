@@ -95,6 +95,8 @@ export interface GrpcServerOptions {
   tls?: tls.TlsOptions;
   handlers: Record<string, GrpcHandler>;
   keepaliveTimeMs: number;
+  /** Unanswered-ping bound (grpc-go's fixed default: 20 s). */
+  keepaliveTimeoutMs?: number;
   stream?: PacketStreamOptions;
   /** Called for every accepted session (for per-connection accounting). */
   onSession?: (session: ServerHttp2Session) => void;
@@ -148,7 +150,7 @@ export class GrpcServer {
           // session closed during setup
         }
       });
-      startKeepalive(session, options.keepaliveTimeMs);
+      startKeepalive(session, options.keepaliveTimeMs, options.keepaliveTimeoutMs);
       options.onSession?.(session);
     });
     this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {

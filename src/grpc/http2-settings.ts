@@ -19,11 +19,18 @@ export const http2Settings: Settings = {
   enablePush: false,
 };
 
-/** Ping a session every `intervalMs`; destroy it when an ack takes longer than `timeoutMs`. */
+/** grpc-go's keepalive Timeout default; upstream has no flag for it. */
+export const DEFAULT_KEEPALIVE_TIMEOUT_MS = 20_000;
+
+/**
+ * Ping a session every `intervalMs`; destroy it when an ack takes longer than
+ * `timeoutMs`. This is what detects a half-open TCP connection (peer gone
+ * without FIN/RST): within intervalMs + timeoutMs.
+ */
 export function startKeepalive(
   session: { ping(cb: (err: Error | null) => void): boolean; destroy(err?: Error): void; once(event: 'close', cb: () => void): unknown },
   intervalMs: number,
-  timeoutMs = 20_000,
+  timeoutMs = DEFAULT_KEEPALIVE_TIMEOUT_MS,
 ): void {
   if (!(intervalMs > 0) || intervalMs > 2 ** 31 - 1) return;
   const interval = setInterval(() => {

@@ -39,6 +39,12 @@ export interface ServerConfig {
   serverCount: number;
   strategies: readonly ProxyStrategyName[];
   keepaliveTimeMs: number;
+  /**
+   * Unanswered-ping bound on the agent listener (default 20 s, grpc-go's
+   * fixed value; no flag, as upstream): a half-open agent connection is
+   * dropped within keepaliveTimeMs + keepaliveTimeoutMs.
+   */
+  keepaliveTimeoutMs?: number;
   frontendKeepaliveTimeMs: number;
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
@@ -107,6 +113,7 @@ export class KonnectivityServer {
     this.agentServer = new GrpcServer({
       tls: this.tlsReloading.options('agent', config.agent.tls),
       keepaliveTimeMs: config.keepaliveTimeMs,
+      ...(config.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: config.keepaliveTimeoutMs } : {}),
       stream,
       handlers: {
         '/AgentService/Connect': createAgentServiceHandler(this.router, this.metrics, this.logger, {
