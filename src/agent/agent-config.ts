@@ -78,6 +78,13 @@ export interface AgentConfig {
    * Upstream servers ignore the offer.
    */
   flowWindowBytes?: number;
+  /**
+   * Ask proxy-servers for the konnectivity-ts drain notice (default true): a
+   * server starting a graceful shutdown then says so, and the agent connects
+   * to another server while its tunnels there finish. Upstream servers
+   * ignore the offer.
+   */
+  serverDrainNotice?: boolean;
 }
 
 export const AGENT_DEFAULTS = {

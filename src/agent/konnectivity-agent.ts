@@ -79,6 +79,7 @@ export class KonnectivityAgent {
         ...(config.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: config.keepaliveTimeoutMs } : {}),
         connectTimeoutMs: config.serverConnectTimeoutMs ?? AGENT_DEFAULTS.serverConnectTimeoutMs,
         flowWindowBytes: config.flowWindowBytes ?? AGENT_DEFAULTS.flowWindowBytes,
+        serverDrainNotice: config.serverDrainNotice ?? true,
       });
     }
     const dialEndpoint = this.endpointDialer();
@@ -154,6 +155,11 @@ export class KonnectivityAgent {
   /** serverIDs of the proxy-servers currently connected. */
   get connectedServerIDs(): string[] {
     return this.links?.serverIDs ?? [];
+  }
+
+  /** serverIDs of connected proxy-servers that announced a graceful shutdown (drain-notice extension). */
+  get drainingServerIDs(): string[] {
+    return this.links?.drainingServerIDs ?? [];
   }
 
   /** Endpoint (destination) connections open now, over all server links. */

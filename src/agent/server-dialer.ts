@@ -11,6 +11,7 @@ import tls, { type ConnectionOptions } from 'node:tls';
 import { GrpcChannel, type GrpcClientCall } from '../grpc/grpc-client.ts';
 import type { PacketStreamOptions } from '../grpc/packet-stream.ts';
 import { FLOW_CONTROL_HEADER, formatFlowControlHeader, parseFlowControlHeader } from '../protocol/flow-control.ts';
+import { acceptsServerDrainNotice, SERVER_DRAIN_NOTICE_HEADER, SERVER_DRAIN_NOTICE_VERSION } from '../protocol/server-drain-notice.ts';
 
 export const AGENT_CONNECT_METHOD = '/AgentService/Connect';
 
@@ -44,6 +45,8 @@ export interface ServerDialerOptions {
   stream?: PacketStreamOptions;
   /** Per-connection window we offer for the konnectivity-ts flow-control extension; 0 = don't offer. */
   flowWindowBytes?: number;
+  /** Offer the konnectivity-ts server drain notice (default true). */
+  serverDrainNotice?: boolean;
 }
 
 /** A Connect stream whose headers arrived and were valid. Packets are held back until the owner resumes the stream. */
@@ -55,6 +58,8 @@ export interface ServerSession {
   serverCount: number;
   /** Set when the server accepted the flow-control extension (a konnectivity-ts server). */
   flowControl: { serverWindow: number; ourWindow: number } | null;
+  /** Set when the server accepted the drain-notice extension: it may send DRAIN before a graceful shutdown. */
+  serverDrainNotice?: boolean;
 }
 
 export type ServerDialer = (address: ProxyServerAddress, signal: AbortSignal) => Promise<ServerSession>;
@@ -160,6 +165,8 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
     const ourWindow = options.flowWindowBytes ?? 0;
     // Upstream servers ignore unknown metadata, so offering the extension is always safe.
     if (ourWindow > 0) metadata[FLOW_CONTROL_HEADER] = formatFlowControlHeader(ourWindow);
+    const offerDrainNotice = options.serverDrainNotice ?? true;
+    if (offerDrainNotice) metadata[SERVER_DRAIN_NOTICE_HEADER] = SERVER_DRAIN_NOTICE_VERSION;
     const material = typeof options.tls === 'function' ? await options.tls() : options.tls;
     const tlsOptions = agentTlsOptions(address, material);
     const channel = await GrpcChannel.connect(
@@ -188,7 +195,8 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
       const { serverID, serverCount } = readServerHeaders(raw);
       const serverWindow = ourWindow > 0 ? parseFlowControlHeader(countRawHeader(raw, FLOW_CONTROL_HEADER).value) : null;
       const flowControl = serverWindow === null ? null : { serverWindow, ourWindow };
-      return { address, channel, call, serverID, serverCount, flowControl };
+      const serverDrainNotice = offerDrainNotice && acceptsServerDrainNotice(countRawHeader(raw, SERVER_DRAIN_NOTICE_HEADER).value);
+      return { address, channel, call, serverID, serverCount, flowControl, serverDrainNotice };
     } catch (err) {
       call.cancel();
       channel.destroy();

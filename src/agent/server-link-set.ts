@@ -33,6 +33,14 @@ export type SyncOutcome = 'skipped' | 'connected' | 'duplicate' | 'failed';
 export class ServerLinkSet {
   private readonly options: ServerLinkSetOptions;
   private readonly links = new Map<string, ServerLink>();
+  /**
+   * Links to a draining server that were replaced by a new connection with
+   * the same serverID (its successor process): kept until the old server
+   * closes them, so their tunnels finish, but no longer in `links`.
+   */
+  private readonly retiring = new Set<ServerLink>();
+  /** Ends the current sleep of the sync loop early (a server announced it is going). */
+  private wake: (() => void) | null = null;
   private readonly backoff: SyncBackoff;
   private readonly stopController = new AbortController();
   private readonly logger: Logger;
@@ -68,10 +76,23 @@ export class ServerLinkSet {
     return [...this.links.keys()];
   }
 
+  /** Servers that announced a graceful shutdown (drain-notice extension) and are still connected. */
+  get drainingServerIDs(): string[] {
+    return [...this.links.values()].filter((l) => l.serverDraining).map((l) => l.serverID);
+  }
+
+  /** Links that count toward the server count: a draining server is about to go. */
+  private get activeCount(): number {
+    let n = 0;
+    for (const link of this.links.values()) if (!link.serverDraining) n++;
+    return n;
+  }
+
   /** Endpoint connections open through every link (a drain is complete at 0). */
   get endpointConnectionCount(): number {
     let n = 0;
     for (const link of this.links.values()) n += link.endpointConnectionCount;
+    for (const link of this.retiring) n += link.endpointConnectionCount;
     return n;
   }
 
@@ -97,6 +118,7 @@ export class ServerLinkSet {
     if (this.draining) return;
     this.draining = true;
     for (const link of this.links.values()) link.sendDrain();
+    for (const link of this.retiring) link.sendDrain();
   }
 
   /** Stops the loop and closes every link (and with them every tunnel). */
@@ -104,7 +126,7 @@ export class ServerLinkSet {
     this.stopController.abort();
     if (this.probeTimer) clearInterval(this.probeTimer);
     this.probeTimer = null;
-    for (const link of [...this.links.values()]) link.close('agent stopping');
+    for (const link of [...this.links.values(), ...this.retiring]) link.close('agent stopping');
     await this.loopDone;
   }
 
@@ -125,7 +147,11 @@ export class ServerLinkSet {
         this.logger.error('cannot connect to proxy-server', { error: error.message, retryInMs: Math.round(waitMs) });
       }
       this.onSync(outcome, error);
-      await sleep(waitMs, signal);
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        void sleep(waitMs, signal).then(resolve);
+      });
+      this.wake = null;
     }
   }
 
@@ -133,7 +159,9 @@ export class ServerLinkSet {
     if (this.draining) return 'skipped';
     const target = this.targetServerCount;
     this.options.metrics.knownServerCount.set(target);
-    if (!this.options.syncForever && this.links.size >= target) return 'skipped';
+    // A server that announced its shutdown does not count: its replacement (or
+    // another server) is wanted before it goes (drain-notice extension).
+    if (!this.options.syncForever && this.activeCount >= target) return 'skipped';
     const addresses = this.options.addresses;
     const address = addresses[this.nextAddress++ % addresses.length]!;
     const session = await this.options.dialServer(address, signal);
@@ -142,7 +170,14 @@ export class ServerLinkSet {
       session.channel.destroy();
       return 'skipped';
     }
-    if (this.links.has(session.serverID)) {
+    const existing = this.links.get(session.serverID);
+    if (existing?.serverDraining) {
+      // Same serverID as a server that is going: this is its successor
+      // process. The old link stays open for its tunnels, outside the set.
+      this.links.delete(existing.serverID);
+      this.retiring.add(existing);
+      this.logger.info('replacing the connection to a draining proxy-server with its successor', { serverID: session.serverID });
+    } else if (existing) {
       if (this.logger.enabled(4)) this.logger.v(4, 'closing duplicate proxy-server connection', { serverID: session.serverID });
       session.call.cancel();
       session.channel.destroy();
@@ -156,6 +191,7 @@ export class ServerLinkSet {
     const link = this.options.createLink(session);
     this.links.set(link.serverID, link);
     link.onClosed = (closed) => this.remove(closed);
+    link.onServerDraining = () => this.wake?.();
     this.options.metrics.openServerConnections.set(this.links.size);
     this.logger.info('connected to proxy-server', { serverID: link.serverID, address: `${address.host}:${address.port}`, serverCount: session.serverCount });
     link.start();
@@ -166,6 +202,7 @@ export class ServerLinkSet {
   }
 
   private remove(link: ServerLink): void {
+    if (this.retiring.delete(link)) return;
     if (this.links.get(link.serverID) !== link) return;
     this.links.delete(link.serverID);
     this.options.metrics.openServerConnections.set(this.links.size);

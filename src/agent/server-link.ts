@@ -6,7 +6,7 @@ import type { GrpcStatus } from '../grpc/grpc-client.ts';
 import { grpcCodeName, GrpcCode } from '../grpc/status.ts';
 import type { AgentMetrics } from '../observability/agent-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
-import { packetTypeName, packets, type Packet } from '../protocol/packet.ts';
+import { PacketType, packetTypeName, packets, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics } from './agent-ts-metrics.ts';
 import type { EndpointDialer } from './endpoint-dialer.ts';
@@ -29,6 +29,10 @@ export class ServerLink {
   readonly address: ProxyServerAddress;
   /** Called once when the link is closed, for whatever reason. */
   onClosed: (link: ServerLink) => void = () => {};
+  /** Called once when the server announces its graceful shutdown (drain-notice extension). */
+  onServerDraining: (link: ServerLink) => void = () => {};
+  /** The server said it is shutting down; its tunnels keep working until it goes. */
+  serverDraining = false;
 
   private readonly session: ServerSession;
   private readonly relay: EndpointRelay;
@@ -61,7 +65,16 @@ export class ServerLink {
   start(): void {
     const { call, channel } = this.session;
     const stream = call.stream;
-    stream.onPacket = (packet) => this.relay.handlePacket(packet);
+    stream.onPacket = (packet) => {
+      this.relay.handlePacket(packet);
+      // DRAIN from a server means something only once the extension was
+      // negotiated; otherwise it is ignored, as upstream agents ignore it.
+      if (packet.type === PacketType.DRAIN && this.session.serverDrainNotice && !this.serverDraining && !this.closed) {
+        this.serverDraining = true;
+        this.logger.info('proxy-server is shutting down; its tunnels continue, new streams go elsewhere');
+        this.onServerDraining(this);
+      }
+    };
     stream.onProtocolError = (err) => this.protocolError(err);
     stream.onDrain = () => this.relay.handlePipeDrain();
     stream.onRemoteEnd = () => this.close('proxy-server ended the stream');

@@ -11,6 +11,9 @@ import type { ServerMetrics } from '../observability/server-metrics.ts';
 import { parseAgentIdentifiers } from './agent-identifiers.ts';
 import { Backend, type NegotiatedFlowControl, type ProxyRouter } from './proxy-router.ts';
 import { DEFAULT_FLOW_WINDOW_BYTES, FLOW_CONTROL_HEADER, formatFlowControlHeader, parseFlowControlHeader } from '../protocol/flow-control.ts';
+import { packets } from '../protocol/packet.ts';
+import { acceptsServerDrainNotice, SERVER_DRAIN_NOTICE_HEADER, SERVER_DRAIN_NOTICE_VERSION } from '../protocol/server-drain-notice.ts';
+import type { DrainNoticeSet } from './server-drain-notice.ts';
 
 export interface AgentAuthenticator {
   /** Resolves when the agent may connect; rejects with a message for the agent otherwise. */
@@ -25,6 +28,8 @@ export interface AgentBackendOptions {
   accepting?: () => boolean;
   /** Per-connection window offered to agents that negotiate flow control; 0 disables the extension. */
   flowWindowBytes?: number;
+  /** Agent streams to tell when this server starts a graceful shutdown (the drain-notice extension); absent = never offered. */
+  drainNotices?: DrainNoticeSet;
 }
 
 /** Repeated keys count separately, as upstream's `len(md.Get(key))`. */
@@ -60,9 +65,14 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
       const headers: Record<string, string> = { serverid: options.serverId, servercount: String(options.serverCount) };
       // Only an agent that advertised the extension hears about it (upstream agents never do).
       if (flow) headers[FLOW_CONTROL_HEADER] = formatFlowControlHeader(ourWindow);
+      const drainNotices = options.drainNotices && acceptsServerDrainNotice(call.metadata[SERVER_DRAIN_NOTICE_HEADER]) ? options.drainNotices : null;
+      if (drainNotices) headers[SERVER_DRAIN_NOTICE_HEADER] = SERVER_DRAIN_NOTICE_VERSION;
       call.sendHeaders(headers);
       const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p), pauseReceive: () => stream.pauseReceive(), resumeReceive: () => stream.resumeReceive() }, flow);
       router.addBackend(backend);
+      drainNotices?.add(backend, () => {
+        if (!stream.isClosed) stream.send(packets.drain());
+      });
       stream.onPacket = (p) => router.handleBackendPacket(backend, p);
       stream.onDrain = () => router.backendDrained(backend);
       stream.onProtocolError = (err) => {
@@ -84,6 +94,7 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
         call.finish(GrpcCode.OK);
       };
       stream.onClose = () => {
+        drainNotices?.delete(backend);
         router.removeBackend(backend);
         metrics.grpcConnections.dec({ service_method: 'Connect' });
       };

@@ -24,6 +24,7 @@ import type { ReloadOutcome } from '../tls/tls-reloader.ts';
 import { recordRawHeaders } from './token-authenticator.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 import type { ServerLimits } from './limits.ts';
+import { DrainNoticeSet } from './server-drain-notice.ts';
 
 export type FrontendListen =
   | { transport: 'unix'; path: string; deleteExisting: boolean }
@@ -91,6 +92,8 @@ export class KonnectivityServer {
   private readonly healthServer: http.Server;
   private readonly adminServer: http.Server;
   private readonly tlsReloading: ServerTlsReloading;
+  /** Our agents that asked to hear about a graceful shutdown (drain-notice extension). */
+  readonly drainNotices = new DrainNoticeSet();
   private accepting = true;
   private bound: BoundAddresses | null = null;
 
@@ -121,6 +124,7 @@ export class KonnectivityServer {
           serverCount: config.serverCount,
           ...(config.authenticator ? { authenticator: config.authenticator } : {}),
           accepting: () => this.accepting,
+          drainNotices: this.drainNotices,
         }),
       },
     });
@@ -211,6 +215,10 @@ export class KonnectivityServer {
     this.tlsReloading.stop();
     const closeHttp = (s: http.Server): Promise<void> => new Promise((resolve) => s.close(() => resolve()));
     if (gracePeriodMs > 0) {
+      // Beyond upstream: agents that negotiated it hear that this server is
+      // going, so they connect elsewhere while their tunnels here finish.
+      const told = this.drainNotices.notifyAll();
+      if (told > 0) this.logger.info('told agents this server is shutting down', { agents: told, gracePeriodMs });
       const graceful = Promise.all([
         this.grpcFrontend?.closeGracefully(),
         this.httpFrontend?.closeGracefully(),
