@@ -11,7 +11,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import type net from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { echoThroughTunnel, findHaproxy, HAPROXY_INSTALL_HINT, startHaCluster } from '../src/dev/ha-cluster.ts';
 import { GrpcChannel } from '../src/grpc/grpc-client.ts';
 import { PacketType } from '../src/protocol/packet.ts';
@@ -60,7 +60,7 @@ test('wire: only a peer that offered the extension gets the header and, on grace
 
   // An open tunnel keeps the server in its grace period (whichever agent serves it).
   const tunnel = cluster.openTunnel(0);
-  const socket = (await tunnel.dial('tcp', cluster.echo.address)) as unknown as net.Socket;
+  const socket = (await tunnel.dial('tcp', cluster.echo.address)) as unknown as Socket;
   const stopped = cluster.stopServer(0, GRACE_MS);
   await ours.packets.nextMatching((p) => p.type === PacketType.DRAIN);
   assert.equal(server.stopping, true, 'the notice comes at the start of the grace period');
@@ -92,13 +92,23 @@ test('behind haproxy: our agent hears the draining server and connects to the ne
   await cluster.startServer(2);
   // A tunnel through s0 keeps it in its grace period.
   const tunnel = cluster.openTunnel(0);
-  const socket = (await tunnel.dial('tcp', cluster.echo.address)) as unknown as net.Socket;
+  const socket = (await tunnel.dial('tcp', cluster.echo.address)) as unknown as Socket;
   socket.on('error', () => {});
   const payload = randomBytes(16 * 1024);
   const stopped = cluster.stopServer(0, GRACE_MS);
 
   await until('our agent on the replacement while s0 is still in its grace period', () => ours.connectedServerIDs.includes(s2.serverId) && s2.agentIds.includes(ours.config.agentID), () => cluster.describe());
   assert.equal(s0.stopping, true, 's0 is still draining');
+  // The draining server's agent port is closed (a balancer health check takes it out).
+  const refused = await new Promise<string>((resolve) => {
+    const probe = netConnect(s0.agentPort, '127.0.0.1');
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve('connected');
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+  assert.equal(refused, 'ECONNREFUSED');
   assert.deepEqual(ours.drainingServerIDs, [s0.serverId]);
   assert.deepEqual(on(ours), ids(s0, s1, s2), 'the draining server stays connected for its tunnels');
   assert.equal(await receivedDrains(ours), 1);

@@ -219,6 +219,11 @@ export class KonnectivityServer {
       // going, so they connect elsewhere while their tunnels here finish.
       const told = this.drainNotices.notifyAll();
       if (told > 0) this.logger.info('told agents this server is shutting down', { agents: told, gracePeriodMs });
+      // No new agent connections (grpc-go's GracefulStop closes its listeners
+      // too): a balancer's health check then takes this server out, and
+      // reconnecting agents land elsewhere instead of being refused here.
+      // Established agent streams carry on for their tunnels.
+      this.agentServer.listener.close();
       const graceful = Promise.all([
         this.grpcFrontend?.closeGracefully(),
         this.httpFrontend?.closeGracefully(),
