@@ -24,6 +24,12 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { echoThroughTunnel, startHaCluster } from '../src/dev/ha-cluster.ts';
+import { parseAgentOptions } from '../src/agent/agent-options.ts';
+import { agentConfigFromOptions } from '../src/cli/agent-main.ts';
+import { parseServerOptions } from '../src/server/server-options.ts';
+import { serverConfigFromOptions } from '../src/cli/server-main.ts';
+import { silentLogger } from '../src/observability/logger.ts';
+import { DEFAULT_KEEPALIVE_TIMEOUT_MS } from '../src/grpc/http2-settings.ts';
 import { sleep } from './helpers/wait.ts';
 
 const KEEPALIVE_MS = 1_000;
@@ -103,6 +109,17 @@ class FreezableRelay {
     await new Promise<void>((r) => this.server.close(() => r()));
   }
 }
+
+test('keepalive knobs are upstream\'s: --keepalive-time on agent and server (default 1h), timeout grpc-go\'s fixed 20 s', () => {
+  const agentDefault = agentConfigFromOptions(parseAgentOptions(['--ca-cert=/dev/null']));
+  assert.equal(agentDefault.keepaliveTimeMs, 3_600_000);
+  assert.equal(agentDefault.keepaliveTimeoutMs, undefined, 'no flag: the 20 s default applies');
+  assert.equal(agentConfigFromOptions(parseAgentOptions(['--ca-cert=/dev/null', '--keepalive-time=1s'])).keepaliveTimeMs, KEEPALIVE_MS);
+  const serverArgs = ['--uds-name=/tmp/k.sock', '--server-port=0', '--cluster-cert=/dev/null', '--cluster-key=/dev/null'];
+  assert.equal(serverConfigFromOptions(parseServerOptions(serverArgs, {}), silentLogger).keepaliveTimeMs, 3_600_000);
+  assert.equal(serverConfigFromOptions(parseServerOptions([...serverArgs, '--keepalive-time=1s'], {}), silentLogger).keepaliveTimeMs, KEEPALIVE_MS);
+  assert.equal(DEFAULT_KEEPALIVE_TIMEOUT_MS, 20_000);
+});
 
 test('half-open agent↔server connection: detected by keepalive within keepalive time + timeout on both sides; the agent reconnects and dials work again', { timeout: 90_000 }, async (t) => {
   const cluster = await startHaCluster({
