@@ -26,6 +26,8 @@
  *                           run of every scenario and mode without --profile)
  *   --server-arg FLAG / --agent-arg FLAG   extra flag for every server / agent (repeatable), for
  *                           tuning experiments, e.g. --agent-arg=--flow-control-window=4194304
+ *   --node-arg FLAG         extra Node.js flag for server and agent (repeatable), e.g. --node-arg=--trace-gc
+ *   --keep-logs             keep the temp dir with the server and agent logs (its path is printed)
  *   --json FILE             also write the results as JSON
  *   --wait-quiet            for a shared machine: before each measured run, wait (up to 15 min)
  *                           until processes outside the bench use under 15 % of one core, and
@@ -79,6 +81,8 @@ const { values: opts } = parseArgs({
     'frontend-buffer-limit': { type: 'string' },
     'wait-quiet': { type: 'boolean', default: false },
     'server-arg': { type: 'string', multiple: true },
+    'node-arg': { type: 'string', multiple: true },
+    'keep-logs': { type: 'boolean', default: false },
     'agent-arg': { type: 'string', multiple: true },
   },
   allowPositionals: false,
@@ -98,7 +102,8 @@ const frontendBufferLimit = opts['frontend-buffer-limit'] === undefined ? undefi
 if (frontendBufferLimit !== undefined && !(Number.isInteger(frontendBufferLimit) && frontendBufferLimit > 0)) usageError('--frontend-buffer-limit needs a positive integer (bytes)');
 const serverArgs = opts['server-arg'] ?? [];
 const agentArgs = opts['agent-arg'] ?? [];
-const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0;
+const nodeArgs = opts['node-arg'] ?? [];
+const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0 && nodeArgs.length === 0;
 const write = opts['no-write'] ? false : (opts.write ?? fullRun);
 const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 
@@ -238,6 +243,7 @@ async function main(): Promise<number> {
         frontendBufferLimit,
         serverArgs,
         agentArgs,
+        nodeArgs,
       });
       clusters.push(cluster);
       targets.push(tunnelTarget(cluster));
@@ -333,7 +339,8 @@ async function main(): Promise<number> {
   } else {
     process.stdout.write('\n(docs not written: pass --write to record these figures in docs/benchmarks.md)\n');
   }
-  rmSync(dir, { recursive: true, force: true });
+  if (opts['keep-logs']) process.stdout.write(`\nserver and agent logs kept in ${dir}\n`);
+  else rmSync(dir, { recursive: true, force: true });
   process.stdout.write(`\n${failed ? 'bench FAILED' : 'bench done'} in ${elapsed().trim()}\n`);
   return failed ? 1 : 0;
 }

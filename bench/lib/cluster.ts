@@ -97,6 +97,8 @@ export interface ClusterOptions {
   /** Extra flags for tuning experiments (recorded in the report). */
   serverArgs?: string[];
   agentArgs?: string[];
+  /** Extra Node.js flags for server and agent (e.g. --max-semi-space-size=32, --trace-gc). */
+  nodeArgs?: string[];
 }
 
 export interface ManagedProcess {
@@ -200,7 +202,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const udsPath = path.join(dir, `konnectivity-${mode}.socket`);
   const [agentPort, healthPort, adminPort, agentHealthPort, agentAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const v = options.verbosity === undefined ? [] : [`-v=${options.verbosity}`];
-  const prof = (name: string): string[] => (options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${mode}.cpuprofile`] : []);
+  const prof = (name: string): string[] => [
+    ...(options.nodeArgs ?? []),
+    ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${mode}.cpuprofile`] : []),
+  ];
   const diagnostic = options.frontendBufferLimit !== undefined;
   const server = spawnNode(
     `server (${mode})`,

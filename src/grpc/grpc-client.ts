@@ -8,7 +8,7 @@ import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
-import { EagerReadingSocket } from './eager-reading-socket.ts';
+import { keepReadingDespitePendingWrites } from './read-restart.ts';
 import { GrpcCode, GrpcStatusError, decodeGrpcMessage } from './status.ts';
 
 export type GrpcTarget =
@@ -134,12 +134,13 @@ export class GrpcChannel {
 
       // We open the socket (and TLS) ourselves: node:http2 would replace the
       // ALPN list with ['h2'] (dropping agent --alpn-proto values), and the
-      // session must get an EagerReadingSocket (see that file for the deadlock).
+      // session must keep reading while its writes are stuck (see read-restart.ts).
       const startSession = (): void => {
         if (settled) return;
         const authority = target.transport === 'unix' ? 'http://localhost' : `https://${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
-        const s = http2.connect(authority, { ...base, createConnection: () => new EagerReadingSocket(socket) });
+        const s = http2.connect(authority, { ...base, createConnection: () => socket });
         session = s;
+        keepReadingDespitePendingWrites(s, socket);
         s.once('error', (err: Error) => fail(err));
         s.once('connect', () => {
           if (settled) return;

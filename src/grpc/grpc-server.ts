@@ -7,7 +7,6 @@ import http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { innerSocket } from './eager-reading-socket.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
 import { GrpcCode, encodeGrpcMessage } from './status.ts';
@@ -29,7 +28,7 @@ export class GrpcServerCall {
     this.rawHeaders = rawHeaders;
     this.method = String(headers[':path']);
     this.metadata = headers;
-    this.socket = innerSocket(h2.session!.socket) as Socket | TLSSocket;
+    this.socket = h2.session!.socket as Socket | TLSSocket;
     this.stream = new PacketStream(h2, streamOptions);
   }
 
@@ -115,10 +114,9 @@ export class GrpcServer {
   constructor(options: GrpcServerOptions) {
     const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     this.http2 = http2.createServer(base);
-    // Sockets go to HTTP/2 natively: our clients and agents read eagerly
-    // (EagerReadingSocket), and one eager side is enough to rule out the
-    // Node-to-Node write/write deadlock, while the server — which carries
-    // every tunnel twice — keeps Node's fast native stream path.
+    // Sockets go to HTTP/2 natively. Our clients and agents restart reading
+    // while their writes are stuck (read-restart.ts), and one such side is
+    // enough to rule out the Node-to-Node write/write deadlock.
     const toHttp2 = (socket: net.Socket): void => {
       socket.on('error', () => {}); // the session reports it
       // Small packets (dial, close, request/response) must not wait for Nagle.
