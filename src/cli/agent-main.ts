@@ -14,7 +14,8 @@ import { parseDaemonOptions } from './parse-daemon-options.ts';
 import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
-import { createLogger, type Logger } from '../observability/logger.ts';
+import { createDaemonLogger } from '../observability/klog-output.ts';
+import type { Logger } from '../observability/logger.ts';
 import { agentStatusRoutes } from '../status/agent-status.ts';
 import { profilingRoutes } from '../status/profiling.ts';
 
@@ -80,7 +81,14 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   const parsed = parseDaemonOptions(() => parseAgentOptions(argv, io.env), () => agentUsage(io.env), io);
   if ('exitCode' in parsed) return parsed.exitCode;
   const options: AgentOptions = parsed.options;
-  const logger = io.logger ?? createLogger({ verbosity: options.v, component: 'konnectivity-agent' });
+  let logger: Logger;
+  try {
+    // klog's outputs: standard error, or --log-file / --log-dir with --logtostderr=false.
+    logger = io.logger ?? createDaemonLogger(options, 'konnectivity-agent');
+  } catch (err) {
+    io.stderr.write(`log: exiting because of error: ${(err as Error).message}\n`);
+    return 2;
+  }
   for (const warning of options.warnings) logger.warn(warning);
   notImplementedWarnings(options, logger);
 

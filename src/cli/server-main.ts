@@ -7,7 +7,8 @@ import type { Writable } from 'node:stream';
 import { parseDaemonOptions } from './parse-daemon-options.ts';
 // Loaded only when needed: @kubernetes/client-node costs tens of MB of RSS at startup.
 import type { KubeClient } from '../kube/kube-client.ts';
-import { createLogger, type Logger } from '../observability/logger.ts';
+import { createDaemonLogger } from '../observability/klog-output.ts';
+import type { Logger } from '../observability/logger.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
 import type { ServerLeaseController } from '../server/lease-controller.ts';
 import { parseServerOptions, serverUsage, type ServerOptions } from '../server/server-options.ts';
@@ -71,7 +72,14 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   const parsed = parseDaemonOptions(() => parseServerOptions(argv, io.env), () => serverUsage(io.env), io);
   if ('exitCode' in parsed) return parsed.exitCode;
   const options: ServerOptions = parsed.options;
-  const logger = io.logger ?? createLogger({ verbosity: options.v, component: 'konnectivity-server' });
+  let logger: Logger;
+  try {
+    // klog's outputs: standard error, or --log-file / --log-dir with --logtostderr=false.
+    logger = io.logger ?? createDaemonLogger(options, 'konnectivity-server');
+  } catch (err) {
+    io.stderr.write(`log: exiting because of error: ${(err as Error).message}\n`);
+    return 2;
+  }
   for (const warning of options.warnings ?? []) logger.warn(warning);
   notImplementedWarnings(options, logger);
   // The Kubernetes client exists only for token auth and the lease controller, as upstream.

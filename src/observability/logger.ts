@@ -20,11 +20,22 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
+/** klog severities our levels map to: info = INFO, warn = WARNING, error = ERROR. */
+export type LogSeverity = 'info' | 'warn' | 'error';
+
+/** One destination of log lines (stderr, a --log-file, ...), with its own format. */
+export interface LogSink {
+  readonly format: 'json' | 'text';
+  write(line: string, severity: LogSeverity): void;
+}
+
 export interface LoggerOptions {
   verbosity: number;
   format?: 'json' | 'text';
   write?: (line: string) => void;
   component?: string;
+  /** Several destinations (replaces format/write): see klog-output.ts for the daemons' klog flags. */
+  sinks?: readonly LogSink[];
 }
 
 function jsonReplacer(_key: string, value: unknown): unknown {
@@ -35,14 +46,17 @@ function jsonReplacer(_key: string, value: unknown): unknown {
 
 class StructuredLogger implements Logger {
   private readonly verbosity: number;
-  private readonly format: 'json' | 'text';
-  private readonly write: (line: string) => void;
+  private readonly sinks: readonly LogSink[];
   private readonly base: LogFields;
 
   constructor(options: LoggerOptions, base: LogFields) {
     this.verbosity = options.verbosity;
-    this.format = options.format ?? (process.stderr.isTTY ? 'text' : 'json');
-    this.write = options.write ?? ((line) => process.stderr.write(line + '\n'));
+    if (options.sinks) {
+      this.sinks = options.sinks;
+    } else {
+      const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
+      this.sinks = [{ format: options.format ?? (process.stderr.isTTY ? 'text' : 'json'), write }];
+    }
     this.base = base;
   }
 
@@ -62,22 +76,31 @@ class StructuredLogger implements Logger {
     if (level <= this.verbosity) this.emit('info', level, msg, fields);
   }
   child(fields: LogFields): Logger {
-    return new StructuredLogger({ verbosity: this.verbosity, format: this.format, write: this.write }, { ...this.base, ...fields });
+    return new StructuredLogger({ verbosity: this.verbosity, sinks: this.sinks }, { ...this.base, ...fields });
   }
 
-  private emit(level: string, v: number, msg: string, fields?: LogFields): void {
+  private emit(level: LogSeverity, v: number, msg: string, fields?: LogFields): void {
     const time = new Date().toISOString();
-    if (this.format === 'json') {
-      this.write(JSON.stringify({ time, level, v, msg, ...this.base, ...fields }, jsonReplacer));
-      return;
+    let json: string | undefined;
+    let text: string | undefined;
+    for (const sink of this.sinks) {
+      if (sink.format === 'json') {
+        json ??= JSON.stringify({ time, level, v, msg, ...this.base, ...fields }, jsonReplacer);
+        sink.write(json, level);
+      } else {
+        text ??= textLine(time, level, msg, { ...this.base, ...fields });
+        sink.write(text, level);
+      }
     }
-    const all = { ...this.base, ...fields };
-    let kv = '';
-    for (const [k, val] of Object.entries(all)) {
-      kv += ` ${k}=${typeof val === 'string' ? (/\s/.test(val) ? JSON.stringify(val) : val) : JSON.stringify(val, jsonReplacer)}`;
-    }
-    this.write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv}`);
   }
+}
+
+function textLine(time: string, level: LogSeverity, msg: string, all: LogFields): string {
+  let kv = '';
+  for (const [k, val] of Object.entries(all)) {
+    kv += ` ${k}=${typeof val === 'string' ? (/\s/.test(val) ? JSON.stringify(val) : val) : JSON.stringify(val, jsonReplacer)}`;
+  }
+  return `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv}`;
 }
 
 export function createLogger(options: LoggerOptions): Logger {
