@@ -44,7 +44,26 @@ const isCloseRsp = (id: bigint) => (p: Packet): p is CloseResponsePacket => p.ty
 const dataFor = (pipe: MemoryPipe, id: bigint): Buffer[] =>
   pipe.sent.filter((p): p is DataPacket => p.type === PacketType.DATA && p.data.connectID === id).map((p) => Buffer.from(p.data.data));
 
-function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndpointBufferedBytes?: number } = {}) {
+/** A pipe that can be paused, as the real PacketStream (HTTP/2 flow control then stops the sender). */
+class PausablePipe extends MemoryPipe {
+  paused = false;
+  pauses = 0;
+  private resumeWaiters: Array<() => void> = [];
+  pauseReceive(): void {
+    if (!this.paused) this.pauses++;
+    this.paused = true;
+  }
+  resumeReceive(): void {
+    this.paused = false;
+    for (const w of this.resumeWaiters.splice(0)) w();
+  }
+  /** Resolves once the relay reads again (immediately when it is not paused). */
+  readable(): Promise<void> {
+    return this.paused ? new Promise((r) => this.resumeWaiters.push(r)) : Promise.resolve();
+  }
+}
+
+function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndpointBufferedBytes?: number; endpointStallTimeoutMs?: number } = {}) {
   const metrics = createAgentMetrics({ processMetrics: false });
   const tsMetrics = createAgentTsMetrics(metrics.registry);
   const sendFailures: Packet[] = [];
@@ -53,6 +72,7 @@ function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndp
     dial: overrides.dial ?? createTcpEndpointDialer(),
     maxEndpointBufferedBytes: overrides.maxEndpointBufferedBytes ?? 8 * 1024 * 1024,
     endpointCloseLingerMs: 30_000,
+    endpointStallTimeoutMs: overrides.endpointStallTimeoutMs,
     metrics,
     tsMetrics,
     logger: silentLogger,
@@ -286,6 +306,97 @@ test('a destination that stops reading loses only its own connection; a concurre
     assert.equal(sha256(await bulkDone.promise), sha256(bulk));
     const stalls = await tsMetrics.connectionStallCloses.get();
     assert.equal(stalls.values.find((v) => v.labels.reason === 'endpoint_not_reading')?.value, 1);
+    assert.equal(relay.connectionCount, 1);
+  } finally {
+    relay.close();
+    await endpoint.close();
+  }
+});
+
+test('upstream server (no flow control): a destination slower than the sender pauses the stream and loses nothing', async () => {
+  const bound = 256 * 1024;
+  // Larger than what loopback socket buffers absorb, so the agent's own queue passes the bound.
+  const payload = patternBytes(16 * 1024 * 1024, 5);
+  const received = deferred<Buffer[]>();
+  const endpoint = await startEndpoint((s) => {
+    // Slower than the sender (about 25 MB/s): a break after every 256 KiB.
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let sinceBreak = 0;
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      sinceBreak += c.length;
+      if (n === payload.length) received.resolve(chunks);
+      if (sinceBreak >= 256 * 1024) {
+        sinceBreak = 0;
+        s.pause();
+        setTimeout(() => s.resume(), 10);
+      }
+    });
+  });
+  const pipe = new PausablePipe();
+  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 5_000 });
+  try {
+    const id = (await dial(relay, pipe, endpoint.address, 1n)).connectID;
+    // The server sends as fast as the agent reads the stream, in upstream's way: no credit, only the stream's own flow control.
+    for (let off = 0; off < payload.length; off += 64 * 1024) {
+      await pipe.readable();
+      relay.handlePacket(packets.data(id, payload.subarray(off, off + 64 * 1024)));
+    }
+    assert.equal(sha256(await received.promise), sha256(payload));
+    assert.ok(pipe.pauses > 0, 'the destination was slow enough to pass the bound (the path under test ran)');
+    assert.equal(pipe.paused, false);
+    assert.equal(pipe.sent.filter(isCloseRsp(id)).length, 0, 'the slow connection was not closed');
+    assert.equal((await tsMetrics.connectionStallCloses.get()).values.length, 0);
+    assert.equal((await tsMetrics.streamPausesForEndpoint.get()).values[0]?.value, pipe.pauses);
+  } finally {
+    relay.close();
+    await endpoint.close();
+  }
+});
+
+test('upstream server: a destination that takes nothing for the stall timeout loses its connection and the stream resumes', async () => {
+  const bound = 256 * 1024;
+  const bulk = patternBytes(2 * 1024 * 1024, 9);
+  const bulkDone = deferred<Buffer[]>();
+  let accepted = 0;
+  const endpoint = await startEndpoint((s) => {
+    if (accepted++ === 0) {
+      s.pause(); // never reads
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let n = 0;
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (n === bulk.length) bulkDone.resolve(chunks);
+    });
+  });
+  const pipe = new PausablePipe();
+  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300 });
+  try {
+    const stalled = (await dial(relay, pipe, endpoint.address, 1n)).connectID;
+    const flowing = (await dial(relay, pipe, endpoint.address, 2n)).connectID;
+    const junk = Buffer.alloc(64 * 1024, 1);
+    while (!pipe.paused) {
+      relay.handlePacket(packets.data(stalled, junk));
+      await new Promise((r) => setImmediate(r));
+    }
+    const pausedAt = performance.now();
+    await pipe.readable();
+    const closeRsp = pipe.sent.find(isCloseRsp(stalled)) as CloseResponsePacket | undefined;
+    assert.ok(closeRsp, 'the stalled connection got a CLOSE_RSP when the stream resumed');
+    assert.match(closeRsp.closeResponse.error, /destination stopped reading/);
+    assert.ok(performance.now() - pausedAt >= 250, 'not closed before the stall timeout');
+    assert.equal((await tsMetrics.connectionStallCloses.get()).values.find((v) => v.labels.reason === 'endpoint_not_reading')?.value, 1);
+    // The stream reads again: the other connection's transfer goes through.
+    for (let off = 0; off < bulk.length; off += 64 * 1024) {
+      await pipe.readable();
+      relay.handlePacket(packets.data(flowing, bulk.subarray(off, off + 64 * 1024)));
+    }
+    assert.equal(sha256(await bulkDone.promise), sha256(bulk));
     assert.equal(relay.connectionCount, 1);
   } finally {
     relay.close();

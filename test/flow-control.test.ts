@@ -151,6 +151,10 @@ test('agent flags: --flow-control-window and --endpoint-buffer-bytes reach the a
   const off = agentConfigFromOptions(parseAgentOptions([...base, '--flow-control-window=0', '--endpoint-buffer-bytes=1048576'], {}));
   assert.equal(off.flowWindowBytes, 0);
   assert.equal(off.maxEndpointBufferedBytes, 1048576);
+  assert.equal(defaults.endpointStallTimeoutMs, 30_000);
+  assert.equal(agentConfigFromOptions(parseAgentOptions([...base, '--endpoint-stall-timeout=0'], {})).endpointStallTimeoutMs, 0);
+  assert.equal(agentConfigFromOptions(parseAgentOptions([...base, '--endpoint-stall-timeout=1m30s'], {})).endpointStallTimeoutMs, 90_000);
+  assert.throws(() => parseAgentOptions([...base, '--endpoint-stall-timeout=-1s'], {}), /--endpoint-stall-timeout must be 0/);
   assert.throws(() => parseAgentOptions([...base, '--flow-control-window=100'], {}), /--flow-control-window 100 must be 0 \(off\) or between/);
 });
 

@@ -59,6 +59,12 @@ export interface AgentConfig {
    * blocking `--xfr-channel-size` queue, which stalls the whole stream.
    */
   maxEndpointBufferedBytes?: number;
+  /**
+   * Servers without flow control (upstream servers): how long the stream may
+   * stay paused for one destination over its buffer bound before that
+   * connection is closed (default 30 s). 0 = close at the bound, never pause.
+   */
+  endpointStallTimeoutMs?: number;
   /** How long a closing endpoint may take to accept its remaining bytes (default 30 s). */
   endpointCloseLingerMs?: number;
   /** Endpoint dial timeout; upstream hard-codes 5 s. */
@@ -94,6 +100,7 @@ export const AGENT_DEFAULTS = {
   keepaliveTimeMs: 60 * 60 * 1_000,
   serverConnectTimeoutMs: 30_000,
   maxEndpointBufferedBytes: 8 * 1024 * 1024,
+  endpointStallTimeoutMs: 30_000,
   endpointCloseLingerMs: 30_000,
   endpointDialTimeoutMs: 5_000,
   maxEndpointConnections: 10_000,

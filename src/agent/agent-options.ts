@@ -214,6 +214,8 @@ export interface AgentExtensionOptions {
   readonly flowControlWindowBytes: number;
   /** `--endpoint-buffer-bytes`: bytes queued toward one destination that is not reading before that connection is closed. */
   readonly endpointBufferBytes: number;
+  /** `--endpoint-stall-timeout`: servers without flow control; 0 = close at the buffer bound, never pausing a server stream. */
+  readonly endpointStallTimeoutMs: number;
   /** `--proxy-server-addresses`: more `host:port` proxy-servers connected to directly (HA without a load balancer). */
   readonly proxyServerAddresses: readonly string[];
 }
@@ -249,7 +251,13 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
   const endpointBufferBytes = flags.int(
     'endpoint-buffer-bytes',
     8 * 1024 * 1024,
-    'Bytes queued toward one destination that has stopped reading before that connection alone is closed (without flow control; upstream instead blocks the whole stream).',
+    'Bytes queued toward one destination that is not reading. With konnectivity-ts servers (flow control) the server never sends more; with upstream servers the stream is paused at this bound (see --endpoint-stall-timeout).',
+    group,
+  );
+  const endpointStallTimeout = flags.duration(
+    'endpoint-stall-timeout',
+    '30s',
+    'Servers without per-connection flow control (upstream servers): when a destination has --endpoint-buffer-bytes queued, the server stream is paused (as upstream does) and the connection is closed only if that destination makes no progress for this long. 0 = close at once and never pause a server stream.',
     group,
   );
   const proxyServerAddresses = flags.stringSlice(
@@ -262,6 +270,7 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
     proxyServerAddresses: proxyServerAddresses.value,
     flowControlWindowBytes: flowControlWindow.value,
     endpointBufferBytes: endpointBufferBytes.value,
+    endpointStallTimeoutMs: endpointStallTimeout.milliseconds,
     tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
     allowedDestinations: flags.changed('allowed-destinations') ? allowedDestinations.value : null,
     deniedDestinations: deniedDestinations.value,
@@ -310,6 +319,7 @@ function validateAgentExtensionOptions(options: AgentOptions): string | undefine
     return `--flow-control-window ${options.flowControlWindowBytes} must be 0 (off) or between 65536 and 67108864`;
   }
   if (options.endpointBufferBytes < 65536) return `--endpoint-buffer-bytes ${options.endpointBufferBytes} must be at least 65536`;
+  if (options.endpointStallTimeoutMs < 0) return `--endpoint-stall-timeout must be 0 (close at once) or more`;
   if (options.maxPendingEndpointDials < 0) return `--max-pending-endpoint-dials ${options.maxPendingEndpointDials} must be 0 (unlimited) or more`;
   return undefined;
 }

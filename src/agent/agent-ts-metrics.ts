@@ -19,6 +19,11 @@ export function createAgentTsMetrics(registry: Registry) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    streamPausesForEndpoint: new Counter({
+      name: NS + 'stream_pauses_for_endpoint_total',
+      help: 'Times a proxy-server stream without flow control (an upstream server) was paused because one destination had more than --endpoint-buffer-bytes queued; it resumes when that destination drains.',
+      registers,
+    }),
     undecodablePackets: new Counter({
       name: NS + 'undecodable_packets_total',
       help: 'Messages from a proxy-server that could not be decoded as a Packet, by protocol error code.',

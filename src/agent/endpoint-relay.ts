@@ -5,12 +5,15 @@
  * `PacketPipe` and endpoints through `EndpointDialer`, so it can be driven
  * without a gRPC connection.
  *
- * Flow control avoids upstream's head-of-line blocking: the shared server
- * stream is never paused because of one connection. Toward the server, a full
- * pipe pauses reads on every endpoint of this stream (the shared pipe is what
- * is full, so all of them wait equally) until it drains. Toward endpoints,
- * each connection may buffer up to a bound; a destination that stops reading
- * past it loses only its own connection.
+ * Flow control avoids upstream's head-of-line blocking: with a konnectivity-ts
+ * server the shared stream is never paused because of one connection. Toward
+ * the server, a full pipe pauses reads on every endpoint of this stream (the
+ * shared pipe is what is full, so all of them wait equally) until it drains.
+ * Toward endpoints, each connection may buffer up to a bound. An upstream
+ * server has no per-connection flow control, so a destination over its bound
+ * pauses the stream (upstream's own behaviour) until it drains, and only a
+ * destination that makes no progress for the stall timeout loses its
+ * connection; a konnectivity-ts server never exceeds the window it was given.
  */
 import type { Socket } from 'node:net';
 import type { AgentMetrics } from '../observability/agent-metrics.ts';
@@ -28,6 +31,9 @@ export interface PacketPipe {
   /** Queues a packet; false means "full, wait for drain" or, when `isClosed`, "gone". */
   send(packet: Packet): boolean;
   readonly isClosed: boolean;
+  /** Stop / restart reading packets from the server (HTTP/2 flow control then pushes back). */
+  pauseReceive?(): void;
+  resumeReceive?(): void;
 }
 
 export interface EndpointRelayOptions {
@@ -37,6 +43,8 @@ export interface EndpointRelayOptions {
   maxEndpointBufferedBytes: number;
   /** How long a closing endpoint may take to accept its remaining bytes. */
   endpointCloseLingerMs: number;
+  /** Servers without flow control: how long the stream may stay paused for one destination; 0 = close at the bound. */
+  endpointStallTimeoutMs?: number;
   metrics: AgentMetrics;
   tsMetrics: AgentTsMetrics;
   logger: Logger;
@@ -57,6 +65,9 @@ export class EndpointRelay {
   private readonly dial: EndpointDialer;
   private readonly maxBuffered: number;
   private readonly lingerMs: number;
+  private readonly stallTimeoutMs: number;
+  /** Connections over their buffer bound while the stream is paused for them, with their stall timers. */
+  private readonly overBound = new Map<EndpointConnection, NodeJS.Timeout>();
   private readonly metrics: AgentMetrics;
   private readonly tsMetrics: AgentTsMetrics;
   private readonly logger: Logger;
@@ -81,6 +92,7 @@ export class EndpointRelay {
     this.dial = options.dial;
     this.maxBuffered = options.maxEndpointBufferedBytes;
     this.lingerMs = options.endpointCloseLingerMs;
+    this.stallTimeoutMs = options.endpointStallTimeoutMs ?? 30_000;
     this.metrics = options.metrics;
     this.tsMetrics = options.tsMetrics;
     this.logger = options.logger;
@@ -130,7 +142,9 @@ export class EndpointRelay {
         }
         conn.write(data);
         if (conn.bufferedBytes > this.maxBuffered) {
-          this.closeStalled(conn);
+          // A server with credit cannot get here unless it ignores its window.
+          if (conn.credit || !this.pipe.pauseReceive || this.stallTimeoutMs === 0) this.closeStalled(conn);
+          else this.holdStreamFor(conn);
           return;
         }
         if (conn.credit) {
@@ -183,6 +197,8 @@ export class EndpointRelay {
     this.closed = true;
     for (const dial of this.pendingDials.values()) dial.abort();
     this.pendingDials.clear();
+    for (const timer of this.overBound.values()) clearInterval(timer);
+    this.overBound.clear();
     for (const conn of this.connections.values()) conn.destroy();
     this.metrics.openEndpointConnections.dec(this.connections.size);
     this.connections.clear();
@@ -261,7 +277,40 @@ export class EndpointRelay {
   }
 
   private forget(conn: EndpointConnection): void {
+    this.releaseStreamFor(conn);
     if (this.connections.delete(conn.connectID)) this.metrics.openEndpointConnections.dec();
+  }
+
+  /**
+   * Without per-connection flow control the only ways to bound memory are to
+   * stop reading the shared stream or to close the connection. A destination
+   * that is merely slower than the client (kubectl cp to a slow disk) must not
+   * lose its transfer, so we pause the stream, as upstream's agent does, and
+   * close only a connection that makes no progress for the stall timeout.
+   */
+  private holdStreamFor(conn: EndpointConnection): void {
+    if (this.overBound.has(conn)) return;
+    // Progress, not completion, keeps the connection: a destination that took
+    // any bytes during the last interval gets another one.
+    let lastBuffered = conn.bufferedBytes;
+    const timer = setInterval(() => {
+      if (!this.overBound.has(conn)) return;
+      const now = conn.bufferedBytes;
+      if (now < lastBuffered) lastBuffered = now;
+      else this.closeStalled(conn);
+    }, this.stallTimeoutMs);
+    timer.unref();
+    this.overBound.set(conn, timer);
+    this.tsMetrics.streamPausesForEndpoint.inc();
+    if (this.overBound.size === 1) this.pipe.pauseReceive?.();
+  }
+
+  private releaseStreamFor(conn: EndpointConnection): void {
+    const timer = this.overBound.get(conn);
+    if (timer === undefined) return;
+    clearInterval(timer);
+    this.overBound.delete(conn);
+    if (this.overBound.size === 0 && !this.closed) this.pipe.resumeReceive?.();
   }
 
   private readonly onLingerExpired = (): void => {
@@ -284,7 +333,10 @@ export class EndpointRelay {
         for (const c of this.connections.values()) c.pauseReading();
       }
     },
-    drained: (conn: EndpointConnection): void => this.returnCredit(conn, true),
+    drained: (conn: EndpointConnection): void => {
+      this.releaseStreamFor(conn);
+      this.returnCredit(conn, true);
+    },
     ended: (conn: EndpointConnection, err: Error | null): void => {
       if (this.closed) return;
       this.forget(conn);

@@ -87,6 +87,7 @@ export class KonnectivityAgent {
       dialEndpoint,
       maxEndpointBufferedBytes: config.maxEndpointBufferedBytes ?? AGENT_DEFAULTS.maxEndpointBufferedBytes,
       endpointCloseLingerMs: config.endpointCloseLingerMs ?? AGENT_DEFAULTS.endpointCloseLingerMs,
+      endpointStallTimeoutMs: config.endpointStallTimeoutMs ?? AGENT_DEFAULTS.endpointStallTimeoutMs,
       metrics: this.metrics,
       tsMetrics: this.tsMetrics,
       logger: this.logger,

@@ -17,6 +17,7 @@ export interface ServerLinkOptions {
   dialEndpoint: EndpointDialer;
   maxEndpointBufferedBytes: number;
   endpointCloseLingerMs: number;
+  endpointStallTimeoutMs: number;
   metrics: AgentMetrics;
   tsMetrics: AgentTsMetrics;
   logger: Logger;
@@ -53,6 +54,7 @@ export class ServerLink {
       dial: options.dialEndpoint,
       maxEndpointBufferedBytes: options.maxEndpointBufferedBytes,
       endpointCloseLingerMs: options.endpointCloseLingerMs,
+      endpointStallTimeoutMs: options.endpointStallTimeoutMs,
       metrics: options.metrics,
       tsMetrics: options.tsMetrics,
       logger: this.logger,

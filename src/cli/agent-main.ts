@@ -41,6 +41,7 @@ export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsR
     serverCountSource: o.serverCountSource === 'max' ? 'max' : 'default',
     flowWindowBytes: o.flowControlWindowBytes,
     maxEndpointBufferedBytes: o.endpointBufferBytes,
+    endpointStallTimeoutMs: o.endpointStallTimeoutMs,
     destinationPolicy: destinationPolicyFromOptions(o),
     maxEndpointConnections: o.maxEndpointConnections,
     maxPendingEndpointDials: o.maxPendingEndpointDials,
