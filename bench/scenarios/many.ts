@@ -110,7 +110,7 @@ export const many: Scenario = {
     return {
       id: 'many',
       title: this.title,
-      method: `${n} connections to a TCP echo server in the destination process, dialled ${DIALS_IN_FLIGHT} at a time, each confirmed with a one-byte echo; RSS of server and agent read after a short settle with all ${n} open and idle; then one byte echoed on every connection at once; one run. The per-connection figure is (server + agent RSS growth) / N.`,
+      method: `${n} connections to a TCP echo server in the destination process, dialled ${DIALS_IN_FLIGHT} at a time, each confirmed with a one-byte echo; RSS of server and agent read after a short settle with all ${n} open and idle; then one byte echoed on every connection at once; one run. The per-connection figure is (server + agent RSS growth) / N. In a full run server and agent are restarted before this scenario, so the figures start from fresh processes; what the earlier load scenarios leave behind is the separate "idle after the load scenarios" row.`,
       metrics: [
         { id: 'many-server-rss', label: `Server RSS, ${n} connections open`, unit: 'MB', better: 'lower', values: serverRss, ratio: false, goal: 250, digits: 1 },
         { id: 'many-agent-rss', label: `Agent RSS, ${n} connections open`, unit: 'MB', better: 'lower', values: agentRss, ratio: false, goal: 250, digits: 1 },
