@@ -18,6 +18,7 @@ import { createDaemonLogger } from '../observability/klog-output.ts';
 import type { Logger } from '../observability/logger.ts';
 import { agentStatusRoutes } from '../status/agent-status.ts';
 import { profilingRoutes } from '../status/profiling.ts';
+import { applyHeapTuning } from '../runtime/heap-tuning.ts';
 
 /** Upstream's flag values as the agent's configuration. */
 export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsReloadConfig {
@@ -81,6 +82,7 @@ function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
 export async function main(argv: readonly string[] = process.argv.slice(2), io: AgentProcess = processIO): Promise<number> {
   const parsed = parseDaemonOptions(() => parseAgentOptions(argv, io.env), () => agentUsage(io.env), io);
   if ('exitCode' in parsed) return parsed.exitCode;
+  applyHeapTuning(io.env);
   const options: AgentOptions = parsed.options;
   let logger: Logger;
   try {

@@ -14,6 +14,7 @@ import type { ServerLeaseController } from '../server/lease-controller.ts';
 import { parseServerOptions, serverUsage, type ServerOptions } from '../server/server-options.ts';
 import { nodeMinTlsVersion, opensslCipherList } from '../server/tls-names.ts';
 import { TokenReviewAuthenticator } from '../server/token-authenticator.ts';
+import { applyHeapTuning } from '../runtime/heap-tuning.ts';
 
 export function serverConfigFromOptions(o: ServerOptions, logger: Logger): ServerConfig {
   const minVersion = o.tlsMinVersion ? nodeMinTlsVersion(o.tlsMinVersion) : 'TLSv1.2';
@@ -71,6 +72,7 @@ function notImplementedWarnings(o: ServerOptions, logger: Logger): void {
 export async function main(argv: readonly string[] = process.argv.slice(2), io: ServerProcess = processIO): Promise<number> {
   const parsed = parseDaemonOptions(() => parseServerOptions(argv, io.env), () => serverUsage(io.env), io);
   if ('exitCode' in parsed) return parsed.exitCode;
+  applyHeapTuning(io.env);
   const options: ServerOptions = parsed.options;
   let logger: Logger;
   try {
