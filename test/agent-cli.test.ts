@@ -70,7 +70,10 @@ test('main(): serves, becomes ready, drains on the first signal and exits 0 on t
     assert.equal(stream.metadata('agentid'), 'cli-agent');
     assert.equal(stream.metadata('agentidentifiers'), 'host=node1');
     let status = 0;
-    while (status !== 200) status = await getStatus(ports.health, '/readyz');
+    while (status !== 200) {
+      status = await getStatus(ports.health, '/readyz');
+      if (status !== 200) await new Promise((r) => setTimeout(r, 20));
+    }
     assert.equal(await getStatus(ports.admin, '/metrics'), 301);
 
     shutdown.handler!('SIGTERM');
