@@ -10,15 +10,13 @@ import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, parseProxy
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
 // Loaded only with --count-server-leases: @kubernetes/client-node costs tens of MB of RSS.
 import type { ServerLeaseCounter } from '../agent/lease-counter.ts';
-import { parseDaemonOptions } from './parse-daemon-options.ts';
+import { startDaemon } from './parse-daemon-options.ts';
 import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
-import { createDaemonLogger } from '../observability/klog-output.ts';
 import type { Logger } from '../observability/logger.ts';
 import { agentStatusRoutes } from '../status/agent-status.ts';
 import { profilingRoutes } from '../status/profiling.ts';
-import { applyHeapTuning } from '../runtime/heap-tuning.ts';
 
 /** Upstream's flag values as the agent's configuration. */
 export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsReloadConfig {
@@ -80,19 +78,10 @@ function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
 
 /** Runs the agent until the second shutdown signal; resolves to the exit code. */
 export async function main(argv: readonly string[] = process.argv.slice(2), io: AgentProcess = processIO): Promise<number> {
-  const parsed = parseDaemonOptions(() => parseAgentOptions(argv, io.env), () => agentUsage(io.env), io);
-  if ('exitCode' in parsed) return parsed.exitCode;
-  applyHeapTuning(io.env);
-  const options: AgentOptions = parsed.options;
-  let logger: Logger;
-  try {
-    // klog's outputs: standard error, or --log-file / --log-dir with --logtostderr=false.
-    logger = io.logger ?? createDaemonLogger(options, 'konnectivity-agent');
-  } catch (err) {
-    io.stderr.write(`log: exiting because of error: ${(err as Error).message}\n`);
-    return 2;
-  }
-  for (const warning of options.warnings) logger.warn(warning);
+  const started = startDaemon(() => parseAgentOptions(argv, io.env), () => agentUsage(io.env), io, 'konnectivity-agent');
+  if ('exitCode' in started) return started.exitCode;
+  const options: AgentOptions = started.options;
+  const logger = started.logger;
   notImplementedWarnings(options, logger);
 
   const metrics = createAgentMetrics();

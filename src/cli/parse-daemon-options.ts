@@ -5,6 +5,10 @@
  */
 import type { Writable } from 'node:stream';
 import { OptionsError } from '../flags/options-error.ts';
+import type { KlogOptions } from '../flags/klog-flags.ts';
+import type { Logger } from '../observability/logger.ts';
+import { createDaemonLogger } from '../observability/klog-output.ts';
+import { applyHeapTuning } from '../runtime/heap-tuning.ts';
 
 export type ParsedOrExit<T> = { options: T } | { exitCode: number };
 
@@ -25,4 +29,27 @@ export function parseDaemonOptions<T>(
     if (err.usage) io.stderr.write(usage());
     return { exitCode: 1 };
   }
+}
+
+/** What both daemons need before their own startup: options, a logger, the heap setting. */
+export function startDaemon<T extends KlogOptions & { readonly warnings: readonly string[] }>(
+  parse: () => T,
+  usage: () => string,
+  io: { stdout: Writable; stderr: Writable; env: NodeJS.ProcessEnv; logger?: Logger },
+  component: string,
+): { options: T; logger: Logger } | { exitCode: number } {
+  const parsed = parseDaemonOptions(parse, usage, io);
+  if ('exitCode' in parsed) return parsed;
+  applyHeapTuning(io.env);
+  const options = parsed.options;
+  let logger: Logger;
+  try {
+    // klog's outputs: standard error, or --log-file / --log-dir with --logtostderr=false.
+    logger = io.logger ?? createDaemonLogger(options, component);
+  } catch (err) {
+    io.stderr.write(`log: exiting because of error: ${(err as Error).message}\n`);
+    return { exitCode: 2 };
+  }
+  for (const warning of options.warnings) logger.warn(warning);
+  return { options, logger };
 }

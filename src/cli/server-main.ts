@@ -4,17 +4,15 @@
  * --graceful-shutdown-timeout); a second one exits at once with code 1.
  */
 import type { Writable } from 'node:stream';
-import { parseDaemonOptions } from './parse-daemon-options.ts';
+import { startDaemon } from './parse-daemon-options.ts';
 // Loaded only when needed: @kubernetes/client-node costs tens of MB of RSS at startup.
 import type { KubeClient } from '../kube/kube-client.ts';
-import { createDaemonLogger } from '../observability/klog-output.ts';
 import type { Logger } from '../observability/logger.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
 import type { ServerLeaseController } from '../server/lease-controller.ts';
 import { parseServerOptions, serverUsage, type ServerOptions } from '../server/server-options.ts';
 import { nodeMinTlsVersion, opensslCipherList } from '../server/tls-names.ts';
 import { TokenReviewAuthenticator } from '../server/token-authenticator.ts';
-import { applyHeapTuning } from '../runtime/heap-tuning.ts';
 
 export function serverConfigFromOptions(o: ServerOptions, logger: Logger): ServerConfig {
   const minVersion = o.tlsMinVersion ? nodeMinTlsVersion(o.tlsMinVersion) : 'TLSv1.2';
@@ -70,19 +68,10 @@ function notImplementedWarnings(o: ServerOptions, logger: Logger): void {
 }
 
 export async function main(argv: readonly string[] = process.argv.slice(2), io: ServerProcess = processIO): Promise<number> {
-  const parsed = parseDaemonOptions(() => parseServerOptions(argv, io.env), () => serverUsage(io.env), io);
-  if ('exitCode' in parsed) return parsed.exitCode;
-  applyHeapTuning(io.env);
-  const options: ServerOptions = parsed.options;
-  let logger: Logger;
-  try {
-    // klog's outputs: standard error, or --log-file / --log-dir with --logtostderr=false.
-    logger = io.logger ?? createDaemonLogger(options, 'konnectivity-server');
-  } catch (err) {
-    io.stderr.write(`log: exiting because of error: ${(err as Error).message}\n`);
-    return 2;
-  }
-  for (const warning of options.warnings ?? []) logger.warn(warning);
+  const started = startDaemon(() => parseServerOptions(argv, io.env), () => serverUsage(io.env), io, 'konnectivity-server');
+  if ('exitCode' in started) return started.exitCode;
+  const options: ServerOptions = started.options;
+  const logger = started.logger;
   notImplementedWarnings(options, logger);
   // The Kubernetes client exists only for token auth and the lease controller, as upstream.
   let kube: KubeClient | undefined;
