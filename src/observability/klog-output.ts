@@ -30,6 +30,7 @@ import { closeSync, fstatSync, openSync, symlinkSync, unlinkSync, writeSync } fr
 import os from 'node:os';
 import path from 'node:path';
 import type { KlogOptions } from '../flags/klog-flags.ts';
+import { BatchedLineWriter } from './batched-line-writer.ts';
 import { createLogger, type LogSeverity, type LogSink, type Logger } from './logger.ts';
 
 const SEVERITY: Readonly<Record<LogSeverity, number>> = { info: 0, warn: 1, error: 2 };
@@ -37,7 +38,8 @@ const SEVERITY_NAME = ['INFO', 'WARNING', 'ERROR'] as const;
 
 export interface KlogOutputEnv {
   /** Standard error: a line without its newline. */
-  readonly stderr: (line: string) => void;
+  /** One line, no newline; `severity` lets a buffering writer flush errors at once. */
+  readonly stderr: (line: string, severity?: LogSeverity) => void;
   readonly stderrIsTTY: boolean;
   readonly now?: () => Date;
   readonly hostname?: string;
@@ -175,16 +177,16 @@ export function klogOutput(o: KlogOptions, program: string, envIn: KlogOutputEnv
     pid: envIn.pid ?? process.pid,
   };
   const stderrFormat = envIn.stderrIsTTY ? 'text' : 'json';
-  const stderrWrite = (line: string) => env.stderr(line);
+  const stderrWrite = (line: string, sev: LogSeverity) => env.stderr(line, sev);
 
   if (o.logtostderr) {
     const threshold = o.legacyStderrThresholdBehavior ? 0 : o.stderrthreshold;
-    return { sinks: [{ format: stderrFormat, write: (line, sev) => { if (SEVERITY[sev] >= threshold) stderrWrite(line); } }], close() {} };
+    return { sinks: [{ format: stderrFormat, write: (line, sev) => { if (SEVERITY[sev] >= threshold) stderrWrite(line, sev); } }], close() {} };
   }
 
   const toStderr = (sev: LogSeverity): boolean =>
     (o.alsologtostderr && SEVERITY[sev] >= o.alsologtostderrthreshold) || SEVERITY[sev] >= o.stderrthreshold;
-  const sinks: LogSink[] = [{ format: stderrFormat, write: (line, sev) => { if (toStderr(sev)) stderrWrite(line); } }];
+  const sinks: LogSink[] = [{ format: stderrFormat, write: (line, sev) => { if (toStderr(sev)) stderrWrite(line, sev); } }];
   const files: LogFile[] = [];
 
   if (o.logFile !== '') {
@@ -217,8 +219,10 @@ export function klogOutput(o: KlogOptions, program: string, envIn: KlogOutputEnv
 
 /** The daemons' logger: klog's flags decide the outputs; throws if a log file cannot be opened. */
 export function createDaemonLogger(o: KlogOptions, component: string): Logger {
+  const stderr = new BatchedLineWriter((text) => process.stderr.write(text));
+  process.on('exit', () => stderr.flush());
   const out = klogOutput(o, component, {
-    stderr: (line) => process.stderr.write(`${line}\n`),
+    stderr: (line, severity) => stderr.write(line, severity === 'error'),
     stderrIsTTY: process.stderr.isTTY === true,
   });
   return createLogger({ verbosity: o.v, component, sinks: out.sinks });

@@ -85,13 +85,33 @@ class StructuredLogger implements Logger {
     let text: string | undefined;
     for (const sink of this.sinks) {
       if (sink.format === 'json') {
-        json ??= JSON.stringify({ time, level, v, msg, ...this.base, ...fields }, jsonReplacer);
+        json ??= jsonLine(time, level, v, msg, this.base, fields);
         sink.write(json, level);
       } else {
         text ??= textLine(time, level, msg, { ...this.base, ...fields });
         sink.write(text, level);
       }
     }
+  }
+}
+
+/**
+ * JSON.stringify with a replacer calls back into JavaScript for every key;
+ * converting the few bigint and Error fields first keeps the common line on
+ * the plain (native) path. Nested values that need the replacer fall back to it.
+ */
+function jsonLine(time: string, level: LogSeverity, v: number, msg: string, base: LogFields, fields: LogFields | undefined): string {
+  const line: LogFields = { time, level, v, msg, ...base };
+  if (fields !== undefined) {
+    for (const key in fields) {
+      const value = fields[key];
+      line[key] = typeof value === 'bigint' ? value.toString() : value instanceof Error ? value.message : value;
+    }
+  }
+  try {
+    return JSON.stringify(line);
+  } catch {
+    return JSON.stringify(line, jsonReplacer);
   }
 }
 
