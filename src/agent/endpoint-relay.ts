@@ -18,6 +18,7 @@
 import type { Socket } from 'node:net';
 import type { AgentMetrics } from '../observability/agent-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
+import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
 import { PacketType, packetTypeName, packets, type DialRequest, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics } from './agent-ts-metrics.ts';
@@ -58,7 +59,6 @@ export interface EndpointRelayOptions {
 export const UNRECOGNIZED_CONNECT_ID = 'unrecognized connectID';
 export const UNKNOWN_CONNECT_ID = 'Unknown connectID';
 
-type PacketCounter = { inc(): void };
 
 export class EndpointRelay {
   private readonly pipe: PacketPipe;
@@ -83,9 +83,8 @@ export class EndpointRelay {
   private closed = false;
   private sendFailed = false;
   // Pre-bound metric children: label lookups are too costly per packet.
-  private readonly sentCounters: PacketCounter[];
-  private readonly receivedCounters: PacketCounter[];
-  private readonly dataSent: PacketCounter;
+  private readonly countSent: PacketCounter;
+  private readonly countReceived: PacketCounter;
 
   constructor(options: EndpointRelayOptions) {
     this.pipe = options.pipe;
@@ -98,13 +97,8 @@ export class EndpointRelay {
     this.logger = options.logger;
     this.onSendFailure = options.onSendFailure;
     this.flowControl = options.flowControl ?? null;
-    this.sentCounters = [];
-    this.receivedCounters = [];
-    for (let t = 0; t <= PacketType.DRAIN; t++) {
-      this.sentCounters.push(this.metrics.streamPackets.labels('from_agent', packetTypeName(t)));
-      this.receivedCounters.push(this.metrics.streamPackets.labels('to_agent', packetTypeName(t)));
-    }
-    this.dataSent = this.sentCounters[PacketType.DATA]!;
+    this.countSent = bindPacketCounter(this.metrics.streamPackets, 'from_agent');
+    this.countReceived = bindPacketCounter(this.metrics.streamPackets, 'to_agent');
   }
 
   /** Established endpoint connections. */
@@ -128,7 +122,7 @@ export class EndpointRelay {
 
   handlePacket(packet: Packet): void {
     if (this.closed) return;
-    this.receivedCounters[packet.type]?.inc();
+    this.countReceived(packet.type);
     switch (packet.type) {
       case PacketType.DIAL_REQ:
         this.handleDialRequest(packet.dialRequest);
@@ -320,7 +314,7 @@ export class EndpointRelay {
   private readonly connectionHooks = {
     data: (conn: EndpointConnection, chunk: Buffer): void => {
       if (this.closed) return;
-      this.dataSent.inc();
+      this.countSent(PacketType.DATA);
       // Out of credit: only this destination waits (flow-control extension).
       if (conn.credit?.consume(chunk.length)) conn.pauseReading(PauseReason.NO_CREDIT);
       if (this.pipe.send(packets.data(conn.connectID, chunk))) return;
@@ -358,7 +352,7 @@ export class EndpointRelay {
   /** Sends a control packet; a closed pipe means the server connection is gone. */
   private send(packet: Packet): boolean {
     if (this.closed) return false;
-    this.sentCounters[packet.type]?.inc();
+    this.countSent(packet.type);
     if (this.pipe.send(packet)) return true;
     if (this.pipe.isClosed) {
       this.failSend(packet);

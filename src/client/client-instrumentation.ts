@@ -4,6 +4,7 @@
  * bucket, and every packet on a Proxy stream is counted by direction.
  */
 import type { ClientMetrics } from '../observability/client-metrics.ts';
+import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
 import { grpcCodeName } from '../grpc/status.ts';
 import { packetTypeName, type Packet } from '../protocol/packet.ts';
 import { dialFailureReason, type DialFailureCode } from './dial-error.ts';
@@ -35,12 +36,23 @@ export class ConnectionStatusGauge {
   }
 }
 
+const packetCounters = new WeakMap<ClientMetrics, { sent: PacketCounter; received: PacketCounter }>();
+
+function packetCountersFor(metrics: ClientMetrics): { sent: PacketCounter; received: PacketCounter } {
+  let counters = packetCounters.get(metrics);
+  if (!counters) {
+    counters = { sent: bindPacketCounter(metrics.streamPackets, 'from_client'), received: bindPacketCounter(metrics.streamPackets, 'to_client') };
+    packetCounters.set(metrics, counters);
+  }
+  return counters;
+}
+
 export function countSent(metrics: ClientMetrics, packet: Packet): void {
-  metrics.streamPackets.inc({ segment: 'from_client', packet_type: packetTypeName(packet.type) });
+  packetCountersFor(metrics).sent(packet.type);
 }
 
 export function countReceived(metrics: ClientMetrics, packet: Packet): void {
-  metrics.streamPackets.inc({ segment: 'to_client', packet_type: packetTypeName(packet.type) });
+  packetCountersFor(metrics).received(packet.type);
 }
 
 export function countStreamError(metrics: ClientMetrics, segment: 'from_client' | 'to_client', grpcCode: number, packetType: number | null): void {
