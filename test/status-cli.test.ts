@@ -14,12 +14,13 @@ import { agentStatusRoutes } from '../src/status/agent-status.ts';
 import type { AgentStatus, ServerStatus } from '../src/status/status-types.ts';
 import type { Tunnel, TunnelConnection } from '../src/client/tunnel-options.ts';
 import type { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
+import { binEnv } from './helpers/processes.ts';
 
 const NODE = './node_modules/.bin/node';
 
 function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(NODE, ['bin/konnectivity', 'status', ...args], { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(NODE, ['bin/konnectivity', 'status', ...args], { timeout: 30_000, env: binEnv() }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout, stderr });
     });

@@ -24,7 +24,7 @@ export interface AgentDependencies {
   dialEndpoint?: EndpointDialer;
   /** Replaces the TLS gRPC connect (tests over other transports). */
   dialServer?: ServerDialer;
-  /** Lease-based server counting (`--count-server-leases`); not implemented yet. */
+  /** Counts servers from their Leases (`--count-server-leases`; agent-main builds it from the kubeconfig). */
   leaseCounter?: ServerCounter;
   /** Jitter source for the sync loop. */
   random?: () => number;

@@ -11,6 +11,11 @@ export function binPath(name: BinName): string {
   return fileURLToPath(new URL(`../../bin/${name}`, import.meta.url));
 }
 
+/** Environment for spawned binaries: always the TypeScript sources, never a stale dist/. */
+export function binEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, KONNECTIVITY_TS_FROM_SOURCE: '1' };
+}
+
 export interface BinProcess {
   readonly child: ChildProcess;
   readonly stdout: () => string;
@@ -22,7 +27,7 @@ export interface BinProcess {
 }
 
 export function spawnBin(t: TestContext, name: BinName, args: readonly string[]): BinProcess {
-  const child = spawn(process.execPath, [binPath(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [binPath(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: binEnv() });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
