@@ -6,11 +6,15 @@
  * tunnel in each mode (grpc, http-connect; frontend on a unix socket as
  * kube-apiserver uses it). Server and agent are separate processes started
  * from bin/ with upstream flags; the destination is a third child process;
- * this process is the load generator (the tunnel client).
+ * this process is the load generator (the tunnel client). With
+ * --upstream-server/--upstream-agent, upstream's Go binaries run side by side
+ * as targets `upstream-grpc` and `upstream-http-connect`, started with the same
+ * upstream flags and measured the same way, so one run gives ours ÷ upstream.
  *
  * Options:
  *   --quick                 small sizes, one run each: a CI smoke run (< 2 min); asserts no speed,
- *                           but exits 1 when any scenario fails
+ *                           but exits 1 when any scenario fails (for ours or direct; upstream targets'
+ *                           failures are reported only)
  *   --only a,b              run only these scenarios: throughput, rtt, dial, concurrent, idle, hol, many
  *   --modes grpc,http-connect   tunnel modes to run (default both)
  *   --skip-many             leave out the many-connections scenario
@@ -29,6 +33,14 @@
  *   --node-arg FLAG         extra Node.js flag for server and agent (repeatable), e.g. --node-arg=--trace-gc
  *   --keep-logs             keep the temp dir with the server and agent logs (its path is printed)
  *   --json FILE             also write the results as JSON
+ *   --upstream-server PATH --upstream-agent PATH   also run upstream's Go proxy-server and proxy-agent
+ *                           (both required together; executables, run directly) as targets
+ *                           upstream-grpc / upstream-http-connect for the selected modes, interleaved
+ *                           with the others; the report adds an "ours÷upstream" column per mode and
+ *                           records both paths and their `--version` output. Relative paths are taken
+ *                           from the directory npm was started in. --server-arg / --agent-arg / --node-arg
+ *                           / --profile apply to ours only (they may be konnectivity-ts extensions)
+ *   --upstream-server-arg FLAG / --upstream-agent-arg FLAG   extra flag for upstream's server / agent (repeatable)
  *   --wait-quiet            for a shared machine: before each measured run, wait (up to 15 min)
  *                           until processes outside the bench use under 15 % of one core, and
  *                           repeat (up to 5 times) a run during which they used over 25 %
@@ -42,13 +54,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDevPki } from '../src/dev/pki.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
-import { checkoutLayout, compiledLayout, startCluster, type Cluster, type CodeLayout } from './lib/cluster.ts';
+import { checkoutLayout, compiledLayout, executableProblem, probeVersion, startCluster, type Cluster, type CodeLayout, type UpstreamBinaries } from './lib/cluster.ts';
 import { startDestination, type Destination } from './lib/destination.ts';
 import { foreignCpuSeconds } from './lib/proc.ts';
-import { consoleTable, markdown, preservedNotes, svgChart, hasChartData } from './lib/report.ts';
+import { consoleTable, markdown, oursOverUpstream, preservedNotes, svgChart, hasChartData } from './lib/report.ts';
 import { formatSummary, summariseProfile } from './lib/profile-summary.ts';
 import { errorText, scenarioIds, type BenchContext, type Scenario, type ScenarioId, type ScenarioResult } from './lib/scenario.ts';
-import { directTarget, tunnelTarget, type Target } from './lib/targets.ts';
+import { clusterTargetName, directTarget, isUpstream, tunnelTarget, type Target, type TargetName } from './lib/targets.ts';
 import { throughput } from './scenarios/throughput.ts';
 import { rtt } from './scenarios/rtt.ts';
 import { dial } from './scenarios/dial.ts';
@@ -89,6 +101,10 @@ const { values: opts } = parseArgs({
     'node-arg': { type: 'string', multiple: true },
     'keep-logs': { type: 'boolean', default: false },
     'agent-arg': { type: 'string', multiple: true },
+    'upstream-server': { type: 'string' },
+    'upstream-agent': { type: 'string' },
+    'upstream-server-arg': { type: 'string', multiple: true },
+    'upstream-agent-arg': { type: 'string', multiple: true },
   },
   allowPositionals: false,
   strict: true,
@@ -108,7 +124,33 @@ if (frontendBufferLimit !== undefined && !(Number.isInteger(frontendBufferLimit)
 const serverArgs = opts['server-arg'] ?? [];
 const agentArgs = opts['agent-arg'] ?? [];
 const nodeArgs = opts['node-arg'] ?? [];
-const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0 && nodeArgs.length === 0;
+
+/**
+ * Upstream's binaries, when both paths are given. npm runs scripts from the
+ * package root, so relative paths are taken from where npm was started.
+ */
+function upstreamBinaries(): UpstreamBinaries | undefined {
+  const server = opts['upstream-server'];
+  const agent = opts['upstream-agent'];
+  const extras = [...(opts['upstream-server-arg'] ?? []), ...(opts['upstream-agent-arg'] ?? [])];
+  if (server === undefined && agent === undefined) {
+    if (extras.length) usageError('--upstream-server-arg / --upstream-agent-arg need --upstream-server and --upstream-agent');
+    return undefined;
+  }
+  if (!server || !agent) usageError('--upstream-server and --upstream-agent go together: give both paths (upstream\'s proxy-server and proxy-agent executables)');
+  const base = process.env.npm_lifecycle_event === 'bench' && process.env.INIT_CWD ? process.env.INIT_CWD : process.cwd();
+  const resolved = { serverPath: path.resolve(base, server), agentPath: path.resolve(base, agent) };
+  for (const [flag, file] of [['--upstream-server', resolved.serverPath], ['--upstream-agent', resolved.agentPath]] as const) {
+    const problem = executableProblem(file);
+    if (problem) usageError(`${flag}: ${file} ${problem}`);
+  }
+  return { ...resolved, serverArgs: opts['upstream-server-arg'] ?? [], agentArgs: opts['upstream-agent-arg'] ?? [] };
+}
+const upstream = upstreamBinaries();
+const upstreamExtras = [...(upstream?.serverArgs ?? []), ...(upstream?.agentArgs ?? [])];
+/** `--version` output of upstream's binaries (probed once at start). */
+let upstreamVersions: { server: string; agent: string } | undefined;
+const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0 && nodeArgs.length === 0 && upstreamExtras.length === 0;
 const write = opts['no-write'] ? false : (opts.write ?? fullRun);
 const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 
@@ -152,6 +194,12 @@ function machineFacts(): string[] {
     `OS: ${os.type()} ${os.release()} ${os.arch()}`,
     `Node.js: ${process.version} (V8 ${process.versions.v8}, OpenSSL ${process.versions.openssl})`,
     `konnectivity-ts commit: ${gitDescribe()}`,
+    ...(upstream
+      ? [
+          `Upstream proxy-server: \`${upstream.serverPath}\` (${upstreamVersions?.server ?? 'version not probed'})`,
+          `Upstream proxy-agent: \`${upstream.agentPath}\` (${upstreamVersions?.agent ?? 'version not probed'})`,
+        ]
+      : []),
     ...(loadAverages.length ? [`Load average (1 / 5 / 15 min): ${loadAverages.join('; ')}`] : []),
     ...contention,
   ];
@@ -195,7 +243,12 @@ function setupFacts(code: CodeLayout): string[] {
   return [
     `Server and agent code: ${code.description}.${frontendBufferLimit !== undefined ? ` **Diagnostic run:** the server was started through \`bench/server-entry.ts\` with maxFrontendBufferBytes = ${frontendBufferLimit} bytes instead of the built-in 16 MiB.` : ''}`,
     'Four processes: this load generator (the tunnel client, as kube-apiserver would be), `konnectivity-server` and `konnectivity-agent` started from `bin/` with upstream flags (`--mode`, `--uds-name`, `--agent-port`, …; one agent, `--server-count=1`), and a destination process (`bench/destination.ts`: the endpoints of the demo target, `/bytes/N`, a ≈70-byte answer otherwise, served by a minimal HTTP/1.1 responder on raw sockets so that the destination is never what limits `direct`, plus a TCP echo server). `direct` connects the load generator straight to the destination over loopback TCP.',
-    ...(serverArgs.length || agentArgs.length ? [`**Extra flags:** server ${serverArgs.join(' ') || '(none)'}; agent ${agentArgs.join(' ') || '(none)'}.`] : []),
+    ...(upstream
+      ? [
+          `Upstream side by side: upstream's Go \`proxy-server\` and \`proxy-agent\` (paths and versions under Machine) run as targets \`upstream-grpc\` / \`upstream-http-connect\`: a second server and agent per mode, executed directly with exactly the same upstream flags as ours (no Node flags, no konnectivity-ts extension flags${upstreamExtras.length ? `; extra upstream flags: server ${upstream.serverArgs?.join(' ') || '(none)'}, agent ${upstream.agentArgs?.join(' ') || '(none)'}` : ''}), their frontend on its own unix socket, reached by the same load generator with our client library (as kube-apiserver would reach it); their CPU and RSS are read from /proc like ours. Idle processes of the other targets stay up during each run.`,
+        ]
+      : []),
+    ...(serverArgs.length || agentArgs.length ? [`**Extra flags${upstream ? ' (konnectivity-ts only)' : ''}:** server ${serverArgs.join(' ') || '(none)'}; agent ${agentArgs.join(' ') || '(none)'}.`] : []),
     `Frontend: unix socket (kube-apiserver's usual setup); agent → server: gRPC over TLS on loopback with a throwaway PKI (\`createDevPki\`). Log verbosity: ${verbosity === undefined ? "the binaries' default, logs written to files" : `-v=${verbosity}`}.`,
     'The client keeps one tunnel per mode for the whole run: in gRPC mode one HTTP/2 connection with one stream per dial (as current kube-apiserver\'s CreateGRPCTunnel); in HTTP-CONNECT mode one unix-socket connection per dial.',
     'The load generator speaks minimal HTTP/1.1 (`bench/lib/mini-http.ts`: fixed GET, Content-Length framing) so its own cost is small and the same for every target.',
@@ -204,9 +257,15 @@ function setupFacts(code: CodeLayout): string[] {
     opts['wait-quiet']
       ? 'Shared-machine guard (`--wait-quiet`): before each measured run the bench waited until processes outside it used under 15 % of one core, and repeated (up to 5 times) any run during which they used over 25 %; the "not bench" column shows what remained.'
       : 'No shared-machine guard: other processes may have competed for the CPU; the "not bench" column of each CPU table shows how much.',
-    `Repetitions: ${quick ? '1 run per target (quick mode)' : 'medians of 3 runs per target'}, targets interleaved within each repetition (direct, grpc, http-connect, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
+    `Repetitions: ${quick ? '1 run per target (quick mode)' : 'medians of 3 runs per target'}, targets interleaved within each repetition (${targetOrderText}, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
   ];
 }
+
+/** Run order of the targets: direct, then per mode ours and (when given) upstream's. */
+const targetOrderText = ['direct', ...modes.flatMap((m) => (upstream ? [m, `upstream-${m}`] : [m]))].join(', ');
+
+/** Every server and agent started, for the JSON output (the many-connections scenario restarts them). */
+const processes: { target: string; server: { pid: number; executable: string }; agent: { pid: number; executable: string } }[] = [];
 
 async function main(): Promise<number> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-bench-'));
@@ -228,7 +287,11 @@ async function main(): Promise<number> {
   const results: ScenarioResult[] = [];
   let failed = false;
   try {
-    progress(`konnectivity-ts bench${quick ? ' (quick)' : ''}: scenarios ${selected.map((s) => s.id).join(', ')}; modes ${modes.join(', ')}`);
+    if (upstream) {
+      const [server, agent] = await Promise.all([probeVersion(upstream.serverPath), probeVersion(upstream.agentPath)]);
+      upstreamVersions = { server, agent };
+    }
+    progress(`konnectivity-ts bench${quick ? ' (quick)' : ''}: scenarios ${selected.map((s) => s.id).join(', ')}; modes ${modes.join(', ')}${upstream ? '; with upstream\'s binaries side by side' : ''}`);
     for (const line of machineFacts()) progress(`  ${line}`);
     code = checkoutLayout();
     if (!opts.compiled && code.description.includes('WARNING')) progress("dist/ is older than src/ (the bin/ shims would run stale code): using a fresh build instead, as with --compiled");
@@ -238,8 +301,8 @@ async function main(): Promise<number> {
     destination = await startDestination();
     progress(`destination process ${destination.process.pid}: HTTP ${destination.httpAddress}, echo ${destination.echoAddress}`);
     targets.push(directTarget());
-    const launch = (mode: TunnelMode): Promise<Cluster> =>
-      startCluster({
+    const launch = async (mode: TunnelMode, asUpstream: boolean): Promise<Cluster> => {
+      const cluster = await startCluster({
         mode,
         dir,
         pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath },
@@ -250,12 +313,22 @@ async function main(): Promise<number> {
         serverArgs,
         agentArgs,
         nodeArgs,
+        ...(asUpstream ? { upstream } : {}),
       });
+      processes.push({
+        target: clusterTargetName(cluster),
+        server: { pid: cluster.server.pid, executable: asUpstream ? upstream!.serverPath : 'konnectivity-server' },
+        agent: { pid: cluster.agent.pid, executable: asUpstream ? upstream!.agentPath : 'konnectivity-agent' },
+      });
+      return cluster;
+    };
     for (const mode of modes) {
-      const cluster = await launch(mode);
-      clusters.push(cluster);
-      targets.push(tunnelTarget(cluster));
-      progress(`${mode}: server pid ${cluster.server.pid}, agent pid ${cluster.agent.pid}, frontend ${cluster.udsPath}`);
+      for (const asUpstream of upstream ? [false, true] : [false]) {
+        const cluster = await launch(mode, asUpstream);
+        clusters.push(cluster);
+        targets.push(tunnelTarget(cluster));
+        progress(`${clusterTargetName(cluster)}: server pid ${cluster.server.pid}, agent pid ${cluster.agent.pid}, frontend ${cluster.udsPath}`);
+      }
     }
     const benchPids = [process.pid, destination.process.pid, ...clusters.flatMap((c) => [c.server.pid, c.agent.pid])];
     const ctx: BenchContext = {
@@ -287,12 +360,12 @@ async function main(): Promise<number> {
           const ti = targets.findIndex((t) => t.cluster === old);
           await targets[ti]!.close();
           await old.stop();
-          const fresh = await launch(old.mode);
+          const fresh = await launch(old.mode, old.upstream);
           clusters[ci] = fresh;
           targets[ti] = tunnelTarget(fresh);
           for (const p of [old.server.pid, old.agent.pid]) benchPids.splice(benchPids.indexOf(p), 1);
           benchPids.push(fresh.server.pid, fresh.agent.pid);
-          progress(`${fresh.mode}: server pid ${fresh.server.pid}, agent pid ${fresh.agent.pid}`);
+          progress(`${clusterTargetName(fresh)}: server pid ${fresh.server.pid}, agent pid ${fresh.agent.pid}`);
         }
       }
       progress(`[${i + 1}/${selected.length}] ${scenario.title}…`);
@@ -309,7 +382,7 @@ async function main(): Promise<number> {
         for (const p of [c.server, c.agent]) {
           if (p.child.exitCode !== null || p.child.signalCode !== null) {
             const msg = `${p.name} exited (${p.child.exitCode ?? p.child.signalCode}) during this scenario; see ${p.logPath}`;
-            result.errors[c.mode] ??= msg;
+            result.errors[clusterTargetName(c)] ??= msg;
             progress(`    ${msg}`);
           }
         }
@@ -331,13 +404,16 @@ async function main(): Promise<number> {
 
   loadAverage('at end');
   summariseContention(results);
-  process.stdout.write(`\n${consoleTable(results, modes)}\n`);
+  process.stdout.write(`\n${consoleTable(results, modes, upstream !== undefined)}\n`);
   for (const line of contention) process.stdout.write(`${line}\n`);
-  if (results.some((r) => Object.keys(r.errors).length > 0)) failed = true;
+  // Upstream's binaries are the yardstick, not what is tested: their failures are reported, not fatal.
+  if (results.some((r) => Object.keys(r.errors).some((t) => !isUpstream(t as TargetName)))) failed = true;
+  else if (results.some((r) => Object.keys(r.errors).length > 0)) process.stdout.write('(only upstream targets failed: reported above, the exit status does not count them)\n');
 
   if (profileDir) {
     process.stdout.write(`\nCPU profiles (node --cpu-prof) in ${profileDir}:\n`);
     for (const c of clusters) {
+      if (c.upstream) continue; // not Node: no --cpu-prof
       for (const who of ['server', 'agent']) {
         const file = path.join(profileDir, `${who}-${c.mode}.cpuprofile`);
         if (existsSync(file)) process.stdout.write(`\n${formatSummary(summariseProfile(file, repoRoot, 20))}\n`);
@@ -348,7 +424,12 @@ async function main(): Promise<number> {
 
   const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   if (opts.json) {
-    writeFileSync(opts.json, `${JSON.stringify({ command, date, quick, machine: machineFacts(), results }, null, 2)}\n`);
+    // With upstream measured, every metric also carries ours ÷ upstream per mode (the report's column).
+    const withRatios = upstream
+      ? results.map((r) => ({ ...r, metrics: r.metrics.map((m) => ({ ...m, oursOverUpstream: Object.fromEntries(modes.map((mode) => [mode, oursOverUpstream(m, mode)]).filter(([, v]) => v !== undefined)) })) }))
+      : results;
+    const upstreamFacts = upstream ? { ...upstream, versions: upstreamVersions } : null;
+    writeFileSync(opts.json, `${JSON.stringify({ command, date, quick, machine: machineFacts(), upstream: upstreamFacts, processes, results: withRatios }, null, 2)}\n`);
     process.stdout.write(`\nwrote ${opts.json}\n`);
   }
   if (write) {
@@ -359,7 +440,7 @@ async function main(): Promise<number> {
     const previous = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : null;
     const subtitle = `${os.cpus().length} × ${os.cpus()[0]?.model.trim() ?? 'cpu'}, Node ${process.version}, ${date}${quick ? ', quick mode' : ''}`;
     for (const r of results) if (hasChartData(r)) writeFileSync(path.join(charts, `${r.id}.svg`), svgChart(r, subtitle));
-    writeFileSync(mdPath, markdown(results, { command, date, machine: machineFacts(), setup: setupFacts(code), preservedNotes: preservedNotes(previous), modes, quick }));
+    writeFileSync(mdPath, markdown(results, { command, date, machine: machineFacts(), setup: setupFacts(code), preservedNotes: preservedNotes(previous), modes, quick, upstream: upstream !== undefined }));
     process.stdout.write(`\nwrote ${path.relative(repoRoot, mdPath)} and ${path.relative(repoRoot, charts)}/*.svg\n`);
   } else {
     process.stdout.write('\n(docs not written: pass --write to record these figures in docs/benchmarks.md)\n');

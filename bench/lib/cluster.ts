@@ -2,9 +2,11 @@
  * A konnectivity-server and one konnectivity-agent as separate OS processes,
  * started from the real bin/ entry points with upstream flags, so their CPU
  * and memory can be read from /proc and never mix with the load generator's.
+ * The same launcher starts upstream's Go `proxy-server` and `proxy-agent`
+ * (executed directly, with the same upstream flags and nothing else).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, closeSync, constants as fsConstants, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -38,9 +40,13 @@ function newestMtime(dir: string, ext: string): number {
  * `npm run build`) and the sources otherwise; say which, and whether dist/
  * is older than the sources.
  */
-export function checkoutLayout(): CodeLayout {
+export function checkoutLayout(env: NodeJS.ProcessEnv = process.env): CodeLayout {
   const binDir = path.join(repoRoot, 'bin');
   const dist = path.join(repoRoot, 'dist');
+  if (env.KONNECTIVITY_TS_FROM_SOURCE === '1') {
+    // The shims read the same variable (the children inherit it).
+    return { binDir, codeDir: path.join(repoRoot, 'src'), description: 'TypeScript sources run directly (KONNECTIVITY_TS_FROM_SOURCE=1 makes the bin/ shims skip dist/; Node strips types at load time)' };
+  }
   if (!existsSync(path.join(dist, 'cli', 'server-main.js'))) {
     return { binDir, codeDir: path.join(repoRoot, 'src'), description: 'TypeScript sources run directly (bin/ shims in a checkout without dist/; Node strips types at load time)' };
   }
@@ -79,6 +85,67 @@ export interface PkiPaths {
   serverKeyPath: string;
 }
 
+/** Upstream's Go binaries, run side by side with ours (--upstream-server / --upstream-agent). */
+export interface UpstreamBinaries {
+  /** Absolute path of upstream's proxy-server. */
+  serverPath: string;
+  /** Absolute path of upstream's proxy-agent. */
+  agentPath: string;
+  /** Extra flags for upstream's server / agent only (--upstream-server-arg / --upstream-agent-arg). */
+  serverArgs?: string[];
+  agentArgs?: string[];
+}
+
+/**
+ * Why `file` cannot be run as an upstream binary, or null when it can: it
+ * must be an existing regular file with an execute permission for us.
+ */
+export function executableProblem(file: string): string | null {
+  let st;
+  try {
+    st = statSync(file);
+  } catch {
+    return 'does not exist';
+  }
+  if (!st.isFile()) return 'is not a regular file';
+  try {
+    accessSync(file, fsConstants.X_OK);
+  } catch {
+    return 'is not executable (chmod +x?)';
+  }
+  return null;
+}
+
+/**
+ * What `file --version` prints (first lines, trimmed), for the report; a
+ * short explanation instead when it fails, prints nothing or hangs (5 s).
+ */
+export function probeVersion(file: string, timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(file, ['--version'], { timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      const firstLines = (text: string, n = 2): string =>
+        text
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+          .slice(0, n)
+          .join(' / ')
+          .slice(0, 200);
+      if (!err) {
+        const out = firstLines(stdout) || firstLines(stderr);
+        resolve(out ? `\`--version\`: ${out}` : '`--version` printed nothing');
+        return;
+      }
+      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null; code?: unknown };
+      if (e.killed) return resolve(`\`--version\` did not finish within ${timeoutMs / 1000} s`);
+      const why = typeof e.code === 'number' ? `exit ${e.code}` : e.signal ? `signal ${e.signal}` : String(e.code ?? e.message);
+      // The first line is the error (usually an unknown flag); what follows is usage.
+      const said = firstLines(stderr, 1) || firstLines(stdout, 1);
+      resolve(`no version: \`--version\` failed (${why}${said ? `: ${said}` : ''})`);
+    });
+  });
+}
+
 export interface ClusterOptions {
   mode: TunnelMode;
   /** Working directory for the socket and the logs. */
@@ -99,6 +166,12 @@ export interface ClusterOptions {
   agentArgs?: string[];
   /** Extra Node.js flags for server and agent (e.g. --max-semi-space-size=32, --trace-gc). */
   nodeArgs?: string[];
+  /**
+   * Start upstream's binaries instead of ours: same upstream flags, executed
+   * directly (no Node, no profiling, none of the extras above, which may be
+   * konnectivity-ts extensions).
+   */
+  upstream?: UpstreamBinaries;
 }
 
 export interface ManagedProcess {
@@ -112,6 +185,8 @@ export interface ManagedProcess {
 
 export interface Cluster {
   mode: TunnelMode;
+  /** Upstream's binaries (target `upstream-<mode>`), not ours. */
+  upstream: boolean;
   udsPath: string;
   server: ManagedProcess;
   agent: ManagedProcess;
@@ -132,10 +207,18 @@ export async function freePort(): Promise<number> {
 }
 
 export function spawnNode(name: string, script: string, args: string[], logPath: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): ManagedProcess {
+  return spawnExecutable(name, process.execPath, [...nodeArgs, script, ...args], logPath, env);
+}
+
+/** Runs `file` directly (no shell), standard output and error appended to `logPath`. */
+export function spawnExecutable(name: string, file: string, args: string[], logPath: string, env: NodeJS.ProcessEnv = process.env): ManagedProcess {
   const fd = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['ignore', fd, fd], env });
+  const child = spawn(file, args, { stdio: ['ignore', fd, fd], env });
   closeSync(fd);
-  if (child.pid === undefined) throw new Error(`could not start ${name}`);
+  let spawnError: Error | undefined;
+  // A failed spawn (ENOENT, EACCES) is also emitted as 'error': without a listener it would crash the bench.
+  child.on('error', (err) => (spawnError ??= err));
+  if (child.pid === undefined) throw new Error(`could not start ${name} (${file})${spawnError ? `: ${spawnError.message}` : ''}`);
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   return { name, pid: child.pid, logPath, child, exited };
 }
@@ -198,68 +281,74 @@ async function waitUntil(what: string, check: () => Promise<boolean>, procs: Man
 
 /** Starts server and agent for `mode` and waits until the server reports the agent ready. */
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
-  const { mode, dir, pki } = options;
-  const udsPath = path.join(dir, `konnectivity-${mode}.socket`);
+  const { mode, dir, pki, upstream } = options;
+  // Ours and upstream's run side by side: their sockets, logs and ids must not collide.
+  const tag = upstream ? `upstream-${mode}` : mode;
+  const who = upstream ? `upstream ${mode}` : mode;
+  const udsPath = path.join(dir, `konnectivity-${tag}.socket`);
   const [agentPort, healthPort, adminPort, agentHealthPort, agentAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const v = options.verbosity === undefined ? [] : [`-v=${options.verbosity}`];
+  // Upstream flags only (upstream-protocol.md §6.1, §7.1): the same for both implementations.
+  const serverFlags = [
+    `--mode=${mode}`,
+    `--uds-name=${udsPath}`,
+    '--delete-existing-uds-file=true',
+    '--server-port=0',
+    `--agent-port=${agentPort}`,
+    '--agent-bind-address=127.0.0.1',
+    `--health-port=${healthPort}`,
+    '--health-bind-address=127.0.0.1',
+    `--admin-port=${adminPort}`,
+    `--cluster-cert=${pki.serverCertPath}`,
+    `--cluster-key=${pki.serverKeyPath}`,
+    '--server-count=1',
+    ...v,
+  ];
+  const agentFlags = [
+    `--ca-cert=${pki.caCertPath}`,
+    '--proxy-server-host=127.0.0.1',
+    `--proxy-server-port=${agentPort}`,
+    `--health-server-port=${agentHealthPort}`,
+    `--admin-server-port=${agentAdminPort}`,
+    `--agent-id=bench-agent-${tag}`,
+    '--sync-interval=100ms',
+    ...v,
+  ];
   const prof = (name: string): string[] => [
     ...(options.nodeArgs ?? []),
     ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${mode}.cpuprofile`] : []),
   ];
   const diagnostic = options.frontendBufferLimit !== undefined;
-  const server = spawnNode(
-    `server (${mode})`,
-    diagnostic ? fileURLToPath(new URL('../server-entry.ts', import.meta.url)) : path.join(options.code.binDir, 'konnectivity-server'),
-    [
-      `--mode=${mode}`,
-      `--uds-name=${udsPath}`,
-      '--delete-existing-uds-file=true',
-      '--server-port=0',
-      `--agent-port=${agentPort}`,
-      '--agent-bind-address=127.0.0.1',
-      `--health-port=${healthPort}`,
-      '--health-bind-address=127.0.0.1',
-      `--admin-port=${adminPort}`,
-      `--cluster-cert=${pki.serverCertPath}`,
-      `--cluster-key=${pki.serverKeyPath}`,
-      '--server-count=1',
-      ...v,
-      ...(options.serverArgs ?? []),
-    ],
-    path.join(dir, `server-${mode}.log`),
-    prof('server'),
-    diagnostic ? { ...process.env, KONNECTIVITY_BENCH_CODE: options.code.codeDir, KONNECTIVITY_BENCH_FRONTEND_BUFFER_LIMIT: String(options.frontendBufferLimit) } : process.env,
-  );
+  const serverLog = path.join(dir, `server-${tag}.log`);
+  const server = upstream
+    ? spawnExecutable(`upstream server (${mode})`, upstream.serverPath, [...serverFlags, ...(upstream.serverArgs ?? [])], serverLog)
+    : spawnNode(
+        `server (${mode})`,
+        diagnostic ? fileURLToPath(new URL('../server-entry.ts', import.meta.url)) : path.join(options.code.binDir, 'konnectivity-server'),
+        [...serverFlags, ...(options.serverArgs ?? [])],
+        serverLog,
+        prof('server'),
+        diagnostic ? { ...process.env, KONNECTIVITY_BENCH_CODE: options.code.codeDir, KONNECTIVITY_BENCH_FRONTEND_BUFFER_LIMIT: String(options.frontendBufferLimit) } : process.env,
+      );
   const procs = [server];
   try {
-    await waitUntil(`the ${mode} server's health port`, async () => (await getStatus(healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, 20_000);
-    const agent = spawnNode(
-      `agent (${mode})`,
-      path.join(options.code.binDir, 'konnectivity-agent'),
-      [
-        `--ca-cert=${pki.caCertPath}`,
-        '--proxy-server-host=127.0.0.1',
-        `--proxy-server-port=${agentPort}`,
-        `--health-server-port=${agentHealthPort}`,
-        `--admin-server-port=${agentAdminPort}`,
-        `--agent-id=bench-agent-${mode}`,
-        '--sync-interval=100ms',
-        ...v,
-        ...(options.agentArgs ?? []),
-      ],
-      path.join(dir, `agent-${mode}.log`),
-      prof('agent'),
-    );
+    await waitUntil(`the ${who} server's health port`, async () => (await getStatus(healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, 20_000);
+    const agentLog = path.join(dir, `agent-${tag}.log`);
+    const agent = upstream
+      ? spawnExecutable(`upstream agent (${mode})`, upstream.agentPath, [...agentFlags, ...(upstream.agentArgs ?? [])], agentLog)
+      : spawnNode(`agent (${mode})`, path.join(options.code.binDir, 'konnectivity-agent'), [...agentFlags, ...(options.agentArgs ?? [])], agentLog, prof('agent'));
     procs.push(agent);
-    await waitUntil(`the ${mode} agent to connect`, async () => (await getStatus(healthPort, '/readyz')) === 200, procs, 20_000);
+    await waitUntil(`the ${who} agent to connect`, async () => (await getStatus(healthPort, '/readyz')) === 200, procs, 20_000);
     return {
       mode,
+      upstream: upstream !== undefined,
       udsPath,
       server,
       agent,
       healthPort,
       async stop() {
         // Agent first, so the server does not log a lost agent as an error mid-profile.
+        // Both agents drain on the first signal and stop on the second.
         await stopProcess(agent, 10_000, 300);
         await stopProcess(server);
       },

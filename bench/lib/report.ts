@@ -1,9 +1,36 @@
 /** Turns scenario results into the console table, docs/benchmarks.md and one SVG bar chart per scenario. */
+import type { TunnelMode } from '../../src/client/tunnel-options.ts';
 import type { Metric, ScenarioResult } from './scenario.ts';
-import type { TargetName } from './targets.ts';
+import { isUpstream, tunnelModes, upstreamName, type TargetName } from './targets.ts';
 
-export const targetOrder: TargetName[] = ['direct', 'grpc', 'http-connect'];
-const tunnelModes: TargetName[] = ['grpc', 'http-connect'];
+/** Report order: each of our modes next to upstream's in the same mode. */
+export const targetOrder: TargetName[] = ['direct', 'grpc', 'upstream-grpc', 'http-connect', 'upstream-http-connect'];
+
+/** The targets a run had: direct, the selected modes, and upstream's in those modes when measured. */
+export function shownTargets(modes: readonly TargetName[], upstream: boolean): TargetName[] {
+  return targetOrder.filter((t) => t === 'direct' || modes.includes(t) || (upstream && isUpstream(t) && modes.includes(t.slice('upstream-'.length) as TargetName)));
+}
+
+/** Header of the ours-versus-upstream ratio column of a mode (the report text says which way is better). */
+export function vsUpstreamHeader(mode: TunnelMode): string {
+  return `${mode}÷upstream`;
+}
+
+/** Our figure ÷ upstream's in the same mode, from the same run; undefined when either is missing. */
+export function oursOverUpstream(m: Metric, mode: TunnelMode, values: Partial<Record<TargetName, number>> = m.values): number | undefined {
+  const ours = values[mode];
+  const theirs = values[upstreamName(mode)];
+  if (ours === undefined || theirs === undefined || !Number.isFinite(ours) || !Number.isFinite(theirs) || !(theirs > 0)) return undefined;
+  return ours / theirs;
+}
+
+function ratioText(r: number | undefined): string {
+  return r === undefined ? '' : `${r < 0.1 ? r.toFixed(3) : r.toFixed(2)}×`;
+}
+
+/** Text explaining the ours ÷ upstream column (console and markdown). */
+export const VS_UPSTREAM_TEXT =
+  '"grpc÷upstream" and "http-connect÷upstream" are ours ÷ upstream: our figure divided by upstream\'s in the same mode, from this run. For higher-is-better metrics (MB/s, req/s, conn/s, %) above 1× means ours is better; for lower-is-better ones (ms, MB, KB) below 1× means ours is better.';
 
 export function fmt(v: number | undefined, digits = 1): string {
   if (v === undefined || !Number.isFinite(v)) return '—';
@@ -15,8 +42,7 @@ export function ratio(m: Metric, name: TargetName, values: Partial<Record<Target
   const d = values.direct;
   const v = values[name];
   if (d === undefined || v === undefined || !(d > 0)) return '';
-  const r = v / d;
-  return `${r < 0.1 ? r.toFixed(3) : r.toFixed(2)}×`;
+  return ratioText(v / d);
 }
 
 export function meetsGoal(m: Metric, v: number | undefined): boolean | undefined {
@@ -30,7 +56,8 @@ function goalText(m: Metric): string {
 }
 
 function mark(m: Metric, name: TargetName): string {
-  if (name === 'direct') return '';
+  // The issue's targets are for konnectivity-ts; upstream's figures are what they are compared with.
+  if (name === 'direct' || isUpstream(name)) return '';
   const ok = meetsGoal(m, m.values[name]);
   return ok === undefined ? '' : ok ? ' ✓' : ' ✗';
 }
@@ -44,22 +71,30 @@ function padTable(rows: string[][]): string {
     .join('\n');
 }
 
-export function consoleTable(results: ScenarioResult[], modes: TargetName[]): string {
-  const targets = targetOrder.filter((t) => t === 'direct' || modes.includes(t));
-  const header = ['metric', 'unit', ...targets.flatMap((t) => (t === 'direct' ? [t] : [t, '×direct'])), 'goal'];
+/** Header cells per target: the figure, its ratio to direct, and after an upstream target ours ÷ upstream. */
+function targetHeader(t: TargetName): string[] {
+  if (t === 'direct') return [t];
+  return isUpstream(t) ? [t, '×direct', vsUpstreamHeader(t.slice('upstream-'.length) as TunnelMode)] : [t, '×direct'];
+}
+
+function targetCells(m: Metric, t: TargetName, value: string): string[] {
+  if (t === 'direct') return [value];
+  if (isUpstream(t)) return [value, ratio(m, t), ratioText(oursOverUpstream(m, t.slice('upstream-'.length) as TunnelMode))];
+  return [value, ratio(m, t)];
+}
+
+export function consoleTable(results: ScenarioResult[], modes: TargetName[], upstream = false): string {
+  const targets = shownTargets(modes, upstream);
+  const header = ['metric', 'unit', ...targets.flatMap(targetHeader), 'goal'];
   const rows: string[][] = [header];
   for (const r of results) {
     for (const m of r.metrics) {
       if (Object.keys(m.values).length === 0) continue;
-      rows.push([
-        m.label,
-        m.unit,
-        ...targets.flatMap((t) => (t === 'direct' ? [fmt(m.values[t], m.digits)] : [fmt(m.values[t], m.digits) + mark(m, t), ratio(m, t)])),
-        goalText(m),
-      ]);
+      rows.push([m.label, m.unit, ...targets.flatMap((t) => targetCells(m, t, fmt(m.values[t], m.digits) + mark(m, t))), goalText(m)]);
     }
   }
   const lines = [padTable(rows)];
+  if (upstream) lines.push('', `upstream-*: upstream's binaries, measured in this run. ${VS_UPSTREAM_TEXT}`);
   const cpuRows: string[][] = [['CPU s per run (% of one core)', 'target', 'server', 'agent', 'client', 'destination', 'not bench', 'wall s']];
   for (const r of results) {
     for (const t of targets) {
@@ -90,21 +125,31 @@ export interface MarkdownFacts {
   preservedNotes: string;
   modes: TargetName[];
   quick: boolean;
+  /** Upstream's binaries ran in this run (their measured figures replace the issue's reference ones). */
+  upstream?: boolean;
 }
 
 export const NOTES_BEGIN = '<!-- hand-written notes: begin (kept when the file is regenerated) -->';
 export const NOTES_END = '<!-- hand-written notes: end -->';
 
 export function markdown(results: ScenarioResult[], facts: MarkdownFacts): string {
-  const targets = targetOrder.filter((t) => t === 'direct' || facts.modes.includes(t));
+  const upstream = facts.upstream ?? false;
+  const targets = shownTargets(facts.modes, upstream);
   const out: string[] = [];
   out.push('# konnectivity-ts benchmarks', '');
   out.push(`Generated by \`${facts.command}\` on ${facts.date}${facts.quick ? ' (**quick mode**: small sizes, single runs — not representative)' : ''}. Regenerate with \`npm run bench\`; see \`bench/run.ts\` for options.`, '');
   out.push('## Machine', '', ...facts.machine.map((l) => `- ${l}`), '');
   out.push('## Setup', '', ...facts.setup.map((l) => `- ${l}`), '');
   out.push('## Results', '');
-  out.push('Ratios are tunnel ÷ direct from the same run (for latencies, above 1× means slower). ✓/✗: meets / misses the target from the performance issue. "Upstream Go" is the issue\'s reference (v0.36.0, another 2-core machine, medians of 3) with its own ratio to its own direct figure; compare ratios rather than absolute numbers across machines.', '');
-  const header = ['Metric', ...targets.flatMap((t) => (t === 'direct' ? [t] : [t, '×direct'])), 'Target', 'Upstream Go (grpc / http-connect)'];
+  if (upstream) {
+    out.push(
+      `Ratios "×direct" are tunnel ÷ direct from the same run (for latencies, above 1× means slower). ✓/✗: meets / misses the target from the performance issue (marked for konnectivity-ts only). **Upstream measured in this run:** the \`upstream-grpc\` and \`upstream-http-connect\` columns are upstream's Go \`proxy-server\` and \`proxy-agent\` (paths and versions under Machine), started with the same upstream flags, driven by the same load generator through the same client library, interleaved with the other targets in every repetition; they replace the issue's reference figures (another machine), which are not shown. ${VS_UPSTREAM_TEXT}`,
+      '',
+    );
+  } else {
+    out.push('Ratios are tunnel ÷ direct from the same run (for latencies, above 1× means slower). ✓/✗: meets / misses the target from the performance issue. "Upstream Go" is the issue\'s reference (v0.36.0, another 2-core machine, medians of 3) with its own ratio to its own direct figure; compare ratios rather than absolute numbers across machines. To measure upstream\'s binaries in the same run instead, pass `--upstream-server` and `--upstream-agent`.', '');
+  }
+  const header = ['Metric', ...targets.flatMap(targetHeader), 'Target', ...(upstream ? [] : ['Upstream Go (grpc / http-connect)'])];
   out.push(mdRow(header), mdRow(header.map((_, i) => (i === 0 ? '---' : '---:'))));
   for (const r of results) {
     for (const m of r.metrics) {
@@ -115,12 +160,9 @@ export function markdown(results: ScenarioResult[], facts: MarkdownFacts): strin
       out.push(
         mdRow([
           `${m.label} (${m.unit})`,
-          ...targets.flatMap((t) => {
-            const v = r.errors[t] && m.values[t] === undefined ? 'failed' : fmt(m.values[t], m.digits) + mark(m, t);
-            return t === 'direct' ? [v] : [v, ratio(m, t)];
-          }),
+          ...targets.flatMap((t) => targetCells(m, t, r.errors[t] && m.values[t] === undefined ? 'failed' : fmt(m.values[t], m.digits) + mark(m, t))),
           goalText(m),
-          refText,
+          ...(upstream ? [] : [refText]),
         ]),
       );
     }
@@ -168,7 +210,7 @@ export function preservedNotes(existing: string | null): string {
 
 // --- SVG -------------------------------------------------------------------------
 
-const colors: Record<TargetName, string> = { direct: '#8c8c8c', grpc: '#2f6db5', 'http-connect': '#e07b1a' };
+const colors: Record<TargetName, string> = { direct: '#8c8c8c', grpc: '#2f6db5', 'upstream-grpc': '#93b4dc', 'http-connect': '#e07b1a', 'upstream-http-connect': '#f0bd8a' };
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -180,9 +222,10 @@ export function hasChartData(r: ScenarioResult): boolean {
 
 /** Horizontal bar chart: one panel per metric, one bar per target, the goal as a dashed line. */
 export function svgChart(r: ScenarioResult, subtitle: string): string {
-  const width = 760;
-  const labelW = 120;
-  const valueW = 150;
+  const withUpstream = r.metrics.some((m) => Object.keys(m.values).some((t) => isUpstream(t as TargetName))) || Object.keys(r.errors).some((t) => isUpstream(t as TargetName));
+  const width = withUpstream ? 880 : 760;
+  const labelW = withUpstream ? 170 : 120;
+  const valueW = withUpstream ? 250 : 150;
   const plotW = width - labelW - valueW - 20;
   const barH = 20;
   const gap = 6;
@@ -212,10 +255,11 @@ export function svgChart(r: ScenarioResult, subtitle: string): string {
         parts.push(`<text x="${labelW + 6}" y="${y + barH - 6}" font-size="12" fill="#c0392b">${esc(`failed: ${r.errors[t] ?? 'no figure'}`.slice(0, 90))}</text>`);
       } else {
         const w = Math.max(1, (v / max) * plotW);
-        const extra = ratio(m, t) ? ` (${ratio(m, t)} direct)` : '';
+        const vsUp = !isUpstream(t) && t !== 'direct' ? ratioText(oursOverUpstream(m, t as TunnelMode)) : '';
+        const extra = [ratio(m, t) ? `${ratio(m, t)} direct` : '', vsUp ? `${vsUp} upstream` : ''].filter(Boolean).join(', ');
         parts.push(
           `<rect x="${labelW}" y="${y}" width="${w.toFixed(1)}" height="${barH}" fill="${colors[t]}"/>`,
-          `<text x="${(labelW + w + 6).toFixed(1)}" y="${y + barH - 6}" font-size="12" paint-order="stroke" stroke="#ffffff" stroke-width="3">${esc(`${fmt(v, m.digits)} ${m.unit}${extra}`)}</text>`,
+          `<text x="${(labelW + w + 6).toFixed(1)}" y="${y + barH - 6}" font-size="12" paint-order="stroke" stroke="#ffffff" stroke-width="3">${esc(`${fmt(v, m.digits)} ${m.unit}${extra ? ` (${extra})` : ''}`)}</text>`,
         );
       }
       y += barH + gap;
