@@ -49,6 +49,11 @@ export class MiniHttpConnection {
     return done;
   }
 
+  /** Body bytes of the current (or last) response received so far. */
+  get receivedBodyBytes(): number {
+    return this.bodyBytes;
+  }
+
   close(): void {
     this.waiter = null;
     this.socket.destroy();
