@@ -1,0 +1,178 @@
+/**
+ * `npm run bench -- --upstream-server=PATH --upstream-agent=PATH`: upstream's
+ * binaries run side by side with ours as targets upstream-grpc and
+ * upstream-http-connect. No Go binaries here, so two shell wrappers that
+ * exec our own bin/ stand in for them; the wrappers record their pid (exec
+ * keeps it) and their arguments, so the test can tell that the upstream
+ * targets ran those processes, with upstream flags only.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'node:test';
+
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const benchScript = path.join(repoRoot, 'bench', 'run.ts');
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kts-bench-upstream-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** `dir/proxy-<who>`: records its pid and arguments, then becomes our bin/konnectivity-<who>. */
+function wrapper(dir: string, who: 'server' | 'agent'): string {
+  const file = path.join(dir, `proxy-${who}`);
+  writeFileSync(
+    file,
+    [
+      '#!/bin/sh',
+      `echo $$ >> '${path.join(dir, `${who}.pids`)}'`,
+      `printf '%s\\n' "$*" >> '${path.join(dir, `${who}.args`)}'`,
+      'KONNECTIVITY_TS_FROM_SOURCE=1',
+      'export KONNECTIVITY_TS_FROM_SOURCE',
+      `exec '${process.execPath}' '${path.join(repoRoot, 'bin', `konnectivity-${who}`)}' "$@"`,
+      '',
+    ].join('\n'),
+  );
+  chmodSync(file, 0o755);
+  return file;
+}
+
+function runBench(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    // Ours from the sources too (no compile of a stale dist/); no npm, so relative paths would be from cwd.
+    const child = spawn(process.execPath, [benchScript, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KONNECTIVITY_TS_FROM_SOURCE: '1' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGINT'); // the bench stops its children on SIGINT
+      reject(new Error(`bench did not finish within ${timeoutMs / 1000} s; output so far:\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+interface JsonMetric {
+  id: string;
+  values: Record<string, number>;
+  oursOverUpstream?: Record<string, number>;
+}
+
+interface JsonOutput {
+  upstream: { serverPath: string; agentPath: string; versions: { server: string; agent: string } } | null;
+  machine: string[];
+  processes: { target: string; server: { pid: number; executable: string }; agent: { pid: number; executable: string } }[];
+  results: { id: string; metrics: JsonMetric[]; cpu: Record<string, { server?: number; agent?: number; wallS: number }>; errors: Record<string, string> }[];
+}
+
+test('bench --upstream-server/--upstream-agent: upstream targets run the given executables and get an ours÷upstream column', { timeout: 90_000 }, async (t) => {
+  const dir = tempDir(t);
+  const server = wrapper(dir, 'server');
+  const agent = wrapper(dir, 'agent');
+  const json = path.join(dir, 'out.json');
+  const { code, stdout, stderr } = await runBench(
+    [
+      '--quick',
+      '--only',
+      'rtt',
+      `--upstream-server=${server}`,
+      `--upstream-agent=${agent}`,
+      '--upstream-server-arg=--keepalive-time=1h',
+      // A konnectivity-ts extension flag (its default value): for ours only, never for upstream's agent.
+      '--agent-arg=--flow-control-window=1048576',
+      '--json',
+      json,
+      '--no-write',
+    ],
+    80_000,
+  );
+  assert.equal(code, 0, `bench failed:\n${stdout}\n${stderr}`);
+  assert.ok(existsSync(json), 'no JSON written');
+  const out = JSON.parse(readFileSync(json, 'utf8')) as JsonOutput;
+
+  // The header records both paths and what --version said (our CLI has none: the failure is reported).
+  assert.equal(out.upstream?.serverPath, server);
+  assert.equal(out.upstream?.agentPath, agent);
+  assert.match(out.upstream!.versions.server, /--version/);
+  assert.ok(out.machine.some((l) => l.includes(`Upstream proxy-server: \`${server}\``)), out.machine.join('\n'));
+  assert.ok(out.machine.some((l) => l.includes(`Upstream proxy-agent: \`${agent}\``)), out.machine.join('\n'));
+
+  // The upstream targets' processes are the wrapper-exec'd ones; ours are not.
+  const wrapperPids = (who: string) => new Set(readFileSync(path.join(dir, `${who}.pids`), 'utf8').trim().split('\n').map(Number));
+  const serverPids = wrapperPids('server');
+  const agentPids = wrapperPids('agent');
+  for (const mode of ['grpc', 'http-connect']) {
+    const up = out.processes.find((p) => p.target === `upstream-${mode}`);
+    const ours = out.processes.find((p) => p.target === mode);
+    assert.ok(up && ours, `processes: ${JSON.stringify(out.processes)}`);
+    assert.equal(up.server.executable, server);
+    assert.equal(up.agent.executable, agent);
+    assert.ok(serverPids.has(up.server.pid), `upstream ${mode} server pid ${up.server.pid} not among the wrapper's ${[...serverPids]}`);
+    assert.ok(agentPids.has(up.agent.pid), `upstream ${mode} agent pid ${up.agent.pid} not among the wrapper's ${[...agentPids]}`);
+    assert.ok(!serverPids.has(ours.server.pid) && !agentPids.has(ours.agent.pid), 'our processes went through the wrapper');
+  }
+
+  // Upstream flags only, plus the upstream-only extra; never the extension flag meant for ours.
+  const serverArgs = readFileSync(path.join(dir, 'server.args'), 'utf8');
+  const agentArgs = readFileSync(path.join(dir, 'agent.args'), 'utf8');
+  assert.match(serverArgs, /--mode=grpc .*--server-port=0 .*--keepalive-time=1h/);
+  assert.match(serverArgs, /--mode=http-connect .*--uds-name=\S+upstream-http-connect\.socket/);
+  assert.match(agentArgs, /--ca-cert=\S+ --proxy-server-host=127\.0\.0\.1 --proxy-server-port=\d+ --health-server-port=\d+ --admin-server-port=\d+ --agent-id=bench-agent-upstream-grpc --sync-interval=100ms/);
+  assert.doesNotMatch(agentArgs, /flow-control-window/);
+
+  // Figures for every upstream target, CPU read from their processes, and the ratio from the measured values.
+  const rtt = out.results.find((r) => r.id === 'rtt')!;
+  assert.deepEqual(rtt.errors, {});
+  const p50 = rtt.metrics.find((m) => m.id === 'rtt-p50')!;
+  for (const mode of ['grpc', 'http-connect']) {
+    const up = p50.values[`upstream-${mode}`];
+    const ours = p50.values[mode];
+    assert.ok(up !== undefined && up > 0 && ours !== undefined && ours > 0, JSON.stringify(p50.values));
+    assert.equal(p50.oursOverUpstream?.[mode], ours / up);
+    const cpu = rtt.cpu[`upstream-${mode}`];
+    assert.ok(cpu && cpu.server !== undefined && cpu.agent !== undefined && cpu.server + cpu.agent > 0, `cpu: ${JSON.stringify(rtt.cpu)}`);
+  }
+
+  // The console table has the upstream columns and shows the same ratio.
+  const header = stdout.split('\n').find((l) => l.startsWith('metric'))!;
+  assert.match(header, /grpc\s+×direct\s+upstream-grpc\s+×direct\s+grpc÷upstream\s+http-connect\s+×direct\s+upstream-http-connect\s+×direct\s+http-connect÷upstream/);
+  const row = stdout.split('\n').find((l) => l.startsWith('Round trip p50'))!;
+  const ratio = p50.oursOverUpstream!.grpc!;
+  assert.ok(row.includes(`${ratio < 0.1 ? ratio.toFixed(3) : ratio.toFixed(2)}×`), row);
+  assert.match(stdout, /ours ÷ upstream/);
+});
+
+test('bench --upstream-server/--upstream-agent: usage errors for a missing, lone or non-executable path', async (t) => {
+  const dir = tempDir(t);
+  const agent = wrapper(dir, 'agent');
+  const plain = path.join(dir, 'not-executable');
+  writeFileSync(plain, '#!/bin/sh\n');
+  chmodSync(plain, 0o644);
+  const cases: { args: string[]; error: RegExp }[] = [
+    { args: [`--upstream-server=${path.join(dir, 'missing')}`, `--upstream-agent=${agent}`], error: /--upstream-server: \S+missing does not exist/ },
+    { args: [`--upstream-agent=${agent}`], error: /--upstream-server and --upstream-agent go together/ },
+    { args: [`--upstream-server=${agent}`, `--upstream-agent=${plain}`], error: /--upstream-agent: \S+not-executable is not executable/ },
+    { args: [`--upstream-server=${dir}`, `--upstream-agent=${agent}`], error: /is not a regular file/ },
+    { args: ['--upstream-agent-arg=--v=2'], error: /need --upstream-server and --upstream-agent/ },
+  ];
+  const results = await Promise.all(cases.map((c) => runBench(['--quick', ...c.args], 30_000)));
+  for (const [i, c] of cases.entries()) {
+    const r = results[i]!;
+    assert.equal(r.code, 2, `${c.args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, c.error);
+    assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
+  }
+  // Nothing was run through the agent wrapper.
+  assert.ok(!existsSync(path.join(dir, 'agent.pids')));
+});
