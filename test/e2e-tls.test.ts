@@ -3,7 +3,10 @@
  * modes) refuses clients without a certificate or with one from another CA
  * before any tunnel exists; agents refuse a server they cannot verify; and
  * with a cluster CA configured, the agent listener refuses agents without a
- * valid client certificate.
+ * valid client certificate. Each refusal is explained on both sides: the
+ * agent's error names the TLS failure it saw (not just "stream closed"), the
+ * server logs the peer and the reason at -v=2 and counts it in
+ * konnectivity_network_proxy_server_ts_tls_handshake_failures_total.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +17,7 @@ import { createTunnel } from '../src/client/create-tunnel.ts';
 import { KonnectivityDialError } from '../src/client/dial-error.ts';
 import type { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
 import type { PemPair } from '../src/dev/pki.ts';
+import { createLogger, type Logger } from '../src/observability/logger.ts';
 import { connectHead, openTunnel, sharedPki, startCluster } from './helpers/cluster.ts';
 import { readExactly } from './helpers/payload.ts';
 import { connectFakeAgent } from './helpers/raw-grpc.ts';
@@ -50,6 +54,32 @@ function rawTlsAttempt(port: number, options: tls.ConnectionOptions, firstBytes:
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
+type LogLine = Record<string, unknown>;
+
+/** A -v=2 logger that keeps every line, for the server's side of a refusal. */
+function recordingLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return { logger: createLogger({ verbosity: 2, format: 'json', write: (line) => lines.push(JSON.parse(line) as LogLine) }), lines };
+}
+
+async function handshakeFailures(cluster: LocalCluster, listener: 'agent' | 'frontend'): Promise<number | undefined> {
+  const { values } = await cluster.server.metrics.tlsHandshakeFailures.get();
+  return values.find((v) => v.labels.listener === listener)?.value;
+}
+
+/** waitFor for conditions that need a metric read (prom-client's get() is async). */
+async function eventually(condition: () => Promise<boolean>, what: string, deadlineMs = 20_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function handshakeLogLines(lines: readonly LogLine[], listener: 'agent' | 'frontend'): LogLine[] {
+  return lines.filter((l) => l['msg'] === `${listener} TLS handshake failed`);
+}
+
 for (const mode of ['grpc', 'http-connect'] as const) {
   const alpn = mode === 'grpc' ? ['h2'] : ['http/1.1'];
 
@@ -57,8 +87,10 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     ['no client certificate', async () => undefined],
     ['a client certificate from another CA', async () => (await sharedPki()).otherClient('system:kube-apiserver')],
   ] as const satisfies ReadonlyArray<readonly [string, () => Promise<PemPair | undefined>]>) {
-    test(`${mode} frontend over TCP refuses ${what}: the TLS handshake fails and no tunnel is made`, async (t) => {
-      const cluster = await startCluster(t, { mode, frontendTransport: 'tcp' });
+    test(`${mode} frontend over TCP refuses ${what}: the TLS handshake fails, is logged and counted, and no tunnel is made`, async (t) => {
+      const { logger, lines } = recordingLogger();
+      const cluster = await startCluster(t, { mode, frontendTransport: 'tcp', logger });
+      assert.equal(await handshakeFailures(cluster, 'frontend'), 0);
       const dest = await TcpTarget.start(echo);
       t.after(() => dest.close());
       const pem = await cert();
@@ -72,6 +104,19 @@ for (const mode of ['grpc', 'http-connect'] as const) {
       assert.equal(outcome.bytesReceived, 0, 'the server answered a client it should have refused');
       if (outcome.error) assert.match(String(outcome.error.code ?? outcome.error.message), /CERTIFICATE_REQUIRED|UNKNOWN_CA|BAD_CERTIFICATE|ALERT|ECONNRESET/i);
       else assert.ok(pem, 'a client without a certificate should get the certificate_required alert');
+      await eventually(async () => (await handshakeFailures(cluster, 'frontend')) === 1, 'the refused handshake is counted');
+      // The server says why: OpenSSL's reason for a missing certificate, Node's verification result for a foreign one.
+      const serverReason = pem ? /unable to verify the first certificate \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/ : /peer did not return a certificate/;
+      if (mode === 'grpc') {
+        const [line, ...more] = handshakeLogLines(lines, 'frontend');
+        assert.equal(more.length, 0);
+        assert.equal(line?.['v'], 2);
+        assert.match(String(line?.['remoteAddress']), /^127\.0\.0\.1:\d+$/);
+        assert.match(String(line?.['reason']), serverReason);
+      } else {
+        // The HTTP-CONNECT frontend writes its own line.
+        assert.ok(lines.some((l) => l['msg'] === 'frontend TLS handshake failed'));
+      }
 
       if (pem) {
         // The client library reports it as a failed dial.
@@ -81,7 +126,12 @@ for (const mode of ['grpc', 'http-connect'] as const) {
           dialTimeoutMs: 10_000,
         });
         t.after(() => tunnel.close());
-        await assert.rejects(tunnel.dial('tcp', dest.address), (err: unknown) => err instanceof KonnectivityDialError);
+        await assert.rejects(tunnel.dial('tcp', dest.address), (err: unknown) => {
+          assert.ok(err instanceof KonnectivityDialError);
+          // gRPC: the client's error says the server closed on it right after the handshake, and names its certificate.
+          if (mode === 'grpc') assert.match(err.message, /error reading server preface: EOF \(the server closed the connection right after the TLS handshake, as a server does that rejects the client certificate; ours is CN=system:kube-apiserver, issued by CN=konnectivity-ts unrelated dev CA\)/);
+          return true;
+        });
       }
       assert.equal(dest.connections.all.length, 0);
       assert.equal(cluster.server.router.pendingDialCount, 0);
@@ -121,33 +171,80 @@ function countFailures(agent: KonnectivityAgent): { failures: () => number; last
   return { failures: () => failures, lastError: () => lastError };
 }
 
-async function expectRefused(cluster: LocalCluster, agent: KonnectivityAgent, what: string): Promise<void> {
+interface Refusal {
+  /** The agent's whole error text. */
+  agentError: RegExp;
+  /** The server's log line; absent when the server never sees a failed handshake of its own making. */
+  serverReason?: RegExp;
+}
+
+/**
+ * Two failed attempts, each explained: the agent's error carries the TLS
+ * failure, and the server logged the peer and reason at -v=2 and counted it.
+ */
+async function expectRefused(cluster: LocalCluster, lines: LogLine[], agent: KonnectivityAgent, what: string, refusal: Refusal): Promise<void> {
   const seen = countFailures(agent);
+  const linesBefore = handshakeLogLines(lines, 'agent').length;
+  const countBefore = (await handshakeFailures(cluster, 'agent')) ?? 0;
   await waitFor(() => seen.failures() >= 2, `${what}: two failed connection attempts`);
   assert.equal(cluster.server.router.backendList.length, 0, `${what}: the server registered the agent`);
   assert.equal(agent.isReady, false);
   await agent.stop();
+  assert.match(String(seen.lastError()?.message), refusal.agentError, `${what}: agent error`);
+  if (refusal.serverReason) {
+    const logged = handshakeLogLines(lines, 'agent').slice(linesBefore);
+    assert.ok(logged.length >= 2, `${what}: ${logged.length} server log lines`);
+    for (const line of logged) {
+      assert.equal(line['v'], 2);
+      assert.match(String(line['remoteAddress']), /^127\.0\.0\.1:\d+$/, `${what}: remote address`);
+      assert.match(String(line['reason']), refusal.serverReason, `${what}: server reason`);
+    }
+    assert.ok((await handshakeFailures(cluster, 'agent'))! >= countBefore + 2, `${what}: counted`);
+  }
 }
 
-test('an agent that does not trust the server\'s CA never connects', async (t: TestContext) => {
-  const cluster = await startCluster(t, { mode: 'grpc', agents: 0 });
+/** grpc-go's wording for a transport that failed under the Connect stream. */
+const unavailable = (desc: string): RegExp => new RegExp(`^rpc error: code = Unavailable desc = connection error: desc = "${desc}"$`);
+
+test('an agent that does not trust the server\'s CA never connects, and says why; the server logs the aborted handshake', async (t: TestContext) => {
+  const { logger, lines } = recordingLogger();
+  const cluster = await startCluster(t, { mode: 'grpc', agents: 0, logger });
   const agent = await cluster.startAgent({ caCertPath: cluster.pki.otherCa.certPath });
-  await expectRefused(cluster, agent, 'wrong CA');
+  await expectRefused(cluster, lines, agent, 'wrong CA', {
+    agentError: unavailable('transport: authentication handshake failed: (self-signed certificate in certificate chain|unable to verify the first certificate)'),
+    serverReason: /^client closed the connection during the handshake \(.*\), as one does that does not trust the server certificate$/,
+  });
 });
 
-test('with a cluster CA on the agent listener, only agents with a valid client certificate are accepted', async (t) => {
+test('with a cluster CA on the agent listener, only agents with a valid client certificate are accepted; each refusal is explained on both sides', async (t) => {
   const pki = await sharedPki();
+  const { logger, lines } = recordingLogger();
   const cluster = await startCluster(t, {
     mode: 'grpc',
     agents: 0,
+    logger,
     server: { agent: { host: '127.0.0.1', port: 0, tls: { certPath: pki.server.certPath, keyPath: pki.server.keyPath, clientCaPath: pki.ca.certPath } } },
   });
-  await expectRefused(cluster, await cluster.startAgent(), 'no client certificate');
+  assert.equal(await handshakeFailures(cluster, 'agent'), 0);
+  // TLS 1.3: the agent's handshake completes before the server checks its certificate, so the refusal is the first read.
+  await expectRefused(cluster, lines, await cluster.startAgent(), 'no client certificate', {
+    agentError: unavailable('error reading server preface: tlsv13 alert certificate required'),
+    serverReason: /^peer did not return a certificate$/,
+  });
+  // Node refuses an unverifiable certificate by closing without an alert: the agent sees EOF and names its certificate.
   const foreign = await pki.otherClient('konnectivity-agent');
-  await expectRefused(cluster, await cluster.startAgent({ agentCertPath: foreign.certPath, agentKeyPath: foreign.keyPath }), 'certificate from another CA');
-  await assert.rejects(connectFakeAgent(cluster, { agentId: 'raw-no-cert' }));
+  await expectRefused(cluster, lines, await cluster.startAgent({ agentCertPath: foreign.certPath, agentKeyPath: foreign.keyPath }), 'certificate from another CA', {
+    agentError: unavailable(
+      String.raw`error reading server preface: EOF \(the server closed the connection right after the TLS handshake, as a server does that rejects the client certificate; ours is CN=konnectivity-agent, issued by CN=konnectivity-ts unrelated dev CA\)`,
+    ),
+    serverReason: /^client certificate rejected: unable to verify the first certificate \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)$/,
+  });
+  await assert.rejects(connectFakeAgent(cluster, { agentId: 'raw-no-cert' }), /tlsv13 alert certificate required/);
   const expired = await pki.client('konnectivity-agent', { expired: true });
-  await expectRefused(cluster, await cluster.startAgent({ agentCertPath: expired.certPath, agentKeyPath: expired.keyPath }), 'expired client certificate');
+  await expectRefused(cluster, lines, await cluster.startAgent({ agentCertPath: expired.certPath, agentKeyPath: expired.keyPath }), 'expired client certificate', {
+    agentError: unavailable(String.raw`error reading server preface: EOF \(.*; ours is CN=konnectivity-agent, issued by CN=konnectivity-ts dev CA; it expired at [0-9T:.-]+Z\)`),
+    serverReason: /^client certificate rejected: certificate has expired \(CERT_HAS_EXPIRED\)$/,
+  });
 
   const good = await pki.client('konnectivity-agent');
   await cluster.startAgent({ agentCertPath: good.certPath, agentKeyPath: good.keyPath });
@@ -158,4 +255,27 @@ test('with a cluster CA on the agent listener, only agents with a valid client c
   socket.write('via an mTLS agent');
   assert.equal((await readExactly(socket, 17)).toString(), 'via an mTLS agent');
   socket.destroy();
+  const failures = (await handshakeFailures(cluster, 'agent'))!;
+  assert.equal(failures, handshakeLogLines(lines, 'agent').length, 'one count per logged failure');
+});
+
+test('a bare TCP connection (a balancer health check) is neither counted nor logged as a failed handshake', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const cluster = await startCluster(t, { mode: 'grpc', agents: 0, logger });
+  const { connect } = await import('node:net');
+  for (let i = 0; i < 3; i++) {
+    const probe = connect(cluster.server.addresses.agentPort, '127.0.0.1');
+    probe.on('error', () => {});
+    await new Promise<void>((resolve) => probe.once('connect', () => resolve()));
+    probe.end();
+    await new Promise<void>((resolve) => probe.once('close', () => resolve()));
+  }
+  // A real TLS client that gives up mid-handshake is counted, so the metric is live.
+  await new Promise<void>((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port: cluster.server.addresses.agentPort, ca: cluster.pki.otherCa.cert, ALPNProtocols: ['h2'] });
+    s.on('error', () => {});
+    s.on('close', () => resolve());
+  });
+  await eventually(async () => (await handshakeFailures(cluster, 'agent')) === 1, 'the TLS client that gave up is counted');
+  assert.equal(handshakeLogLines(lines, 'agent').length, 1);
 });

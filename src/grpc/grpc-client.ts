@@ -30,6 +30,68 @@ export interface GrpcStatus {
   message: string;
 }
 
+/**
+ * What the client saw of its connection before any stream could finish:
+ * the socket error or EOF, and whether the server's HTTP/2 preface (its
+ * SETTINGS frame) ever arrived. Recorded before the session exists, so a
+ * stream that dies without headers can say why instead of only that it did.
+ */
+class ConnectionWitness {
+  prefaceReceived = false;
+  socketError: Error | null = null;
+  ended = false;
+  /** Our own client certificate, for the hint on a silent close (TLS only). */
+  clientCertificate: { subject: string; issuer: string; validTo: string } | null = null;
+
+  /**
+   * grpc-go's wording for a transport that failed under a stream
+   * ("connection error: desc = ..."), or null while nothing went wrong.
+   * With TLS 1.3 the client's side of the handshake completes before the
+   * server has checked the client certificate, so a refused certificate
+   * surfaces as the first read: grpc-go then says "error reading server
+   * preface", and so do we.
+   */
+  describe(): string | null {
+    if (this.prefaceReceived) return this.socketError ? connectionError(`error reading from server: ${tlsErrorReason(this.socketError)}`) : null;
+    if (this.socketError) return connectionError(`error reading server preface: ${tlsErrorReason(this.socketError)}`);
+    if (!this.ended) return null;
+    // A Node server refuses a client certificate it cannot verify (unknown CA,
+    // expired) by closing the connection without a TLS alert: say what is likely.
+    const cert = this.clientCertificate;
+    if (!cert) return connectionError('error reading server preface: EOF');
+    const expired = Date.parse(cert.validTo) < Date.now() ? `; it expired at ${new Date(cert.validTo).toISOString()}` : '';
+    return connectionError(
+      `error reading server preface: EOF (the server closed the connection right after the TLS handshake, as a server does that rejects the client certificate; ours is ${cert.subject}, issued by ${cert.issuer}${expired})`,
+    );
+  }
+}
+
+/** grpc-go's `connection error: desc = %q`. */
+function connectionError(desc: string): string {
+  return `connection error: desc = ${JSON.stringify(desc)}`;
+}
+
+/**
+ * The short reason of a TLS failure: OpenSSL's reason string for alerts and
+ * handshake errors ("tlsv13 alert certificate required"), Node's text for its
+ * own certificate checks ("self-signed certificate in certificate chain").
+ */
+export function tlsErrorReason(err: Error): string {
+  const reason = (err as Error & { reason?: unknown }).reason;
+  if (typeof reason === 'string' && reason !== '') return reason;
+  // Node 24 appends advice about the system trust store to verification
+  // errors; our peers trust only the CA files they are given (--ca-cert), so
+  // the advice would mislead.
+  return err.message.replace(/; if the root CA is installed locally, try running Node\.js with --use-system-ca$/, '');
+}
+
+/** The error a failed connection attempt rejects with when TLS refused it. */
+function handshakeFailure(err: Error): GrpcStatusError {
+  const failure = new GrpcStatusError(GrpcCode.UNAVAILABLE, connectionError(`transport: authentication handshake failed: ${tlsErrorReason(err)}`));
+  failure.cause = err;
+  return failure;
+}
+
 export function describeTarget(t: GrpcTarget): string {
   return t.transport === 'unix' ? `unix://${t.path}` : `${net.isIPv6(t.host) ? `[${t.host}]` : t.host}:${t.port}`;
 }
@@ -42,7 +104,8 @@ export class GrpcClientCall {
   readonly status: Promise<GrpcStatus>;
   private readonly h2: ClientHttp2Stream;
 
-  constructor(h2: ClientHttp2Stream, streamOptions: PacketStreamOptions) {
+  /** `connectionLoss` tells why the connection under the stream failed, if it did (see ConnectionWitness). */
+  constructor(h2: ClientHttp2Stream, streamOptions: PacketStreamOptions, connectionLoss: () => string | null = () => null) {
     this.h2 = h2;
     this.stream = new PacketStream(h2, streamOptions);
     let statusFromHeaders: GrpcStatus | null = null;
@@ -68,7 +131,7 @@ export class GrpcClientCall {
       });
       // Only build the error when it is needed: an Error's stack capture is a measurable share of every dial.
       h2.once('close', () => {
-        if (!settled) reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'stream closed before response headers'));
+        if (!settled) reject(new GrpcStatusError(GrpcCode.UNAVAILABLE, connectionLoss() ?? 'stream closed before response headers'));
       });
     });
     this.headers.catch(() => {});
@@ -83,8 +146,17 @@ export class GrpcClientCall {
     });
     this.status = new Promise((resolve) => {
       h2.once('close', () => {
-        if (statusFromHeaders) resolve(statusFromHeaders);
-        else if (trailerStatus) resolve(trailerStatus);
+        if (statusFromHeaders) {
+          resolve(statusFromHeaders);
+          return;
+        }
+        if (trailerStatus) {
+          resolve(trailerStatus);
+          return;
+        }
+        // A dying session cancels its streams; the failed connection is the real cause then.
+        const lost = connectionLoss();
+        if (lost !== null) resolve({ code: GrpcCode.UNAVAILABLE, message: lost });
         else if (h2.rstCode === http2.constants.NGHTTP2_CANCEL) resolve({ code: GrpcCode.CANCELLED, message: 'stream cancelled' });
         else resolve({ code: GrpcCode.UNAVAILABLE, message: `stream reset (HTTP/2 code ${h2.rstCode ?? 'none'})` });
       });
@@ -106,11 +178,18 @@ export class GrpcChannel {
   readonly target: GrpcTarget;
   readonly session: ClientHttp2Session;
   private readonly options: GrpcChannelOptions;
+  private readonly witness: ConnectionWitness;
 
-  private constructor(target: GrpcTarget, session: ClientHttp2Session, options: GrpcChannelOptions) {
+  private constructor(target: GrpcTarget, session: ClientHttp2Session, options: GrpcChannelOptions, witness: ConnectionWitness) {
     this.target = target;
     this.session = session;
     this.options = options;
+    this.witness = witness;
+  }
+
+  /** Why the connection failed (grpc-go's "connection error: desc = ..."), or null if it has not. */
+  get connectionError(): string | null {
+    return this.witness.describe();
   }
 
   /** Opens the HTTP/2 session; resolves once the connection (and TLS handshake) is up. */
@@ -121,6 +200,9 @@ export class GrpcChannel {
       let socket: net.Socket;
       let session: ClientHttp2Session | null = null;
       let settled = false;
+      const witness = new ConnectionWitness();
+      // TLS only: set once TCP is up and the handshake is what can still fail.
+      let handshaking = false;
       const fail = (err: Error): void => {
         if (settled) return;
         settled = true;
@@ -146,6 +228,7 @@ export class GrpcChannel {
         const s = http2.connect(authority, { ...base, createConnection: () => socket });
         session = s;
         keepReadingDespitePendingWrites(s, socket);
+        s.once('remoteSettings', () => (witness.prefaceReceived = true));
         s.once('error', (err: Error) => fail(err));
         s.once('connect', () => {
           if (settled) return;
@@ -158,7 +241,7 @@ export class GrpcChannel {
             // closed during setup
           }
           startKeepalive(s, options.keepaliveTimeMs ?? 0, options.keepaliveTimeoutMs);
-          resolve(new GrpcChannel(target, s, options));
+          resolve(new GrpcChannel(target, s, options, witness));
         });
       };
       if (target.transport === 'unix') {
@@ -170,7 +253,11 @@ export class GrpcChannel {
         const tlsSocket = tls.connect(tlsOptions);
         tlsSocket.setNoDelay(true);
         socket = tlsSocket;
+        tlsSocket.once('connect', () => (handshaking = true));
         tlsSocket.once('secureConnect', () => {
+          handshaking = false;
+          const own = tlsSocket.getCertificate();
+          if (own && 'subject' in own && own.valid_to) witness.clientCertificate = { subject: formatName(own.subject), issuer: formatName(own.issuer), validTo: own.valid_to };
           if (tlsSocket.alpnProtocol !== 'h2') {
             fail(new Error(`server did not negotiate ALPN h2 (got ${String(tlsSocket.alpnProtocol)})`));
             return;
@@ -178,8 +265,11 @@ export class GrpcChannel {
           startSession();
         });
       }
-      socket.once('error', (err: Error) => fail(err));
-      socket.on('error', () => {}); // after setup the session reports errors
+      // Registered before http2's own listeners: the witness knows the cause
+      // before the session fails its streams.
+      socket.once('error', (err: Error) => fail(handshaking ? handshakeFailure(err) : err));
+      socket.on('error', (err: Error) => (witness.socketError ??= err));
+      socket.once('end', () => (witness.ended = true));
     });
   }
 
@@ -203,7 +293,7 @@ export class GrpcChannel {
       ...metadata,
     });
     h2.on('error', () => {}); // surfaced through status/onClose
-    return new GrpcClientCall(h2, this.options.stream ?? {});
+    return new GrpcClientCall(h2, this.options.stream ?? {}, () => this.witness.describe());
   }
 
   close(): void {
@@ -213,4 +303,10 @@ export class GrpcChannel {
   destroy(): void {
     if (!this.session.destroyed) this.session.destroy();
   }
+}
+
+/** `CN=konnectivity-agent` from Node's parsed subject or issuer (repeated attributes joined with `+`). */
+function formatName(name: tls.Certificate | undefined): string {
+  const parts = Object.entries(name ?? {}).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : String(v)}`);
+  return parts.length > 0 ? parts.join(', ') : '(empty name)';
 }

@@ -99,6 +99,12 @@ export interface GrpcServerOptions {
   stream?: PacketStreamOptions;
   /** Called for every accepted session (for per-connection accounting). */
   onSession?: (session: ServerHttp2Session) => void;
+  /**
+   * A TLS handshake failed (`tlsClientError`): a refused client certificate,
+   * a client that does not trust us, a scanner. It concerns that client only;
+   * the owner logs and counts it. Without this the failure is ignored.
+   */
+  onTlsClientError?: (err: Error, socket: TLSSocket) => void;
 }
 
 export class GrpcServer {
@@ -132,7 +138,8 @@ export class GrpcServer {
         }
         toHttp2(socket);
       });
-      server.on('tlsClientError', () => {}); // handshake failures only concern that client
+      const onTlsClientError = options.onTlsClientError;
+      if (onTlsClientError) server.on('tlsClientError', (err: Error, socket: TLSSocket) => onTlsClientError(err, socket));
       this.listener = server;
     } else {
       this.listener = net.createServer(toHttp2);

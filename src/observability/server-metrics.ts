@@ -6,6 +6,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 const NS = 'konnectivity_network_proxy_server_';
+/** konnectivity-ts-only metrics carry a `_ts_` infix, so they can never collide with a future upstream name. */
+const TS_NS = NS + 'ts_';
 const latencyBuckets = [0.000001, 0.00001, 0.0001, 0.005, 0.025, 0.1, 0.5, 2.5, 12.5];
 
 export type DialFailureReason = 'no_agent' | 'error_response' | 'unrecognized_response' | 'send_rsp' | 'backend_close' | 'backend_dial_timeout' | 'frontend_close';
@@ -40,6 +42,12 @@ export function createServerMetrics(options: { processMetrics?: boolean } = {}) 
     leaseDeletes: new Counter({ name: NS + 'lease_delete_total', help: 'Count of lease deletion calls by the garbage collection controller. Labeled by HTTP status code and reason.', labelNames: ['http_status_code', 'reason'] as const, registers }),
     leaseListLatency: new Histogram({ name: NS + 'lease_list_latency_seconds', help: 'Latency of lease list calls by the garbage collection controller in seconds.', labelNames: ['http_status_code'] as const, registers }),
     leaseLists: new Counter({ name: NS + 'lease_list_total', help: 'Count of lease list calls made by the garbage collection controller. Labeled by HTTP status code and reason.', labelNames: ['http_status_code', 'reason'] as const, registers }),
+    tlsHandshakeFailures: new Counter({
+      name: TS_NS + 'tls_handshake_failures_total',
+      help: 'TLS handshakes that failed on a listener (refused or missing client certificate, client not trusting the server, not TLS at all), by listener: agent or frontend. Bare TCP connections that send nothing (health checks) are not counted.',
+      labelNames: ['listener'] as const,
+      registers,
+    }),
   };
 }
 

@@ -25,6 +25,7 @@ import { recordRawHeaders } from './token-authenticator.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 import type { ServerLimits } from './limits.ts';
 import { DrainNoticeSet } from './server-drain-notice.ts';
+import { rememberPeerAddresses, tlsHandshakeFailureCounter, tlsHandshakeFailureReporter } from './tls-handshake-failures.ts';
 
 export type FrontendListen =
   | { transport: 'unix'; path: string; deleteExisting: boolean }
@@ -115,6 +116,7 @@ export class KonnectivityServer {
     const stream = { maxReceiveMessageBytes: limits.maxGrpcReceiveMessageBytes };
     this.agentServer = new GrpcServer({
       tls: this.tlsReloading.options('agent', config.agent.tls),
+      onTlsClientError: tlsHandshakeFailureReporter('agent', this.logger, this.metrics),
       keepaliveTimeMs: config.keepaliveTimeMs,
       ...(config.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: config.keepaliveTimeoutMs } : {}),
       stream,
@@ -134,7 +136,7 @@ export class KonnectivityServer {
     const frontendTls = config.frontend.transport === 'tcp' ? this.tlsReloading.options('frontend', config.frontend.tls, { requireClientCert: true }) : undefined;
     if (config.mode === 'grpc') {
       this.grpcFrontend = new GrpcServer({
-        ...(frontendTls ? { tls: frontendTls } : {}),
+        ...(frontendTls ? { tls: frontendTls, onTlsClientError: tlsHandshakeFailureReporter('frontend', this.logger, this.metrics) } : {}),
         keepaliveTimeMs: config.frontendKeepaliveTimeMs,
         stream,
         handlers: { '/ProxyService/Proxy': createProxyServiceHandler(this.router, this.metrics, this.logger) },
@@ -153,6 +155,13 @@ export class KonnectivityServer {
     }
     this.tlsReloading.attach('agent', this.agentServer.listener as tls.Server);
     if (frontendTls) this.tlsReloading.attach('frontend', (this.grpcFrontend?.listener ?? this.httpFrontend!.server) as tls.Server);
+    rememberPeerAddresses(this.agentServer.listener as tls.Server);
+    if (frontendTls) rememberPeerAddresses((this.grpcFrontend?.listener ?? this.httpFrontend!.server) as tls.Server);
+    // The HTTP-CONNECT frontend logs its handshake failures itself; count them too.
+    if (frontendTls && this.httpFrontend) (this.httpFrontend.server as tls.Server).on('tlsClientError', tlsHandshakeFailureCounter('frontend', this.metrics));
+    // Both series exist from the start, so an alert on their rate sees 0, not nothing.
+    this.metrics.tlsHandshakeFailures.inc({ listener: 'agent' }, 0);
+    if (frontendTls) this.metrics.tlsHandshakeFailures.inc({ listener: 'frontend' }, 0);
     this.healthServer = createServerHealthServer({ ready: () => this.router.registry.ready }, this.metrics.registry);
     // Admin port: /metrics, the /api/v1 status endpoints and, with --enable-profiling, /debug/pprof.
     this.adminServer = createServerAdminServer(this.metrics.registry, {
