@@ -3,7 +3,10 @@
  * TokenReview authenticator, the fake apiserver deciding the reviews, and
  * real agents presenting the token file. A rejected agent gets
  * UNAUTHENTICATED with the reason, is never registered as a backend, and
- * no DIAL_REQ reaches it; nothing a rejected stream sends is relayed.
+ * no DIAL_REQ reaches it; nothing a rejected stream sends is relayed. An
+ * agent whose review is still running is not routable either, and
+ * --max-pending-agent-authentications bounds how many Connect streams may
+ * wait for a review at once.
  */
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +28,7 @@ import type { GrpcClientCall } from '../src/grpc/grpc-client.ts';
 import { KubeClient } from '../src/kube/kube-client.ts';
 import { packets } from '../src/protocol/packet.ts';
 import { TokenReviewAuthenticator, type TokenAuthenticatorOptions } from '../src/server/token-authenticator.ts';
+import type { ServerLimits } from '../src/server/limits.ts';
 import { FakeApiServer } from './helpers/fake-apiserver.ts';
 
 const AUDIENCE = 'system:konnectivity-server';
@@ -67,8 +71,8 @@ function authenticator(overrides: Partial<TokenAuthenticatorOptions> & { kubecon
   });
 }
 
-async function cluster(t: TestContext, auth: TokenReviewAuthenticator): Promise<LocalCluster> {
-  const c = await startLocalCluster({ mode: 'grpc', agents: 0, pki, server: { authenticator: auth } });
+async function cluster(t: TestContext, auth: TokenReviewAuthenticator, limits: Partial<ServerLimits> = {}): Promise<LocalCluster> {
+  const c = await startLocalCluster({ mode: 'grpc', agents: 0, pki, server: { authenticator: auth, limits } });
   t.after(() => c.close());
   return c;
 }
@@ -138,6 +142,19 @@ async function refusal(call: GrpcClientCall): Promise<{ code: number; message: s
     call.cancel();
   }
   assert.fail('the server sent response headers: the call was accepted');
+}
+
+async function limitRejections(c: LocalCluster, limit: string): Promise<number> {
+  const { values } = await c.server.router.limitMetrics.rejections.get();
+  return values.find((v) => v.labels['limit'] === limit)?.value ?? 0;
+}
+
+async function waitUntil(condition: () => boolean, what: string, deadlineMs = 15_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 async function fromAgentPackets(c: LocalCluster): Promise<number> {
@@ -245,11 +262,22 @@ test('a non-Bearer authorization value is rejected; so is a stream that sends pa
   const channel = await GrpcChannel.connect({ transport: 'tls', host: '127.0.0.1', port: c.server.addresses.agentPort, tls: { ca: pki.ca.cert, servername: 'localhost' } });
   t.after(() => channel.destroy());
   const reviewsBefore = api.tokenReviews().length;
+  const sendEagerly = (call: GrpcClientCall): void => {
+    // What a misbehaving agent sends without waiting for the server's headers:
+    // answers to dials nobody made, and data for them.
+    call.stream.send(packets.dialResponse(1n, 7n));
+    call.stream.send(packets.data(7n, Buffer.from('pre-auth bytes')));
+    call.stream.send(packets.closeResponse(7n));
+  };
   const basic = channel.openStream('/AgentService/Connect', { agentid: 'raw-basic', agentidentifiers: '', authorization: 'Basic Z29vZC10b2tlbg==' });
+  sendEagerly(basic);
   assert.deepEqual(await refusal(basic), { code: GrpcCode.UNAUTHENTICATED, message: 'received token does not have "Bearer " prefix' });
   const lower = channel.openStream('/AgentService/Connect', { agentid: 'raw-lower', agentidentifiers: '', authorization: 'bearer good-token' });
+  sendEagerly(lower);
   assert.equal((await refusal(lower)).code, GrpcCode.UNAUTHENTICATED);
   assert.equal(api.tokenReviews().length, reviewsBefore);
+  assert.equal(await fromAgentPackets(c), 0, 'packets of a rejected stream were relayed');
+  assert.equal(c.server.router.backendList.length, 0);
 });
 
 test('two authorization values (even two valid ones) are rejected, as upstream', { skip: spawnSync(PYTHON, ['-c', 'import grpc']).status !== 0 ? `needs python3-grpcio (${PYTHON})` : false }, async (t) => {
@@ -325,4 +353,80 @@ test('the token file is re-read on every connect: a rotated token is used by the
   assert.equal(tokens.at(-1), 'rotated-token');
   assert.ok(tokens.every((tk) => tk === 'stale-token' || tk === 'rotated-token'));
   assert.match(await getThroughTunnel(c), /hello from the demo target/);
+});
+
+test('an agent whose TokenReview is still running gets no dial: frontends get "No agent available" until it is authenticated', async (t) => {
+  const reviewDelayMs = 2_000;
+  api.delay({ method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews' }, reviewDelayMs);
+  t.after(() => api.clearFaults());
+  const c = await cluster(t, authenticator());
+  const reviewsBefore = api.tokenReviews().length;
+  const watched = await startAgent(t, c, tokenFile('good-token'));
+  // The agent's Connect stream is open and its review is at the apiserver.
+  await waitUntil(() => api.tokenReviews().length > reviewsBefore, 'the TokenReview reaches the apiserver');
+  const reviewArrived = performance.now();
+  const tunnel = c.openTunnel();
+  t.after(() => tunnel.close());
+  await assert.rejects(tunnel.dial('tcp', `127.0.0.1:${c.demo.port}`, { timeoutMs: 5_000 }), /No agent available/);
+  const dialed = performance.now();
+  assert.ok(dialed - reviewArrived < reviewDelayMs, `the dial took too long to prove anything (${Math.round(dialed - reviewArrived)} ms)`);
+  assert.equal(c.server.router.backendList.length, 0, 'the pending agent is a backend');
+  assert.equal(watched.agent.connectedServerIDs.length, 0);
+  assert.deepEqual(watched.dials, [], 'a DIAL_REQ reached the agent before it was authenticated');
+
+  // The review answers: the same agent is routable, and dials work.
+  await c.waitForAgents(1, 15_000);
+  assert.deepEqual(api.tokenReviews().slice(reviewsBefore).map((r) => r.token), ['good-token']);
+  assert.match(await getThroughTunnel(c), /hello from the demo target behind konnectivity: GET \/via-tunnel/);
+  assert.deepEqual(watched.dials, [`127.0.0.1:${c.demo.port}`]);
+});
+
+test('--max-pending-agent-authentications: a flood of Connect streams with junk tokens holds at most that many TokenReviews; the rest are refused at once', async (t) => {
+  api.delay({ method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews' }, 60_000);
+  let cleared = false;
+  const clear = (): void => {
+    if (!cleared) api.clearFaults();
+    cleared = true;
+  };
+  t.after(clear);
+  const MAX = 3;
+  const c = await cluster(t, authenticator({ timeoutMs: 1_500 }), { maxPendingAgentAuthentications: MAX });
+  const channel = await GrpcChannel.connect({ transport: 'tls', host: '127.0.0.1', port: c.server.addresses.agentPort, tls: { ca: pki.ca.cert, servername: 'localhost' } });
+  t.after(() => channel.destroy());
+  const reviewsBefore = api.tokenReviews().length;
+  const connect = (i: number): GrpcClientCall => channel.openStream('/AgentService/Connect', { agentid: `flood-${i}`, agentidentifiers: '', authorization: `Bearer junk-${i}` });
+
+  const waiting = Array.from({ length: MAX }, (_, i) => connect(i));
+  await waitUntil(() => api.tokenReviews().length - reviewsBefore === MAX, `${MAX} TokenReviews at the apiserver`);
+  const refused: Array<{ code: number; message: string }> = [];
+  for (let i = MAX; i < MAX + 5; i++) refused.push(await refusal(connect(i)));
+  for (const r of refused) {
+    assert.deepEqual(r, {
+      code: GrpcCode.RESOURCE_EXHAUSTED,
+      message: `konnectivity-server: limit reached: ${MAX} agent connections already awaiting authentication (--max-pending-agent-authentications); retry later`,
+    });
+  }
+  assert.equal(api.tokenReviews().length - reviewsBefore, MAX, 'a refused stream caused a TokenReview');
+  assert.equal(await limitRejections(c, 'pending_agent_authentications'), 5);
+  assert.equal(c.server.router.backendList.length, 0);
+
+  // The held streams end when their reviews time out; then the slots are free again.
+  for (const call of waiting) assert.equal((await refusal(call)).code, GrpcCode.UNAUTHENTICATED);
+  clear();
+  const watched = await startAgent(t, c, tokenFile('good-token'));
+  await c.waitForAgents(1, 15_000);
+  assert.match(await getThroughTunnel(c), /hello from the demo target/);
+  assert.equal(watched.dials.length, 1);
+  assert.equal(await limitRejections(c, 'pending_agent_authentications'), 5);
+});
+
+test('--max-pending-agent-authentications=0 is unlimited', async (t) => {
+  api.delay({ method: 'POST', path: '/apis/authentication.k8s.io/v1/tokenreviews' }, 60_000);
+  t.after(() => api.clearFaults());
+  const c = await cluster(t, authenticator({ timeoutMs: 1_000 }), { maxPendingAgentAuthentications: 0 });
+  const channel = await GrpcChannel.connect({ transport: 'tls', host: '127.0.0.1', port: c.server.addresses.agentPort, tls: { ca: pki.ca.cert, servername: 'localhost' } });
+  t.after(() => channel.destroy());
+  const calls = Array.from({ length: 120 }, (_, i) => channel.openStream('/AgentService/Connect', { agentid: `many-${i}`, agentidentifiers: '', authorization: `Bearer junk-${i}` }));
+  for (const call of calls) assert.equal((await refusal(call)).code, GrpcCode.UNAUTHENTICATED);
+  assert.equal(await limitRejections(c, 'pending_agent_authentications'), 0);
 });

@@ -14,6 +14,10 @@ import { DEFAULT_FLOW_WINDOW_BYTES, FLOW_CONTROL_HEADER, formatFlowControlHeader
 import { packets } from '../protocol/packet.ts';
 import { acceptsServerDrainNotice, SERVER_DRAIN_NOTICE_HEADER, SERVER_DRAIN_NOTICE_VERSION } from '../protocol/server-drain-notice.ts';
 import type { DrainNoticeSet } from './server-drain-notice.ts';
+import { pendingAgentAuthenticationsError } from './limits.ts';
+
+/** At most one log line per interval about refused agent streams: a flood must not flood the log too. */
+const REFUSAL_LOG_INTERVAL_MS = 1_000;
 
 export interface AgentAuthenticator {
   /** Resolves when the agent may connect; rejects with a message for the agent otherwise. */
@@ -38,6 +42,30 @@ function metadataValues(call: GrpcServerCall, key: string): string[] {
 }
 
 export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMetrics, logger: Logger, options: AgentBackendOptions): GrpcHandler {
+  // Streams whose authentication is in progress (a TokenReview each). The
+  // slot is held until the review decides, even if the stream went away
+  // meanwhile: the apiserver request is what the bound protects.
+  let authenticating = 0;
+  const maxAuthenticating = router.limits.maxPendingAgentAuthentications;
+  let refusalsNotLogged = 0;
+  let lastRefusalLog = -Infinity;
+  const refuseAuthentication = (call: GrpcServerCall, agentId: string): void => {
+    router.limitMetrics.rejected('pending_agent_authentications');
+    call.finish(GrpcCode.RESOURCE_EXHAUSTED, pendingAgentAuthenticationsError(maxAuthenticating));
+    const now = performance.now();
+    if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) {
+      refusalsNotLogged++;
+      return;
+    }
+    lastRefusalLog = now;
+    logger.warn('agent stream refused: too many agent connections awaiting authentication', {
+      agentID: agentId,
+      limit: maxAuthenticating,
+      remoteAddress: call.socket.remoteAddress,
+      refusedSinceLastLine: refusalsNotLogged,
+    });
+    refusalsNotLogged = 0;
+  };
   return (call) => {
     const stream = call.stream;
     stream.pauseReceive();
@@ -104,10 +132,22 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
       start();
       return;
     }
-    options.authenticator.authenticate(call).then(start, (err: unknown) => {
-      const message = err instanceof Error ? err.message : String(err);
-      logger.warn('agent authentication failed', { agentID: agentId, error: message });
-      call.finish(GrpcCode.UNAUTHENTICATED, message);
-    });
+    if (maxAuthenticating > 0 && authenticating >= maxAuthenticating) {
+      refuseAuthentication(call, agentId);
+      return;
+    }
+    authenticating++;
+    options.authenticator.authenticate(call).then(
+      () => {
+        authenticating--;
+        start();
+      },
+      (err: unknown) => {
+        authenticating--;
+        const message = err instanceof Error ? err.message : String(err);
+        logger.warn('agent authentication failed', { agentID: agentId, error: message });
+        call.finish(GrpcCode.UNAUTHENTICATED, message);
+      },
+    );
   };
 }

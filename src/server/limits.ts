@@ -15,6 +15,7 @@
  * | --http-connect-max-header-bytes       | 32768   | CONNECT request head size (Go's default is 1 MiB)           |
  * | --http-connect-header-timeout         | 60s     | time to receive the CONNECT head (upstream's ReadHeaderTimeout) |
  * | --max-grpc-receive-message-bytes      | 4 MiB   | one gRPC message from a frontend or agent (grpc-go default) |
+ * | --max-pending-agent-authentications   | 100     | agent Connect streams awaiting their TokenReview (token auth only) |
  *
  * 0 disables any of them. The idle timeout is off by default because
  * `kubectl exec`, `attach`, `logs -f` and watches are legitimately silent
@@ -30,6 +31,12 @@ export interface ServerLimits {
   httpConnectMaxHeaderBytes: number;
   httpConnectHeaderTimeoutMs: number;
   maxGrpcReceiveMessageBytes: number;
+  /**
+   * Agent Connect streams waiting for their TokenReview at once. Anyone who
+   * reaches the agent port can open Connect streams with junk tokens, and
+   * each holds a stream and an apiserver request until the review answers.
+   */
+  maxPendingAgentAuthentications: number;
 }
 
 export const SERVER_LIMIT_DEFAULTS: Readonly<ServerLimits> = {
@@ -40,6 +47,10 @@ export const SERVER_LIMIT_DEFAULTS: Readonly<ServerLimits> = {
   httpConnectMaxHeaderBytes: 32 * 1024,
   httpConnectHeaderTimeoutMs: 60_000,
   maxGrpcReceiveMessageBytes: 4 * 1024 * 1024,
+  // Agents authenticate once per connection (per server, per restart): a
+  // rollout of a few thousand agents at the default sync backoff stays well
+  // below this, and a refused agent just retries.
+  maxPendingAgentAuthentications: 100,
 };
 
 export function resolveServerLimits(partial: Partial<ServerLimits> = {}): ServerLimits {
@@ -53,7 +64,8 @@ export type ServerLimitName =
   | 'connections_per_agent'
   | 'http_connect_header_bytes'
   | 'http_connect_header_timeout'
-  | 'grpc_message_size';
+  | 'grpc_message_size'
+  | 'pending_agent_authentications';
 
 function counter(registry: Registry, name: string, help: string, labelNames: readonly string[] = []): Counter<string> {
   const existing = registry.getSingleMetric(name);
@@ -100,6 +112,10 @@ export function pendingDialsPerAgentError(agentId: string, max: number): string 
 
 export function connectionsPerAgentError(agentId: string, max: number): string {
   return `${SERVER_LIMIT_ERROR_PREFIX}${max} connections already open or pending through agent ${agentId} (--max-connections-per-agent)`;
+}
+
+export function pendingAgentAuthenticationsError(max: number): string {
+  return `${SERVER_LIMIT_ERROR_PREFIX}${max} agent connections already awaiting authentication (--max-pending-agent-authentications); retry later`;
 }
 
 export function idleConnectionError(timeoutMs: number): string {

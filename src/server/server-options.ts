@@ -358,6 +358,12 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
     group,
   );
   const grpcMessage = flags.int('max-grpc-receive-message-bytes', d.maxGrpcReceiveMessageBytes, 'Largest gRPC message accepted from a frontend or agent; the stream fails with RESOURCE_EXHAUSTED beyond (grpc-go default 4 MiB).', group);
+  const pendingAuth = flags.int(
+    'max-pending-agent-authentications',
+    d.maxPendingAgentAuthentications,
+    'With token authentication: agent connections awaiting their TokenReview at once; further Connect streams are refused with RESOURCE_EXHAUSTED (the agent retries) until reviews finish. Bounds what unauthenticated peers of the agent port can make the server hold and ask the apiserver. 0 = unlimited.',
+    group,
+  );
   const frontendStall = flags.duration(
     'frontend-stall-timeout',
     '30s',
@@ -374,6 +380,7 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
       httpConnectMaxHeaderBytes: headerBytes.value,
       httpConnectHeaderTimeoutMs: headerTimeout.milliseconds,
       maxGrpcReceiveMessageBytes: grpcMessage.value,
+      maxPendingAgentAuthentications: pendingAuth.value,
     },
     tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
   });
@@ -387,6 +394,7 @@ function validateServerExtensionOptions(options: ServerOptions): string | undefi
     ['--max-connections-per-agent', l.maxConnectionsPerAgent],
     ['--idle-connection-timeout', l.idleConnectionTimeoutMs],
     ['--http-connect-header-timeout', l.httpConnectHeaderTimeoutMs],
+    ['--max-pending-agent-authentications', l.maxPendingAgentAuthentications],
   ];
   for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
   if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
