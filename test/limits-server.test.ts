@@ -1,7 +1,9 @@
 /**
  * konnectivity-server exhaustion bounds: every limit is hit once, the
  * offending dial/stream gets a clear answer, a counter moves, and other
- * traffic keeps flowing. Router rules in memory; transports on real sockets.
+ * traffic keeps flowing. Router rules in memory; transports on real sockets,
+ * including the pending-dial limits against a real agent whose dials hang on
+ * a black-holed port.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +23,12 @@ import { silentLogger } from '../src/observability/logger.ts';
 import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
 import { parseAgentIdentifiers } from '../src/server/agent-identifiers.ts';
 import { Backend, ProxyRouter, type FrontendPeer } from '../src/server/proxy-router.ts';
-import { isServerLimitError, type ServerLimits } from '../src/server/limits.ts';
+import { isServerLimitError, pendingDialsPerAgentError, pendingDialsPerFrontendError, type ServerLimits } from '../src/server/limits.ts';
+import { createHash } from 'node:crypto';
+import { openRawFrontend, type RawCall } from './helpers/raw-grpc.ts';
+import { blackholePort, type BlackholePort } from './helpers/targets.ts';
+import { randomPayload, readExactly, sha256, MiB } from './helpers/payload.ts';
+import type { Duplex } from 'node:stream';
 import { parseServerOptions } from '../src/server/server-options.ts';
 import { mapDialErrorToHTTPStatus } from '../src/server/http-connect/dial-error-status.ts';
 
@@ -363,6 +370,164 @@ describe('limits on real sockets', () => {
   });
 });
 
+// ---------------------------------------------------------------------------
+// Pending-dial limits on real sockets: a real agent whose dials hang because
+// the destination is a black-holed port (SYNs dropped), so each dial stays
+// pending at the server until the limit is reached.
+
+async function hangingCluster(t: { after(fn: () => unknown): void }, mode: 'grpc' | 'http-connect', limits: Partial<ServerLimits>): Promise<{ c: LocalCluster; hole: BlackholePort }> {
+  const hole = await blackholePort();
+  t.after(() => hole.close());
+  // The agent's own dial timeout must not answer the dials during the test.
+  const c = await startLocalCluster({ mode, server: { limits }, agent: { endpointDialTimeoutMs: 120_000 } });
+  t.after(() => c.close());
+  return { c, hole };
+}
+
+async function pendingAtServer(c: LocalCluster, n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (c.server.router.pendingDialCount !== n) {
+    if (Date.now() > deadline) throw new Error(`${c.server.router.pendingDialCount} dials pending, want ${n}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Sends `bytes` through an echo tunnel and checks they come back intact (sha256). */
+async function echoIntact(conn: Duplex, bytes: number): Promise<void> {
+  const payload = randomPayload(bytes);
+  const back = readExactly(conn, payload.length);
+  conn.write(payload);
+  assert.equal(sha256(await back), sha256(payload), 'tunnel bytes corrupted');
+}
+
+/** DIAL_REQs the (only) agent received, from its own metrics. */
+async function agentDialRequests(c: LocalCluster): Promise<number> {
+  const text = await c.agents[0]!.metrics.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith('konnectivity_network_proxy_agent_stream_packets_total{') && l.includes('segment="to_agent"') && l.includes('packet_type="DIAL_REQ"'));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
+/** The agent has received exactly `n` DIAL_REQs (the server sent them; the agent may still be reading). */
+async function agentReceivedDials(c: LocalCluster, n: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let got = await agentDialRequests(c);
+  while (got < n && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5));
+    got = await agentDialRequests(c);
+  }
+  assert.equal(got, n, `the agent received ${got} DIAL_REQs, want ${n} (the refused dial must never reach it)`);
+}
+
+async function rejectionsOf(c: LocalCluster, limit: string): Promise<number> {
+  return metric(c, 'konnectivity_network_proxy_server_ts_limit_rejections_total', `limit="${limit}"`);
+}
+
+async function dialResponseTo(frontend: RawCall, random: bigint): Promise<{ connectID: bigint; error: string }> {
+  const p = await frontend.packets.nextMatching((x) => x.type === PacketType.DIAL_RSP && x.dialResponse.random === random);
+  assert.ok(p.type === PacketType.DIAL_RSP);
+  return { connectID: p.dialResponse.connectID, error: p.dialResponse.error };
+}
+
+describe('pending-dial limits on real sockets (a real agent, dials that hang)', () => {
+  test('gRPC: --max-pending-dials-per-frontend refuses the extra DIAL_REQ on that stream with a DIAL_RSP error; the agent never sees it; other tunnels move bytes', async (t) => {
+    const echo = await echoEndpoint();
+    t.after(() => echo.close());
+    const { c, hole } = await hangingCluster(t, 'grpc', { maxPendingDialsPerFrontend: 2 });
+    const witnessTunnel = c.openTunnel();
+    t.after(() => witnessTunnel.close());
+    const witness = await witnessTunnel.dial('tcp', `127.0.0.1:${echo.port}`);
+    t.after(() => witness.destroy());
+
+    const fe = await openRawFrontend(c);
+    t.after(() => fe.close());
+    for (const random of [1n, 2n, 3n]) fe.send(packets.dialRequest(hole.address, random));
+    assert.deepEqual(await dialResponseTo(fe, 3n), { connectID: 0n, error: pendingDialsPerFrontendError(2) });
+    await pendingAtServer(c, 2);
+    assert.equal(await rejectionsOf(c, 'pending_dials_per_frontend'), 1);
+    // Only the two admitted dials went to the agent.
+    const toAgent = await c.server.metrics.streamPackets.get();
+    assert.equal(toAgent.values.find((v) => v.labels['segment'] === 'to_agent' && v.labels['packet_type'] === 'DIAL_REQ')?.value, 3, 'witness + 2 admitted');
+    await agentReceivedDials(c, 3);
+
+    // The established tunnel and a new one move bytes intact.
+    await echoIntact(witness, 1 * MiB);
+    const freshTunnel = c.openTunnel();
+    t.after(() => freshTunnel.close());
+    const fresh = await freshTunnel.dial('tcp', `127.0.0.1:${echo.port}`);
+    await echoIntact(fresh, 256 * 1024);
+    fresh.destroy();
+    // The refused stream itself stays usable once a slot frees: DIAL_CLS for 1, then a dial to the echo target.
+    fe.send(packets.closeDial(1n));
+    await pendingAtServer(c, 1);
+    fe.send(packets.dialRequest(`127.0.0.1:${echo.port}`, 4n));
+    const ok = await dialResponseTo(fe, 4n);
+    assert.equal(ok.error, '');
+    assert.notEqual(ok.connectID, 0n);
+  });
+
+  for (const mode of ['grpc', 'http-connect'] as const) {
+    test(`${mode}: --max-pending-dials-per-agent refuses the dial beyond the bound with a clear answer; established and later tunnels move bytes`, async (t) => {
+      const echo = await echoEndpoint();
+      t.after(() => echo.close());
+      const { c, hole } = await hangingCluster(t, mode, { maxPendingDialsPerAgent: 2 });
+      const agentId = c.agents[0]!.config.agentID;
+      const witnessTunnel = c.openTunnel();
+      t.after(() => witnessTunnel.close());
+      const witness = await witnessTunnel.dial('tcp', `127.0.0.1:${echo.port}`);
+      t.after(() => witness.destroy());
+
+      // Two frontends whose dials hang at the agent, then a third that is refused.
+      const hanging: Array<{ close(): void }> = [];
+      let refusal: string;
+      if (mode === 'grpc') {
+        for (const random of [11n, 12n]) {
+          const fe = await openRawFrontend(c);
+          t.after(() => fe.close());
+          fe.send(packets.dialRequest(hole.address, random));
+          hanging.push(fe);
+        }
+        await pendingAtServer(c, 2);
+        const third = await openRawFrontend(c);
+        t.after(() => third.close());
+        third.send(packets.dialRequest(hole.address, 13n));
+        const rsp = await dialResponseTo(third, 13n);
+        assert.equal(rsp.connectID, 0n);
+        refusal = rsp.error;
+      } else {
+        for (let i = 0; i < 2; i++) {
+          const s = await frontendSocket(c);
+          t.after(() => s.destroy());
+          s.write(`CONNECT ${hole.address} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+          hanging.push({ close: () => s.destroy() });
+        }
+        await pendingAtServer(c, 2);
+        const third = await frontendSocket(c);
+        const answer = readAll(third);
+        third.write(`CONNECT ${hole.address} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+        const text = await answer;
+        assert.equal(text, `HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${pendingDialsPerAgentError(agentId, 2)}\r\n`);
+        refusal = pendingDialsPerAgentError(agentId, 2);
+      }
+      assert.equal(refusal, `konnectivity-server: limit reached: 2 dials already pending on agent ${agentId} (--max-pending-dials-per-agent)`);
+      assert.equal(await rejectionsOf(c, 'pending_dials_per_agent'), 1);
+      assert.equal(c.server.router.pendingDialCount, 2);
+      await agentReceivedDials(c, 3);
+
+      // The tunnel established before keeps moving bytes while the agent is at its bound.
+      await echoIntact(witness, 1 * MiB);
+      // A hanging frontend goes away: its dial is withdrawn (DIAL_CLS), and a new tunnel gets through.
+      hanging[0]!.close();
+      await pendingAtServer(c, 1);
+      const laterTunnel = c.openTunnel();
+      t.after(() => laterTunnel.close());
+      const later = await laterTunnel.dial('tcp', `127.0.0.1:${echo.port}`);
+      await echoIntact(later, 256 * 1024);
+      later.destroy();
+      assert.equal(await rejectionsOf(c, 'pending_dials_per_agent'), 1);
+    });
+  }
+});
+
 describe('flags', () => {
   test('defaults, parsing and validation', () => {
     const d = parseServerOptions(['--uds-name=/tmp/x.sock', '--server-port=0'], {}).limits;
@@ -374,6 +539,7 @@ describe('flags', () => {
       httpConnectMaxHeaderBytes: 32768,
       httpConnectHeaderTimeoutMs: 60000,
       maxGrpcReceiveMessageBytes: 4194304,
+      maxPendingAgentAuthentications: 100,
     });
     const o = parseServerOptions(
       [
@@ -386,6 +552,7 @@ describe('flags', () => {
         '--http-connect-max-header-bytes=1024',
         '--http-connect-header-timeout=5s',
         '--max-grpc-receive-message-bytes=1048576',
+        '--max-pending-agent-authentications=0',
       ],
       {},
     ).limits;
@@ -397,12 +564,14 @@ describe('flags', () => {
       httpConnectMaxHeaderBytes: 1024,
       httpConnectHeaderTimeoutMs: 5000,
       maxGrpcReceiveMessageBytes: 1048576,
+      maxPendingAgentAuthentications: 0,
     });
     const base = ['--uds-name=/tmp/x.sock', '--server-port=0'];
     assert.throws(() => parseServerOptions([...base, '--max-connections-per-agent=-1'], {}), /--max-connections-per-agent -1 must be 0 \(no limit\) or more/);
     assert.throws(() => parseServerOptions([...base, '--http-connect-max-header-bytes=0'], {}), /must be greater than 0/);
     assert.throws(() => parseServerOptions([...base, '--max-grpc-receive-message-bytes=0'], {}), /between 1 and 2147483647/);
     assert.throws(() => parseServerOptions([...base, '--idle-connection-timeout=-1s'], {}), /--idle-connection-timeout -1000 must be 0/);
+    assert.throws(() => parseServerOptions([...base, '--max-pending-agent-authentications=-1'], {}), /--max-pending-agent-authentications -1 must be 0 \(no limit\) or more/);
   });
 
   test('limit texts are not mistaken for agent dial errors by an upstream-style mapper', () => {
