@@ -8,6 +8,9 @@
  *    frontend client certificate from the old CA is refused afterwards;
  *  - an agent that trusts only the old CA cannot reconnect after the server
  *    rotated, and reconnects by itself once its own CA file rotates (#801);
+ *  - the carrying agent's own ca.crt / tls.crt / tls.key rotating in the
+ *    middle of a sha256-checked transfer (with and without agent mTLS) drops
+ *    no tunnel, and its next connection uses the new files;
  *  - a bad swap (key not matching the certificate, truncated CA) keeps the
  *    previous material serving, is logged and counted once;
  *  - polling picks changes up with no explicit trigger, and logs them;
@@ -298,6 +301,87 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     }
     interactive.destroy();
     download.destroy();
+  });
+}
+
+for (const agentMtls of [false, true]) {
+  test(`the carrying agent's ca.crt, tls.crt and tls.key rotate mid-transfer${agentMtls ? ' (agent mTLS: --cluster-ca-cert)' : ''}: no tunnel dropped, the next connection uses the new files`, async (t) => {
+    const { a, b, agentA, agentB, apiserverA } = await pkis();
+    const serverVol = await volume(serverSecret(a));
+    const first = await startServer(t, { vol: serverVol, agentMtls });
+    const agentVol = await volume({ 'ca.crt': a.ca.cert, 'tls.crt': agentA.cert, 'tls.key': agentA.key });
+    const carrier = await startAgent(t, { port: first.agentPort, vol: agentVol, clientCert: true, intervalMs: 50 });
+    await waitFor(() => first.server.router.backendList.length === 1 && carrier.agent.connectedServerIDs.length === 1, 'the agent connects');
+    const backendSerial = first.server.router.backendList[0]!.serial;
+
+    // A transfer half done when the agent's secret rotates, and an interactive tunnel beside it.
+    const part1 = randomPayload(3 * 1024 * 1024);
+    const part2 = Buffer.from(randomPayload(5 * 1024 * 1024).subarray(0, 2 * 1024 * 1024 + 29));
+    const release = deferred();
+    const transfer = await TcpTarget.start((c) => {
+      c.socket.write(part1);
+      void release.promise.then(() => c.socket.end(part2));
+    });
+    const echoTarget = await TcpTarget.start(echo);
+    t.after(() => Promise.all([transfer.close(), echoTarget.close()]));
+    const tunnel = tunnelTo(t, 'grpc', first.frontendPort, a.ca.cert, apiserverA);
+    const download = await tunnel.dial('tcp', transfer.address);
+    const interactive = await tunnel.dial('tcp', echoTarget.address);
+    await echoes(interactive, 'before the agent rotation');
+    const hash = createHash('sha256');
+    let received = 0;
+    const ended = deferred();
+    download.on('data', (c: Buffer) => {
+      hash.update(c);
+      received += c.length;
+    });
+    download.once('end', () => ended.resolve());
+    download.once('close', () => ended.resolve());
+    await waitFor(() => received >= part1.length, 'part 1 of the transfer arrives');
+
+    // Kubernetes-style: one atomic ..data swap to CA B's bundle and a certificate and key from CA B.
+    await agentVol.update({ 'ca.crt': b.ca.cert, 'tls.crt': agentB.cert, 'tls.key': agentB.key });
+    const registry = carrier.agent.metrics.registry;
+    for (let i = 0; (await metric(registry, AGENT_NS + 'tls_reloads_total', { tls_config: 'proxy-server', result: 'success' })) !== 1; i++) {
+      if (i > 2000) assert.fail('the agent never reloaded its rotated files');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(
+      await metric(registry, AGENT_NS + 'tls_certificate_expiry_timestamp_seconds', { tls_config: 'proxy-server', certificate: 'client' }),
+      new X509Certificate(agentB.cert).validToDate.getTime() / 1000,
+      'the agent holds the new client certificate',
+    );
+
+    release.resolve();
+    await ended.promise;
+    assert.equal(received, part1.length + part2.length, 'bytes lost across the agent rotation');
+    assert.equal(hash.digest('hex'), sha256(Buffer.concat([part1, part2])), 'transfer corrupted across the agent rotation');
+    await echoes(interactive, 'after the agent rotation');
+    // The same agent stream carried everything: no reconnect, no failure, 0 tunnels dropped.
+    assert.deepEqual(first.server.router.backendList.map((x) => x.serial), [backendSerial]);
+    assert.equal(carrier.failures(), 0);
+    assert.equal(first.server.router.establishedCount, 1, 'the interactive tunnel is still established');
+    interactive.destroy();
+    download.destroy();
+
+    // The next connection: the server moves to CA B only (serving certificate and agent client CA) and
+    // restarts on the same port, so only the agent's new CA and new certificate can get it back.
+    const reconnectErrors: string[] = [];
+    const countFailure = carrier.agent.onSync;
+    carrier.agent.onSync = (outcome, err) => {
+      countFailure(outcome, err);
+      if (err) reconnectErrors.push(err.message);
+    };
+    await serverVol.update(serverSecret(b));
+    await first.server.stop(0);
+    const second = await startServer(t, { vol: serverVol, agentMtls, agentPort: first.agentPort });
+    await waitFor(() => second.server.router.backendList.length === 1, 'the agent reconnects with its rotated files');
+    assert.equal(second.server.router.backendList[0]?.agentId, carrier.agent.config.agentID);
+    // Attempts while the port was closed may fail with ECONNREFUSED; none may fail on TLS.
+    for (const message of reconnectErrors) assert.match(message, /ECONNREFUSED/, 'a reconnect attempt failed on TLS');
+    const fresh = await tunnelTo(t, 'grpc', second.frontendPort, b.ca.cert, (await pkis()).apiserverB).dial('tcp', echoTarget.address);
+    await echoes(fresh, 'through the reconnected agent');
+    fresh.destroy();
   });
 }
 
