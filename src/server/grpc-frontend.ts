@@ -1,4 +1,5 @@
 /** `/ProxyService/Proxy`: one gRPC stream per frontend, relayed through the router. */
+import http2 from 'node:http2';
 import type { GrpcHandler } from '../grpc/grpc-server.ts';
 import { GrpcCode } from '../grpc/status.ts';
 import { packets, type Packet } from '../protocol/packet.ts';
@@ -21,6 +22,7 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
       stream.send(p);
       writeLatency.observe((performance.now() - start) / 1000);
     };
+    let lingerTimer: NodeJS.Timeout | null = null;
     const peer: FrontendPeer = {
       dialResponse: (random, connectID, error) => send(packets.dialResponse(random, connectID, error)),
       data: (connectID, data) => send(packets.data(connectID, data)),
@@ -31,6 +33,19 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
       },
       pauseReading: () => stream.pauseReceive(),
       resumeReading: () => stream.resumeReceive(),
+      // Closed for stalling: the CLOSE_RSP sits behind what the client never
+      // read, and the stream stays open until the client ends it (as
+      // upstream). If it still holds bytes after the linger, reset it
+      // (RST_STREAM CANCEL) so Node frees them and grpc_connections drops.
+      abandon: (lingerMs) => {
+        if (lingerTimer || stream.isClosed) return;
+        lingerTimer = setTimeout(() => {
+          if (stream.isClosed || stream.bufferedBytes === 0) return;
+          logger.v(2, 'resetting frontend stream closed for stalling: its client did not read the rest', { bufferedBytes: stream.bufferedBytes });
+          stream.reset(http2.constants.NGHTTP2_CANCEL);
+        }, lingerMs);
+        lingerTimer.unref();
+      },
     };
     const session = router.openFrontend(peer);
     stream.onPacket = (p) => session.handlePacket(p);
@@ -54,6 +69,7 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
       call.finish(GrpcCode.OK);
     };
     stream.onClose = () => {
+      if (lingerTimer) clearTimeout(lingerTimer);
       session.end();
       metrics.grpcConnections.dec({ service_method: 'Proxy' });
     };

@@ -35,6 +35,14 @@ export interface FrontendPeer {
   readonly bufferedBytes: number;
   pauseReading(): void;
   resumeReading(): void;
+  /**
+   * Called after closeResponse when the router closed the connection because
+   * this frontend stopped reading: whatever the transport still holds (up to
+   * maxFrontendBufferBytes) would otherwise stay with it for good. It should
+   * free it (destroy the socket, reset the stream) if the client has not
+   * taken it within `lingerMs`.
+   */
+  abandon?(lingerMs: number): void;
 }
 
 /** What the router needs from an agent stream. */
@@ -98,6 +106,14 @@ interface PendingDial {
   readonly startedAt: number;
   timer: NodeJS.Timeout | null;
 }
+
+/** `--frontend-stall-timeout`'s default. */
+export const DEFAULT_FRONTEND_STALL_TIMEOUT_MS = 30_000;
+/**
+ * Floor of ProxyRouter.frontendLingerMs, so that with a stall timeout of 0
+ * ("close at once") a closing response still has time to get out.
+ */
+export const MIN_FRONTEND_LINGER_MS = 1_000;
 
 /** Error texts the router puts in DIAL_RSP; HTTP-CONNECT maps them to upstream's status lines. */
 export const NO_AGENT_ERROR = 'No agent available';
@@ -201,6 +217,19 @@ export class ProxyRouter {
     };
   }
 
+  /**
+   * How long a frontend whose connection was closed for stalling gets to take
+   * what is still queued for it (FrontendPeer.abandon) before its socket is
+   * destroyed or its stream reset: the frontend stall timeout, the bound on
+   * making no progress it already missed once, at least MIN_FRONTEND_LINGER_MS.
+   * A fixed bound, not a progress check: Node reports a socket's or stream's
+   * flushing only per completed write batch (and not at all through TLS),
+   * which can be all 16 MiB at once.
+   */
+  get frontendLingerMs(): number {
+    return Math.max(this.options.frontendStallTimeoutMs ?? DEFAULT_FRONTEND_STALL_TIMEOUT_MS, MIN_FRONTEND_LINGER_MS);
+  }
+
   /** Frontend transports report what they sent to their client. */
   countToClient(packetType: number): void {
     this.count.toClient(packetType);
@@ -287,7 +316,7 @@ export class ProxyRouter {
       if (!b.overBound.has(conn)) return;
       this.releaseBackendFor(conn);
       if (conn.frontend) this.closeStalledFrontend(conn);
-    }, this.options.frontendStallTimeoutMs ?? 30_000);
+    }, this.options.frontendStallTimeoutMs ?? DEFAULT_FRONTEND_STALL_TIMEOUT_MS);
     timer.unref?.();
     b.overBound.set(conn, timer);
     this.frontendBoundPauses++;
@@ -417,6 +446,7 @@ export class ProxyRouter {
     conn.frontend = null;
     this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
     fe.peer.closeResponse(conn.connectID, `konnectivity-ts: frontend stopped reading (more than ${this.options.maxFrontendBufferBytes} bytes buffered)`);
+    fe.peer.abandon?.(this.frontendLingerMs);
   }
 
   // --- frontends -------------------------------------------------------------

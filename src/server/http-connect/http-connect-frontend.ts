@@ -68,6 +68,7 @@ export class HttpConnectFrontend {
     let connectID = 0n;
     let established = false;
     let pipelined: Uint8Array = new Uint8Array(0);
+    let lingerTimer: NodeJS.Timeout | null = null;
     // Go's ReadHeaderTimeout closes the connection without a response.
     const headerTimer = setTimeout(() => {
       router.limitMetrics.rejected('http_connect_header_timeout');
@@ -110,6 +111,17 @@ export class HttpConnectFrontend {
         metrics.frontendWriteDuration.observe((performance.now() - start) / 1000);
       },
       closeResponse: () => closeSocket(),
+      // Closed for stalling: end() flushes only if the client reads, and until
+      // 'finish' the socket would hold up to the frontend bound and count in
+      // http_connections. After the linger it goes, flushed or not.
+      abandon: (lingerMs) => {
+        if (lingerTimer || socket.destroyed) return;
+        lingerTimer = setTimeout(() => {
+          logger.v(2, 'destroying frontend socket closed for stalling: its client did not read the rest', { connectID, bufferedBytes: socket.writableLength });
+          socket.destroy();
+        }, lingerMs);
+        lingerTimer.unref();
+      },
       dialClosed: () => socket.destroy(),
       get bufferedBytes() {
         return socket.writableLength;
@@ -156,6 +168,7 @@ export class HttpConnectFrontend {
     socket.on('drain', () => session?.writable());
     socket.on('close', () => {
       clearTimeout(headerTimer);
+      if (lingerTimer) clearTimeout(lingerTimer);
       this.sockets.delete(socket);
       metrics.httpConnections.dec();
       session?.end();
