@@ -11,6 +11,25 @@ import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepal
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
 import { GrpcCode, encodeGrpcMessage } from './status.ts';
 
+/**
+ * How often every connection's socket is told to read again. Node's
+ * Http2Session stops reading when a read arrives while one of its writes is
+ * in progress (see read-restart.ts), and in one case it never starts again:
+ * the peer sent a request and more frames, then closed the connection, while
+ * the server was answering (found by fuzz/grpc-wire-fuzz.ts; reproduced with
+ * a bare node:http2 server). The socket then never sees the EOF, and the
+ * session, its streams and the file descriptor stay forever: any client that
+ * can reach a port could exhaust the server that way. Restarting reading is a
+ * no-op on a socket that reads, and HTTP/2 flow control still bounds what a
+ * peer may send, so one server-wide tick is enough to free such connections
+ * within a second.
+ */
+export const SERVER_READ_RESTART_INTERVAL_MS = 1_000;
+
+interface NativeHandle {
+  readStart(): number;
+}
+
 export class GrpcServerCall {
   readonly method: string;
   readonly metadata: IncomingHttpHeaders;
@@ -116,6 +135,9 @@ export class GrpcServer {
   /** The HTTP/2 session factory ('session' and 'stream' events). */
   readonly http2: http2.Http2Server;
   private readonly sessions = new Set<ServerHttp2Session>();
+  /** The sockets under `sessions` (a session only exposes a proxy of its socket). */
+  private readonly sockets = new Set<net.Socket>();
+  private readRestartTimer: NodeJS.Timeout | null = null;
 
   constructor(options: GrpcServerOptions) {
     const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
@@ -125,6 +147,7 @@ export class GrpcServer {
     // enough to rule out the Node-to-Node write/write deadlock.
     const toHttp2 = (socket: net.Socket): void => {
       socket.on('error', () => {}); // the session reports it
+      this.trackSocket(socket);
       // Small packets (dial, close, request/response) must not wait for Nagle.
       if (options.tls) socket.setNoDelay(true);
       this.http2.emit('connection', socket);
@@ -183,6 +206,25 @@ export class GrpcServer {
     return this.sessions.size;
   }
 
+  private trackSocket(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      if (this.sockets.size === 0 && this.readRestartTimer) {
+        clearInterval(this.readRestartTimer);
+        this.readRestartTimer = null;
+      }
+    });
+    if (this.readRestartTimer) return;
+    this.readRestartTimer = setInterval(() => {
+      for (const s of this.sockets) {
+        if (s.destroyed) continue;
+        (s as unknown as { _handle?: NativeHandle | null })._handle?.readStart();
+      }
+    }, SERVER_READ_RESTART_INTERVAL_MS);
+    this.readRestartTimer.unref();
+  }
+
   /** Stops accepting connections; existing sessions get GOAWAY and finish their streams. */
   closeGracefully(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.listener.close(() => resolve()));
@@ -200,5 +242,7 @@ export class GrpcServer {
   destroy(): void {
     this.listener.close();
     for (const s of this.sessions) s.destroy();
+    if (this.readRestartTimer) clearInterval(this.readRestartTimer);
+    this.readRestartTimer = null;
   }
 }
