@@ -28,6 +28,8 @@ import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
 import { parseAgentIdentifiers } from '../src/server/agent-identifiers.ts';
 import { createProxyServiceHandler } from '../src/server/grpc-frontend.ts';
 import { Backend, ProxyRouter } from '../src/server/proxy-router.ts';
+import { startLocalCluster } from '../src/dev/local-cluster.ts';
+import { startEchoDestination } from './interop/net-fixtures.ts';
 import { prepareInterop, PythonPeer, type InteropEnv, type PeerEvent } from './interop/python-peer.ts';
 
 const UDS_AUTHORITY = '/etc/kubernetes/konnectivity-server/konnectivity-server.socket';
@@ -98,8 +100,8 @@ async function startFrontend(t: TestContext, repair: boolean): Promise<Frontend>
   return result;
 }
 
-async function runClient(fe: Frontend, authority: string, calls: number, size: number): Promise<PeerEvent[]> {
-  const peer = new PythonPeer(env, 'authority_client.py', [`unix://${fe.socketPath}`, authority, String(calls), String(size)]);
+async function runClient(fe: Pick<Frontend, 'socketPath'>, authority: string, calls: number, size: number, dialAddress?: string): Promise<PeerEvent[]> {
+  const peer = new PythonPeer(env, 'authority_client.py', [`unix://${fe.socketPath}`, authority, String(calls), String(size), ...(dialAddress ? [dialAddress] : [])]);
   await peer.next('ready');
   await peer.next('done', () => true, 60_000);
   await peer.stop();
@@ -133,4 +135,14 @@ test('python grpcio with a usual authority keeps the native socket (zero-copy pa
   for (const r of results) assert.equal(r.ok, true, JSON.stringify(r));
   assert.deepEqual(fe.handOffs, ['native']);
   assert.deepEqual(fe.authorities, Array(4).fill('localhost'));
+});
+
+test(`the real konnectivity-server's unix frontend takes :authority ${UDS_AUTHORITY}: dials through a real agent echo intact`, async (t) => {
+  const cluster = await startLocalCluster({ mode: 'grpc', frontendTransport: 'unix', agents: 1 });
+  t.after(() => cluster.close());
+  const destination = await startEchoDestination();
+  t.after(() => destination.close());
+  const results = await runClient({ socketPath: cluster.server.addresses.frontend }, UDS_AUTHORITY, 2, 256 * 1024 + 5, destination.address);
+  assert.equal(results.length, 4);
+  for (const r of results) assert.equal(r.ok, true, JSON.stringify(r));
 });

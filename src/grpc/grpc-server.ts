@@ -7,6 +7,7 @@ import http2 from 'node:http2';
 import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
+import { handOffRepairingAuthority } from './authority-repair.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
 import { GrpcCode, encodeGrpcMessage } from './status.ts';
@@ -74,9 +75,15 @@ export class GrpcServerCall {
 
   /** Sends response headers (initial metadata). Idempotent. */
   sendHeaders(metadata: Record<string, string> = {}): void {
-    if (this.headersSent || this.h2.destroyed || this.h2.headersSent) return;
+    // A stream the client reset is closed before it is destroyed; respond() would throw.
+    if (this.headersSent || this.h2.destroyed || this.h2.closed || this.h2.headersSent) return;
     this.headersSent = true;
-    this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...metadata }, { waitForTrailers: true });
+    try {
+      this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...metadata }, { waitForTrailers: true });
+    } catch {
+      // The stream went away between the check and the call (its session was
+      // torn down while the 'stream' event was queued): nobody to answer.
+    }
   }
 
   /** Ends the call with a status; trailers-only when no headers went out yet. */
@@ -88,7 +95,11 @@ export class GrpcServerCall {
     if (message) status['grpc-message'] = encodeGrpcMessage(message);
     if (!this.headersSent && !this.h2.headersSent) {
       this.headersSent = true;
-      this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+      try {
+        this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+      } catch {
+        // stream already gone; see sendHeaders
+      }
       return;
     }
     this.h2.once('wantTrailers', () => {
@@ -119,6 +130,11 @@ export interface GrpcServerOptions {
   /** Called for every accepted session (for per-connection accounting). */
   onSession?: (session: ServerHttp2Session) => void;
   /**
+   * Frontend only: let clients whose `:authority` nghttp2 refuses (a unix
+   * socket path, as grpc-go < 1.57 sends) through; see authority-repair.ts.
+   */
+  repairAuthority?: boolean;
+  /**
    * A TLS handshake failed (`tlsClientError`): a refused client certificate,
    * a client that does not trust us, a scanner. It concerns that client only;
    * the owner logs and counts it. Without this the failure is ignored.
@@ -147,9 +163,18 @@ export class GrpcServer {
     // enough to rule out the Node-to-Node write/write deadlock.
     const toHttp2 = (socket: net.Socket): void => {
       socket.on('error', () => {}); // the session reports it
-      this.trackSocket(socket);
       // Small packets (dial, close, request/response) must not wait for Nagle.
       if (options.tls) socket.setNoDelay(true);
+      if (options.repairAuthority) {
+        handOffRepairingAuthority(socket, (stream) => {
+          // Only a socket that http2 reads natively needs its reads restarted;
+          // a rewritten one is read by JavaScript, which keeps its own pace.
+          if (stream === socket) this.trackSocket(socket);
+          this.http2.emit('connection', stream);
+        });
+        return;
+      }
+      this.trackSocket(socket);
       this.http2.emit('connection', socket);
     };
     if (options.tls) {
@@ -183,6 +208,12 @@ export class GrpcServer {
     });
     this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       h2.on('error', () => {}); // PacketStream reports errors through onClose
+      // The client may reset the stream, or the connection may go, before
+      // this event is delivered (a tick late for sockets read by JavaScript):
+      // there is nobody to answer, and a handler must not see a stream
+      // without a session (found by the wire fuzzer: it threw, and an
+      // exception here takes the whole server down).
+      if (h2.destroyed || h2.closed || h2.session === undefined) return;
       const contentType = String(headers['content-type'] ?? '');
       if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
         h2.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });

@@ -138,6 +138,8 @@ export class KonnectivityServer {
       this.grpcFrontend = new GrpcServer({
         ...(frontendTls ? { tls: frontendTls, onTlsClientError: tlsHandshakeFailureReporter('frontend', this.logger, this.metrics) } : {}),
         keepaliveTimeMs: config.frontendKeepaliveTimeMs,
+        // kube-apiserver builds before grpc-go 1.57 send the socket path as :authority.
+        repairAuthority: true,
         stream,
         handlers: { '/ProxyService/Proxy': createProxyServiceHandler(this.router, this.metrics, this.logger) },
       });

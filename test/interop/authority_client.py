@@ -2,7 +2,7 @@
 kube-apiserver's konnectivity-client did with grpc-go before ~1.57 (the dial
 target became the authority).
 
-usage: authority_client.py TARGET AUTHORITY COUNT SIZE
+usage: authority_client.py TARGET AUTHORITY COUNT SIZE [DIAL_ADDRESS]
 
 Opens ONE channel to TARGET with grpc.default_authority=AUTHORITY and makes
 COUNT /ProxyService/Proxy calls on it one after the other (so the HPACK
@@ -19,7 +19,7 @@ from konn_common import ClientStream, Events, chunks, close_request, data_packet
 PROXY_METHOD = "/ProxyService/Proxy"
 
 
-def one_call(channel, index, size):
+def one_call(channel, index, size, address):
     events = Events()
     stream = ClientStream(channel, PROXY_METHOD, events)
     random = 1000 + index
@@ -33,7 +33,7 @@ def one_call(channel, index, size):
         return value[0]
 
     try:
-        stream.send(dial_request("10.0.0.1:80", random))
+        stream.send(dial_request(address, random))
         rsp = expect(pb.DIAL_RSP, "dial response").dialResponse
         if rsp.error or rsp.random != random:
             raise RuntimeError("UNEXPECTED|dial answered %r" % rsp)
@@ -60,11 +60,12 @@ def one_call(channel, index, size):
 
 def main():
     target, authority, count, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    address = sys.argv[5] if len(sys.argv) > 5 else "10.0.0.1:80"
     channel = grpc.insecure_channel(target, options=[("grpc.default_authority", authority)])
     emit("ready")
     for i in range(count):
-        one_call(channel, i, size)
-    threads = [threading.Thread(target=one_call, args=(channel, count + i, size)) for i in range(count)]
+        one_call(channel, i, size, address)
+    threads = [threading.Thread(target=one_call, args=(channel, count + i, size, address)) for i in range(count)]
     for th in threads:
         th.start()
     for th in threads:
