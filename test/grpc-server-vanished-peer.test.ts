@@ -1,4 +1,6 @@
 /**
+ * GrpcServer and peers that vanish.
+ *
  * A gRPC server connection whose peer vanished is freed. Node's Http2Session
  * can stop reading its socket for good when the peer sends a request and
  * more frames and then closes while the server is answering (found by the
@@ -8,6 +10,12 @@
  * two. Over the unix socket (the frontend's usual transport) the leak
  * reproduces without the restart; over TLS (the agent port, the TCP
  * frontend) Node frees the connection by itself, and the test keeps it so.
+ *
+ * A stream the client resets before the server's 'stream' event is
+ * delivered (which happens a tick late when http2 reads a JavaScript stream
+ * rather than the native socket, as a proxy layer in front of it does) is
+ * dropped: the handler used to be called with a stream that had no session
+ * any more, and the TypeError took the whole server down.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +23,9 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type net from 'node:net';
+import net from 'node:net';
+import http2 from 'node:http2';
+import { Duplex } from 'node:stream';
 import { GrpcServer } from '../src/grpc/grpc-server.ts';
 import { GrpcChannel, GrpcClientCall, type GrpcTarget } from '../src/grpc/grpc-client.ts';
 import { packets } from '../src/protocol/packet.ts';
@@ -83,3 +93,61 @@ for (const transport of ['unix', 'tls'] as const) {
     }
   });
 }
+
+test('a stream reset before its stream event is dropped, not handed to the handler: the server survives', async (t) => {
+  let handled = 0;
+  const server = new GrpcServer({
+    keepaliveTimeMs: 0,
+    handlers: {
+      [METHOD]: (call) => {
+        handled++;
+        call.sendHeaders();
+      },
+    },
+  });
+  t.after(() => server.destroy());
+  // http2 gets a JavaScript stream over each socket, so it reads a tick late.
+  const front = net.createServer((socket) => {
+    socket.on('error', () => {});
+    const js = new Duplex({
+      read: () => socket.resume(),
+      write: (chunk: Buffer, _encoding, done) => socket.write(chunk, done),
+      final: (done) => {
+        socket.end();
+        done();
+      },
+      destroy: (err, done) => {
+        socket.destroy();
+        done(err);
+      },
+    });
+    socket.on('data', (d: Buffer) => {
+      if (!js.push(d)) socket.pause();
+    });
+    socket.on('end', () => js.push(null));
+    socket.on('close', () => js.destroy());
+    server.http2.emit('connection', js);
+  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'kts-js-stream-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = path.join(dir, 's.sock');
+  front.listen(sock);
+  await once(front, 'listening');
+  t.after(() => new Promise<void>((resolve) => front.close(() => resolve())));
+
+  for (let i = 0; i < 10; i++) {
+    const channel = await GrpcChannel.connect({ transport: 'unix', path: sock });
+    const call = channel.openStream(METHOD);
+    call.stream.send(packets.drain());
+    call.stream.h2.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    channel.close();
+    await new Promise((r) => setTimeout(r, 20));
+    channel.destroy();
+  }
+  // Still serving: a well-behaved call goes through.
+  const channel = await GrpcChannel.connect({ transport: 'unix', path: sock });
+  t.after(() => channel.destroy());
+  const before = handled;
+  await channel.openStream(METHOD).headers;
+  assert.equal(handled, before + 1);
+});
