@@ -279,8 +279,23 @@ async function waitUntil(what: string, check: () => Promise<boolean>, procs: Man
   }
 }
 
-/** Starts server and agent for `mode` and waits until the server reports the agent ready. */
+/**
+ * Starts server and agent for `mode` and waits until the server reports the
+ * agent ready. The CLIs refuse port 0, so ports come from `freePort`, which
+ * another process can take before ours binds (tests run in parallel): a start
+ * that fails with EADDRINUSE is retried with fresh ports.
+ */
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(options);
+    } catch (err) {
+      if (attempt >= 3 || !String((err as Error).message).includes('EADDRINUSE')) throw err;
+    }
+  }
+}
+
+async function startClusterOnce(options: ClusterOptions): Promise<Cluster> {
   const { mode, dir, pki, upstream } = options;
   // Ours and upstream's run side by side: their sockets, logs and ids must not collide.
   const tag = upstream ? `upstream-${mode}` : mode;
