@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
-
-const INT63_MASK = (1n << 63n) - 1n;
+import { randomInt63 } from '../protocol/random-int63.ts';
 
 /**
  * A dial ID (`random` on the wire): non-negative 63-bit like Go's
@@ -8,5 +6,5 @@ const INT63_MASK = (1n << 63n) - 1n;
  * pending-dial map by it, across all clients.
  */
 export function newDialID(): bigint {
-  return randomBytes(8).readBigUInt64BE() & INT63_MASK;
+  return randomInt63();
 }

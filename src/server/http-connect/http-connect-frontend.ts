@@ -6,8 +6,8 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { randomBytes } from 'node:crypto';
 import { packets } from '../../protocol/packet.ts';
+import { randomInt63 } from '../../protocol/random-int63.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { ServerMetrics } from '../../observability/server-metrics.ts';
 import { AGENT_GONE_ERROR, BACKEND_DIAL_TIMEOUT_ERROR, NO_AGENT_ERROR, type FrontendPeer, type FrontendSession, type ProxyRouter } from '../proxy-router.ts';
@@ -28,7 +28,7 @@ export interface HttpConnectFrontendOptions {
 
 /** A 63-bit non-negative dial ID, like Go's rand.Int63(). */
 export function randomDialId(): bigint {
-  return randomBytes(8).readBigUInt64BE() >> 1n;
+  return randomInt63();
 }
 
 export class HttpConnectFrontend {
