@@ -88,6 +88,8 @@ export interface ReceivedFrame {
 export interface RawClientOptions {
   /** Like grpc-go: send the preface and SETTINGS, then nothing until the server's SETTINGS arrive. */
   waitForServerSettings?: boolean;
+  /** Like Node's and C-core's clients: the preface and SETTINGS leave in the same write as the first request. */
+  prefaceWithFirstRequest?: boolean;
 }
 
 /** A client connection written by hand: it ACKs the server's SETTINGS and answers PINGs; everything else is recorded. */
@@ -100,6 +102,8 @@ export class RawH2Client {
   private pending = Buffer.alloc(0);
   private blockStream = 0;
   private blockParts: Buffer[] = [];
+  /** Preface bytes not written yet (`prefaceWithFirstRequest`). */
+  private heldPreface: Buffer | null = null;
   closed = false;
 
   private constructor(socket: net.Socket) {
@@ -113,19 +117,25 @@ export class RawH2Client {
     const socket = net.connect(path);
     await once(socket, 'connect');
     const client = new RawH2Client(socket);
-    socket.write(Buffer.concat([CLIENT_PREFACE, frame(FrameType.SETTINGS, 0, 0)]));
+    const preface = Buffer.concat([CLIENT_PREFACE, frame(FrameType.SETTINGS, 0, 0)]);
+    if (options.prefaceWithFirstRequest) client.heldPreface = preface;
+    else socket.write(preface);
     if (options.waitForServerSettings) await client.waitFor((f) => f.type === FrameType.SETTINGS && !(f.flags & Flag.ACK), 'the server preface SETTINGS');
     return client;
   }
 
   write(bytes: Buffer): void {
+    if (this.heldPreface) {
+      bytes = Buffer.concat([this.heldPreface, bytes]);
+      this.heldPreface = null;
+    }
     this.socket.write(bytes);
   }
 
-  /** HEADERS (END_HEADERS) plus, when given, one DATA frame that ends the stream. */
+  /** HEADERS (END_HEADERS) plus, when given, one DATA frame that ends the stream, in one write. */
   request(streamId: number, block: Buffer, body?: Buffer): void {
-    this.write(frame(FrameType.HEADERS, Flag.END_HEADERS | (body ? 0 : Flag.END_STREAM), streamId, block));
-    if (body) this.write(frame(FrameType.DATA, Flag.END_STREAM, streamId, body));
+    const headers = frame(FrameType.HEADERS, Flag.END_HEADERS | (body ? 0 : Flag.END_STREAM), streamId, block);
+    this.write(body ? Buffer.concat([headers, frame(FrameType.DATA, Flag.END_STREAM, streamId, body)]) : headers);
   }
 
   async waitFor(match: (f: ReceivedFrame) => boolean, what: string): Promise<ReceivedFrame> {
