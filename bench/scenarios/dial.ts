@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { CpuMeter, forEachRun, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 import type { Target, TargetName } from '../lib/targets.ts';
+import { createTunnel } from '../../src/client/create-tunnel.ts';
 
 /** Milliseconds from starting the dial to the first response byte. */
 async function dialFirstByte(target: Target, address: string): Promise<number> {
@@ -24,6 +25,31 @@ async function dialFirstByte(target: Target, address: string): Promise<number> {
   }
 }
 
+/**
+ * A kube-apiserver with a single-use tunnel per dial (CreateSingleUseGrpcTunnel,
+ * most releases in the field) opens a new gRPC connection for every dial:
+ * HTTP/2 handshake, then one Proxy stream. This times that, connection setup
+ * included; the tunnel is closed after the first byte.
+ */
+async function singleUseDialFirstByte(udsPath: string, address: string): Promise<number> {
+  const t0 = performance.now();
+  const tunnel = createTunnel({ mode: 'grpc', transport: { unix: udsPath } });
+  try {
+    const socket: Duplex = await tunnel.dial('tcp', address);
+    try {
+      socket.write('GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n');
+      const [chunk] = (await once(socket, 'data')) as [Buffer];
+      const ms = performance.now() - t0;
+      if (!chunk.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) throw new Error(`unexpected answer ${JSON.stringify(chunk.toString('latin1', 0, 40))}`);
+      return ms;
+    } finally {
+      socket.destroy();
+    }
+  } finally {
+    await tunnel.close();
+  }
+}
+
 export const dial: Scenario = {
   id: 'dial',
   title: 'New connection: dial + first byte',
@@ -34,6 +60,8 @@ export const dial: Scenario = {
     const errors: ScenarioResult['errors'] = {};
     const p50: Partial<Record<TargetName, number[]>> = {};
     const p99: Partial<Record<TargetName, number[]>> = {};
+    const singleUseP50: Partial<Record<TargetName, number[]>> = {};
+    const singleUseCount = ctx.quick ? 20 : 200;
     const address = ctx.destination.httpAddress;
     await forEachRun(ctx, errors, 120_000, async (target, rep) => {
       for (let i = 0; i < warmup; i++) await dialFirstByte(target, address);
@@ -42,7 +70,18 @@ export const dial: Scenario = {
         for (let i = 0; i < count; i++) out.push(await dialFirstByte(target, address));
         return sortNumbers(out);
       });
+      // gRPC targets only (HTTP-CONNECT dials are new connections already); direct is the same TCP dial.
+      const udsPath = target.cluster?.mode === 'grpc' ? target.cluster.udsPath : undefined;
+      let singleUse: number[] | undefined;
+      if (udsPath !== undefined || target.name === 'direct') {
+        const one = (): Promise<number> => (udsPath !== undefined ? singleUseDialFirstByte(udsPath, address) : dialFirstByte(target, address));
+        for (let i = 0; i < warmup / 5; i++) await one();
+        const out: number[] = [];
+        for (let i = 0; i < singleUseCount; i++) out.push(await one());
+        singleUse = sortNumbers(out);
+      }
       return () => {
+        if (singleUse) (singleUseP50[target.name] ??= []).push(percentile(singleUse, 50));
         (p50[target.name] ??= []).push(percentile(samples, 50));
         (p99[target.name] ??= []).push(percentile(samples, 99));
         ctx.progress(`    ${target.name.padEnd(12)} run ${rep + 1}/${ctx.reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
@@ -52,10 +91,11 @@ export const dial: Scenario = {
     return {
       id: 'dial',
       title: this.title,
-      method: `${count} sequential new connections after ${warmup} warm-up ones; each is timed from the dial call to the first byte of the answer to GET /, then closed. The tunnel itself (the gRPC HTTP/2 connection) is reused across dials, as kube-apiserver's CreateGRPCTunnel does; in HTTP-CONNECT mode every dial is a new unix-socket connection plus CONNECT. Median of the ${ctx.reps} runs' percentiles.`,
+      method: `${count} sequential new connections after ${warmup} warm-up ones; each is timed from the dial call to the first byte of the answer to GET /, then closed. The tunnel itself (the gRPC HTTP/2 connection) is reused across dials, as kube-apiserver's CreateGRPCTunnel does; in HTTP-CONNECT mode every dial is a new unix-socket connection plus CONNECT. Median of the ${ctx.reps} runs' percentiles. The "new gRPC connection per dial" row (${singleUseCount} dials per run, gRPC targets; direct is a plain TCP dial) opens a new HTTP/2 connection for each dial, as releases using CreateSingleUseGrpcTunnel do, connection setup included; it is timed outside the CPU figures.`,
       metrics: [
         { id: 'dial-p50', label: 'Dial + first byte p50', unit: 'ms', better: 'lower', values: med(p50), runs: p50, reference: { direct: 0.37, grpc: 2.3, 'http-connect': 1.25 }, goal: 1.0, digits: 3 },
         { id: 'dial-p99', label: 'Dial + first byte p99', unit: 'ms', better: 'lower', values: med(p99), runs: p99, digits: 3 },
+        { id: 'dial-single-use-p50', label: 'Dial + first byte p50, new gRPC connection per dial', unit: 'ms', better: 'lower', values: med(singleUseP50), runs: singleUseP50, digits: 3 },
       ],
       cpu: cpu.figures(),
       errors,
