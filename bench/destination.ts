@@ -9,9 +9,15 @@
  *   rather than node:http so that the destination is never the bottleneck of
  *   the `direct` baseline.
  * - echo: a TCP echo server, for the many-connections scenario.
+ * - stall: accepts and never reads (sockets paused from the start, so only
+ *   the kernel's buffers take bytes), for the head-of-line scenario's
+ *   "destination stops reading" variant.
  *
- * Prints one JSON line `{"http":PORT,"echo":PORT}` on stdout when ready and
- * exits when stdin closes (so it never outlives the bench).
+ * Prints one JSON line `{"http":PORT,"echo":PORT,"stall":PORT}` on stdout when
+ * ready and exits when stdin closes (so it never outlives the bench). A line
+ * `release-stalled` on stdin destroys every socket the stall listener holds
+ * (a paused socket never notices its peer going away by itself); the answer
+ * is a line `released N` on stdout.
  */
 import net from 'node:net';
 import { once } from 'node:events';
@@ -77,13 +83,34 @@ const echo = net.createServer((socket) => {
   socket.on('error', () => {});
   socket.pipe(socket);
 });
-for (const srv of [http, echo]) {
+/** Sockets of the stall listener, held (unread) until `release-stalled`. */
+const stalledSockets = new Set<net.Socket>();
+const stall = net.createServer({ pauseOnConnect: true }, (socket) => {
+  socket.on('error', () => {});
+  stalledSockets.add(socket);
+  socket.once('close', () => stalledSockets.delete(socket));
+});
+for (const srv of [http, echo, stall]) {
   srv.maxConnections = 1_000_000;
   srv.listen({ port: 0, host: '127.0.0.1', backlog: 4096 });
   await once(srv, 'listening');
 }
 const port = (s: net.Server): number => (s.address() as net.AddressInfo).port;
-process.stdout.write(`${JSON.stringify({ http: port(http), echo: port(echo) })}\n`);
-process.stdin.resume();
+process.stdout.write(`${JSON.stringify({ http: port(http), echo: port(echo), stall: port(stall) })}\n`);
+let commands = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (text: string) => {
+  commands += text;
+  for (let nl = commands.indexOf('\n'); nl >= 0; nl = commands.indexOf('\n')) {
+    const command = commands.slice(0, nl).trim();
+    commands = commands.slice(nl + 1);
+    if (command === 'release-stalled') {
+      const n = stalledSockets.size;
+      for (const socket of stalledSockets) socket.destroy();
+      stalledSockets.clear();
+      process.stdout.write(`released ${n}\n`);
+    }
+  }
+});
 process.stdin.on('end', () => process.exit(0));
 process.stdin.on('close', () => process.exit(0));
