@@ -102,6 +102,16 @@ export const sink: TargetBehaviour = (c) => {
   c.socket.once('end', () => c.socket.end());
 };
 
+/**
+ * Accepts and stops reading at once (a destination that stops reading): the
+ * bytes pile up in kernel buffers and then in whoever writes to it. Resuming
+ * `conn.socket` reads again (and hashes as usual, for `conn.received`).
+ */
+export const notReading: TargetBehaviour = (c) => {
+  c.socket.pause();
+  c.socket.once('end', () => c.socket.end());
+};
+
 /** Echoes every byte back. */
 export const echo: TargetBehaviour = (c) => {
   c.socket.pipe(c.socket);
