@@ -170,3 +170,15 @@ test('server flag --frontend-stall-timeout reaches the config (0 = close at once
   assert.equal(serverConfigFromOptions(parseServerOptions(base, {}), silentLogger).frontendStallTimeoutMs, 30_000);
   assert.equal(serverConfigFromOptions(parseServerOptions([...base, '--frontend-stall-timeout=0'], {}), silentLogger).frontendStallTimeoutMs, 0);
 });
+
+test('agent: --endpoint-buffer-bytes must cover 1.5 windows plus one 4 MiB packet while flow control is on', async () => {
+  const { parseAgentOptions } = await import('../src/agent/agent-options.ts');
+  const base = ['--agent-id=a'];
+  assert.throws(
+    () => parseAgentOptions([...base, '--flow-control-window=4194304', '--endpoint-buffer-bytes=8388608'], {}),
+    /--endpoint-buffer-bytes 8388608 must be at least 1\.5 × --flow-control-window \+ 4 MiB \(10485760\)/,
+  );
+  parseAgentOptions([...base, '--flow-control-window=4194304', '--endpoint-buffer-bytes=10485760'], {});
+  parseAgentOptions(base, {}); // the defaults: 1 MiB window, 8 MiB bound
+  parseAgentOptions([...base, '--flow-control-window=0', '--endpoint-buffer-bytes=1048576'], {}); // no window, no rule
+});

@@ -13,6 +13,7 @@ import { parseGoUrlQuery } from '../flags/go-url-query.ts';
 import { registerKlogFlags, type KlogOptions } from '../flags/klog-flags.ts';
 import type { LabelSelector } from '../flags/label-selector.ts';
 import { OptionsError } from '../flags/options-error.ts';
+import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES as MAX_GRPC_MESSAGE_BYTES } from '../grpc/packet-stream.ts';
 import { ALLOWED_DESTINATIONS_FLAG, DestinationPolicy } from './destination-policy.ts';
 
 /** How the agent decides how many servers to connect to (see spec §7.3); "" behaves as "default". */
@@ -319,6 +320,12 @@ function validateAgentExtensionOptions(options: AgentOptions): string | undefine
     return `--flow-control-window ${options.flowControlWindowBytes} must be 0 (off) or between 65536 and 67108864`;
   }
   if (options.endpointBufferBytes < 65536) return `--endpoint-buffer-bytes ${options.endpointBufferBytes} must be at least 65536`;
+  // With flow control a slow destination can legitimately have 1.5 windows plus one packet queued
+  // (docs/design/flow-control.md, rule 4); a smaller bound would close it as not reading.
+  const neededForWindow = options.flowControlWindowBytes * 1.5 + MAX_GRPC_MESSAGE_BYTES;
+  if (options.flowControlWindowBytes !== 0 && options.endpointBufferBytes < neededForWindow) {
+    return `--endpoint-buffer-bytes ${options.endpointBufferBytes} must be at least 1.5 × --flow-control-window + 4 MiB (${neededForWindow}) while flow control is on, or a slow destination would be closed as not reading`;
+  }
   if (options.endpointStallTimeoutMs < 0) return `--endpoint-stall-timeout must be 0 (close at once) or more`;
   if (options.maxPendingEndpointDials < 0) return `--max-pending-endpoint-dials ${options.maxPendingEndpointDials} must be 0 (unlimited) or more`;
   return undefined;
