@@ -11,11 +11,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
-import type net from 'node:net';
 import type { LocalCluster } from '../src/dev/local-cluster.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
 import { PacketType, packets } from '../src/protocol/packet.ts';
-import { connectHead, openTunnel, rawFrontendSocket, startCluster } from './helpers/cluster.ts';
+import { connectHead, neverReadingConnection, openTunnel, rawFrontendSocket, startCluster } from './helpers/cluster.ts';
 import { KiB, MiB, closed, randomPayload, readExactly, sha256, writeAll } from './helpers/payload.ts';
 import { connectFakeAgent, type FakeAgent } from './helpers/raw-grpc.ts';
 import { sleep, waitFor } from './helpers/wait.ts';
@@ -41,21 +40,6 @@ async function waitForGauge(cluster: LocalCluster, mode: TunnelMode, want: numbe
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}: the ${mode} frontend gauge is ${last}, not ${want}`);
     await sleep(20);
   }
-}
-
-/** A tunnel whose client never reads (and so cannot notice being closed either). */
-async function neverReadingConnection(t: TestContext, cluster: LocalCluster, mode: TunnelMode, address: string): Promise<void> {
-  if (mode === 'grpc') {
-    const socket = await openTunnel(t, cluster).dial('tcp', address);
-    socket.pause();
-    socket.on('error', () => {});
-    return;
-  }
-  const socket: net.Socket = await rawFrontendSocket(t, cluster);
-  const established = 'HTTP/1.1 200 Connection Established\r\n\r\n';
-  socket.write(connectHead(address));
-  assert.equal((await readExactly(socket, established.length)).toString('latin1'), established);
-  socket.pause();
 }
 
 for (const mode of ['grpc', 'http-connect'] as const) {

@@ -9,13 +9,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
-import type net from 'node:net';
 import type { LocalCluster } from '../src/dev/local-cluster.ts';
-import type { Tunnel, TunnelConnection, TunnelMode } from '../src/client/tunnel-options.ts';
+import type { Tunnel, TunnelConnection } from '../src/client/tunnel-options.ts';
 import { GrpcCode } from '../src/grpc/status.ts';
 import { encodePacket } from '../src/protocol/codec.ts';
 import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
-import { connectHead, openTunnel, rawFrontendSocket, startCluster } from './helpers/cluster.ts';
+import { neverReadingConnection, openTunnel, startCluster } from './helpers/cluster.ts';
 import { KiB, MiB, closed, randomPayload, readExactly, sha256, writeAll } from './helpers/payload.ts';
 import { connectFakeAgent, openRawFrontend, type FakeAgent, type RawCall } from './helpers/raw-grpc.ts';
 import { TcpTarget, echo, flood } from './helpers/targets.ts';
@@ -226,25 +225,6 @@ test('frontend and agent port: a message over 4 MiB fails only that stream, with
   assert.equal(sha256(Buffer.concat(h)), sha256(payload));
   await transfer.finish();
 });
-
-/**
- * A client-side connection that never reads, in either frontend mode. (It
- * cannot notice being closed either: a paused stream never gets to its end.)
- */
-async function neverReadingConnection(t: TestContext, cluster: LocalCluster, mode: TunnelMode, address: string): Promise<void> {
-  if (mode === 'grpc') {
-    const socket = await openTunnel(t, cluster).dial('tcp', address);
-    socket.pause();
-    socket.on('error', () => {});
-    return;
-  }
-  const socket: net.Socket = await rawFrontendSocket(t, cluster);
-  const established = 'HTTP/1.1 200 Connection Established\r\n\r\n';
-  socket.write(connectHead(address));
-  // Tunnelled bytes may follow in the same read, so take exactly the head.
-  assert.equal((await readExactly(socket, established.length)).toString('latin1'), established);
-  socket.pause();
-}
 
 for (const mode of ['grpc', 'http-connect'] as const) {
   test(`${mode}: with an upstream-style agent (no credit), a frontend that never reads is closed after the stall timeout (its agent stream paused meanwhile), then another connection on that agent completes`, async (t) => {

@@ -8,10 +8,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
+import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { startLocalCluster, type LocalCluster, type LocalClusterOptions } from '../../src/dev/local-cluster.ts';
 import type { Tunnel, TunnelMode } from '../../src/client/tunnel-options.ts';
 import { createDevPki, type DevPki } from '../../src/dev/pki.ts';
+import { readExactly } from './payload.ts';
 
 export type FrontendTransport = 'unix' | 'tcp';
 
@@ -85,4 +87,23 @@ export function sharedPki(): Promise<DevPki> {
     return createDevPki(dir);
   })();
   return pkiPromise;
+}
+
+/**
+ * A tunnel whose client never reads, and so cannot notice being closed
+ * either: a paused stream never gets to its end.
+ */
+export async function neverReadingConnection(t: TestContext, cluster: LocalCluster, mode: TunnelMode, address: string): Promise<void> {
+  if (mode === 'grpc') {
+    const socket = await openTunnel(t, cluster).dial('tcp', address);
+    socket.pause();
+    socket.on('error', () => {});
+    return;
+  }
+  const socket = await rawFrontendSocket(t, cluster);
+  const established = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+  socket.write(connectHead(address));
+  // Tunnelled bytes may follow in the same read, so take exactly the head.
+  assert.equal((await readExactly(socket, established.length)).toString('latin1'), established);
+  socket.pause();
 }
