@@ -145,7 +145,7 @@ test('GC lists by the label selector and deletes only expired matching leases, w
   const listsBefore = api.requestsTo({ method: 'GET', path: `/apis/coordination.k8s.io/v1/namespaces/${h.namespace}/leases` }).length;
 
   h.controller.start();
-  await until('one GC pass', () => h.controller.gcPasses >= 1);
+  await until('one completed GC pass', () => h.controller.gcPasses >= 1);
   await until('deletions', () => api.leaseNames(h.namespace).length === 5);
   const list = api.requestsTo({ method: 'GET', path: `/apis/coordination.k8s.io/v1/namespaces/${h.namespace}/leases` })[listsBefore]!;
   assert.equal(list.query['labelSelector'], 'k8s-app=konnectivity-server');

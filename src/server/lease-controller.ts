@@ -78,7 +78,7 @@ export class ServerLeaseController {
   readonly leaseName: string;
   /** Successful renewals (create or update), for tests and status. */
   renewals = 0;
-  /** Completed garbage-collection passes (successful list), for tests and status. */
+  /** Garbage-collection passes that listed and then tried every expired lease, for tests and status. */
   gcPasses = 0;
 
   private readonly options: LeaseControllerOptions;
@@ -239,7 +239,6 @@ export class ServerLeaseController {
       this.logger.error('could not list leases to garbage collect', { namespace, labelSelector: this.selector, error: message(err) });
       return;
     }
-    this.gcPasses++;
     for (const lease of list.items) {
       if (this.signal.aborted) return;
       if (isLeaseValid(lease, this.now())) continue;
@@ -257,5 +256,6 @@ export class ServerLeaseController {
         else this.logger.error('could not delete lease', { lease: lease.name, error: message(err) });
       }
     }
+    this.gcPasses++;
   }
 }
