@@ -12,12 +12,13 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
     metrics.grpcConnections.inc({ service_method: 'Proxy' });
     if (logger.enabled(4)) logger.v(4, 'frontend stream opened', { userAgent: call.single('user-agent') ?? '' });
     const stream = call.stream;
-    // grpc-go sends initial metadata lazily; sending it now is equivalent for clients.
-    call.sendHeaders();
     const writeLatency = metrics.frontendWriteDuration;
     const send = (p: Packet): void => {
       // Upstream observes frontend_write_duration_seconds around every send to the frontend.
       const start = performance.now();
+      // Initial metadata goes out with the first packet, as grpc-go sends it:
+      // one write and one wake-up of the client instead of two per dial.
+      call.sendHeaders();
       router.countToClient(p.type);
       stream.send(p);
       writeLatency.observe((performance.now() - start) / 1000);
