@@ -25,7 +25,7 @@ import { recordRawHeaders } from './token-authenticator.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 import type { ServerLimits } from './limits.ts';
 import { DrainNoticeSet } from './server-drain-notice.ts';
-import { rememberPeerAddresses, tlsHandshakeFailureCounter, tlsHandshakeFailureReporter } from './tls-handshake-failures.ts';
+import { rememberPeerAddresses, tlsHandshakeFailureReporter } from './tls-handshake-failures.ts';
 
 export type FrontendListen =
   | { transport: 'unix'; path: string; deleteExisting: boolean }
@@ -148,7 +148,7 @@ export class KonnectivityServer {
         router: this.router,
         metrics: this.metrics,
         logger: this.logger,
-        ...(frontendTls ? { tls: frontendTls } : {}),
+        ...(frontendTls ? { tls: frontendTls, onTlsClientError: tlsHandshakeFailureReporter('frontend', this.logger, this.metrics) } : {}),
         accepting: () => this.accepting,
         maxHeaderBytes: limits.httpConnectMaxHeaderBytes,
         // 0 turns the header timeout off (the longest timer Node allows).
@@ -159,8 +159,6 @@ export class KonnectivityServer {
     if (frontendTls) this.tlsReloading.attach('frontend', (this.grpcFrontend?.listener ?? this.httpFrontend!.server) as tls.Server);
     rememberPeerAddresses(this.agentServer.listener as tls.Server);
     if (frontendTls) rememberPeerAddresses((this.grpcFrontend?.listener ?? this.httpFrontend!.server) as tls.Server);
-    // The HTTP-CONNECT frontend logs its handshake failures itself; count them too.
-    if (frontendTls && this.httpFrontend) (this.httpFrontend.server as tls.Server).on('tlsClientError', tlsHandshakeFailureCounter('frontend', this.metrics));
     // Both series exist from the start, so an alert on their rate sees 0, not nothing.
     this.metrics.tlsHandshakeFailures.inc({ listener: 'agent' }, 0);
     if (frontendTls) this.metrics.tlsHandshakeFailures.inc({ listener: 'frontend' }, 0);

@@ -93,8 +93,8 @@ export function describeTlsClientError(err: Error, socket: TLSSocket): TlsHandsh
 }
 
 /**
- * Logs a failed handshake at -v=2 (as the HTTP-CONNECT frontend does) and
- * counts it; TCP-only probes are logged at -v=5 and not counted.
+ * Logs a failed handshake at -v=2 with the peer and the reason, and counts
+ * it; TCP-only probes are logged at -v=5 and not counted.
  */
 export function tlsHandshakeFailureReporter(listener: TlsListenerName, logger: Logger, metrics: ServerMetrics): (err: Error, socket: TLSSocket) => void {
   return (err, socket) => {
@@ -105,12 +105,5 @@ export function tlsHandshakeFailureReporter(listener: TlsListenerName, logger: L
     }
     metrics.tlsHandshakeFailures.inc({ listener });
     if (logger.enabled(2)) logger.v(2, `${listener} TLS handshake failed`, { remoteAddress: failure.peer, reason: failure.reason });
-  };
-}
-
-/** The count-only side, for a listener that logs its handshake failures itself (the HTTP-CONNECT frontend). */
-export function tlsHandshakeFailureCounter(listener: TlsListenerName, metrics: ServerMetrics): (err: Error, socket: TLSSocket) => void {
-  return (err, socket) => {
-    if (!describeTlsClientError(err, socket).probe) metrics.tlsHandshakeFailures.inc({ listener });
   };
 }

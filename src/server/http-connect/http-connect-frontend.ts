@@ -24,6 +24,8 @@ export interface HttpConnectFrontendOptions {
   headerTimeoutMs?: number;
   maxHeaderBytes?: number;
   accepting?: () => boolean;
+  /** A TLS handshake failed (`tlsClientError`): log and count it with the peer and the reason. */
+  onTlsClientError?: (err: Error, socket: tls.TLSSocket) => void;
 }
 
 /** A 63-bit non-negative dial ID, like Go's rand.Int63(). */
@@ -42,7 +44,8 @@ export class HttpConnectFrontend {
     if (options.tls) {
       // HTTP/1.1 only, as upstream disables HTTP/2 on this listener.
       this.server = tls.createServer({ ...options.tls, ALPNProtocols: ['http/1.1'] }, onSocket);
-      this.server.on('tlsClientError', (err: Error) => options.logger.v(2, 'frontend TLS handshake failed', { error: err.message }));
+      const onTlsClientError = options.onTlsClientError ?? ((err: Error) => options.logger.v(2, 'frontend TLS handshake failed', { error: err.message }));
+      this.server.on('tlsClientError', onTlsClientError);
     } else {
       this.server = net.createServer(onSocket);
     }
