@@ -15,6 +15,7 @@ import {
 } from '../src/agent/destination-policy.ts';
 import { EndpointDialError } from '../src/agent/go-dial-error.ts';
 import { mapDialErrorToHTTPStatus } from '../src/server/http-connect/dial-error-status.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const policy = (allowed: string[] | null, denied: string[] = []): DestinationPolicy => DestinationPolicy.fromEntries(allowed, denied);
 
@@ -295,7 +296,9 @@ describe('policy dialer', () => {
           [`x.blocked.example:${target.port}`, 'denied'],
         ],
       );
-      await new Promise((r) => setTimeout(r, 20));
+      // The dial resolved on the client side; the listener accepts in its own callback.
+      // (A denied dial that had connected would have been accepted before this one.)
+      await waitFor(() => target.accepted() >= 1, 'the allowed dial to be accepted');
       assert.equal(target.accepted(), 1);
     } finally {
       await target.close();
