@@ -115,8 +115,11 @@ export class PythonPeer {
     createInterface({ input: this.child.stderr }).on('line', (line) => this.onStderr(line));
     this.child.stdin.on('error', () => {}); // the peer may exit before reading everything
     createInterface({ input: this.child.stdout }).on('line', (line) => this.onLine(line));
+    // 'close', not 'exit': 'exit' can come before the last stdout/stderr lines
+    // are read, and events printed just before exiting would then be missing
+    // after stop() (or pending next() calls rejected although they came).
     this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
+      this.child.once('close', (code, signal) => {
         this.fail(new Error(`${this.name} exited (code ${code}, signal ${signal})`));
         resolve({ code, signal });
       });
