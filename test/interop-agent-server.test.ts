@@ -89,7 +89,10 @@ test('our agent → python server: metadata with token, headers, echo 3 MiB, CLO
     assert.deepEqual(metadataValues(call, 'agentidentifiers'), [''], 'agentidentifiers is sent even when empty');
     assert.deepEqual(metadataValues(call, 'authorization'), [`Bearer ${TOKEN}`], 'Bearer + the token file bytes');
 
-    const request = server.headerBlocks('SVR', 'HDR').find((h) => h.get('agentid')?.[0] === 'ts-agent-1');
+    // The trace comes on stderr, the event on stdout: separate pipes, read in either order.
+    const traced = (): Map<string, string[]> | undefined => server.headerBlocks('SVR', 'HDR').find((h) => h.get('agentid')?.[0] === 'ts-agent-1');
+    await until(() => traced() !== undefined, 'python to trace the request headers');
+    const request = traced();
     assert.ok(request, 'python traced the request headers');
     assert.deepEqual(request.get(':method'), ['POST']);
     assert.deepEqual(request.get(':scheme'), ['https']);
