@@ -42,6 +42,8 @@ test('python agent without agentid metadata: the RPC fails with Unknown before a
     assert.deepEqual(metadataValues(rejected, 'serverid', 'initialMetadata'), [], 'no serverid header');
     assert.deepEqual(metadataValues(rejected, 'serverid', 'trailingMetadata'), [], 'no serverid trailer either');
     // On the wire: one trailers-only block (HEADERS with END_STREAM), no separate response headers.
+    // (The trace comes on stderr, the event on stdout: separate pipes, read in either order.)
+    await until(() => agent.headerBlocks('CLI', 'TRL').length > 0, 'python to trace the trailers');
     assert.deepEqual(agent.headerBlocks('CLI', 'HDR'), [], 'python decoded no response-headers block');
     const [only, ...rest] = agent.headerBlocks('CLI', 'TRL');
     assert.deepEqual(rest, []);
@@ -65,6 +67,8 @@ test('python agent: headers first, DIAL_REQ bytes, DATA echo, DRAIN marks the ba
     assert.equal(headers.packetsBeforeHeaders, 0, 'no message came before the headers');
     assert.deepEqual(metadataValues(headers, 'serverid'), [cluster.server.config.serverId]);
     assert.deepEqual(metadataValues(headers, 'servercount'), ['1']);
+    // (The trace comes on stderr, the event on stdout: separate pipes, read in either order.)
+    await until(() => agent.headerBlocks('CLI', 'HDR').some((h) => h.has('serverid')), 'python to trace the response headers');
     const hdr = agent.headerBlocks('CLI', 'HDR').find((h) => h.has('serverid'));
     assert.ok(hdr, 'serverid came in a response-headers block, not in trailers');
     assert.deepEqual(hdr.get(':status'), ['200']);
