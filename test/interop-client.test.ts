@@ -12,6 +12,7 @@ import path from 'node:path';
 import { createTunnel, KonnectivityDialError, type TunnelConnection } from '../src/client/index.ts';
 import type { Tunnel } from '../src/client/tunnel-options.ts';
 import { expectedBytes, metadataValues, prepareInterop, PythonPeer, str, type InteropEnv, type PeerEvent } from './interop/python-peer.ts';
+import { until } from './interop/net-fixtures.ts';
 
 const ECHO_CONNECT_ID = (1n << 60n) + 7n; // proxy_server.py answers echo dials with this (> 2^53)
 
@@ -97,7 +98,9 @@ test('client → python server: method path, content-type, DIAL_REQ bytes, DATA 
   assert.deepEqual(metadataValues(call, 'user-agent').length, 1);
   assert.match(metadataValues(call, 'user-agent')[0]!, /^konnectivity-ts-interop/);
   assertWellFormedDialRequest(req, address);
-  // grpcio never shows content-type or te to handlers; C-core's header trace does.
+  // grpcio never shows content-type or te to handlers; C-core's header trace does
+  // (on stderr, while the events come on stdout: separate pipes, read in either order).
+  await until(() => server.headerBlocks('SVR', 'HDR').some((h) => h.has(':path')), 'python to trace our request headers');
   const requests = server.headerBlocks('SVR', 'HDR').filter((h) => h.has(':path'));
   assert.ok(requests.length >= 1, 'python traced our request headers');
   for (const h of requests) {
