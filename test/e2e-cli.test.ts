@@ -6,36 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { startDemoTarget } from '../src/dev/local-cluster.ts';
 import { sharedPki } from './helpers/cluster.ts';
-import { runBin, spawnBin, type BinProcess } from './helpers/processes.ts';
+import { startDaemonPair, httpStatus, type DaemonPair } from './helpers/daemon-pair.ts';
+import { runBin } from './helpers/processes.ts';
 import { freePort } from './helpers/targets.ts';
-import { waitFor } from './helpers/wait.ts';
-
-function status(port: number, urlPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    http
-      .get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      })
-      .on('error', () => resolve(0));
-  });
-}
-
-async function waitForStatus(port: number, urlPath: string, want: number, proc: BinProcess, what: string): Promise<void> {
-  let last = 0;
-  const deadline = Date.now() + 20_000;
-  while ((last = await status(port, urlPath)) !== want) {
-    if (!proc.running()) throw new Error(`${what} exited; stderr:\n${proc.stderr()}`);
-    if (Date.now() > deadline) throw new Error(`${what}: ${urlPath} on port ${port} is ${last}, not ${want}; stderr:\n${proc.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function demoTarget(t: TestContext): Promise<{ port: number; url: string }> {
   const demo = await startDemoTarget();
@@ -52,41 +30,15 @@ function tempDir(t: TestContext): string {
   return dir;
 }
 
-interface RunningPair {
-  server: BinProcess;
-  agent: BinProcess;
-  agentHealthPort: number;
-}
+type RunningPair = Pick<DaemonPair, 'server' | 'agent' | 'agentHealthPort'>;
 
-async function startServerAndAgent(t: TestContext, frontendFlags: string[]): Promise<RunningPair> {
-  const pki = await sharedPki();
-  const [agentPort, adminPort, healthPort, agentHealthPort, agentAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  const server = spawnBin(t, 'konnectivity-server', [
-    ...frontendFlags,
-    `--cluster-cert=${pki.server.certPath}`,
-    `--cluster-key=${pki.server.keyPath}`,
-    `--agent-port=${agentPort}`,
-    '--agent-bind-address=127.0.0.1',
-    `--admin-port=${adminPort}`,
-    `--health-port=${healthPort}`,
-    '--health-bind-address=127.0.0.1',
-    '--v=2',
-  ]);
-  await waitForStatus(healthPort, '/healthz', 200, server, 'konnectivity-server');
-  assert.equal(await status(healthPort, '/readyz'), 500);
-  const agent = spawnBin(t, 'konnectivity-agent', [
-    '--ca-cert', pki.ca.certPath,
-    '--proxy-server-host', '127.0.0.1',
-    '--proxy-server-port', String(agentPort),
-    '--health-server-host', '127.0.0.1',
-    '--health-server-port', String(agentHealthPort),
-    '--admin-server-port', String(agentAdminPort),
-    '--sync-interval', '200ms',
-    '--probe-interval', '200ms',
-  ]);
-  await waitForStatus(healthPort, '/readyz', 200, server, 'konnectivity-server (waiting for the agent)');
-  await waitForStatus(agentHealthPort, '/readyz', 200, agent, 'konnectivity-agent');
-  return { server, agent, agentHealthPort };
+function startServerAndAgent(t: TestContext, frontendFlags: string[]): Promise<RunningPair> {
+  return startDaemonPair(t, {
+    serverFlags: [...frontendFlags, '--v=2'],
+    agentFlags: ['--sync-interval', '200ms', '--probe-interval', '200ms'],
+    // Not ready before an agent is connected.
+    beforeAgent: async ({ serverHealthPort }) => assert.equal(await httpStatus(serverHealthPort, '/readyz'), 500),
+  });
 }
 
 async function stopBoth(pair: RunningPair): Promise<void> {

@@ -7,7 +7,6 @@ import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FlagSet } from '../src/flags/flag-set.ts';
@@ -15,9 +14,10 @@ import { registerKlogFlags, type KlogOptions } from '../src/flags/klog-flags.ts'
 import { klogOutput } from '../src/observability/klog-output.ts';
 import { createLogger, type Logger } from '../src/observability/logger.ts';
 import { sharedPki } from './helpers/cluster.ts';
-import { runBin, spawnBin, type BinProcess } from './helpers/processes.ts';
+import { waitForStatus } from './helpers/daemon-pair.ts';
+import { runBin, spawnBin } from './helpers/processes.ts';
 import { freePort } from './helpers/targets.ts';
-import { sleep, waitFor } from './helpers/wait.ts';
+import { waitFor } from './helpers/wait.ts';
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'kts-logfile-'));
@@ -159,27 +159,6 @@ test('a --log-file that cannot be created fails at once with klog\'s message', (
 
 // ---------------------------------------------------------------------------
 // The daemons
-
-function status(port: number, urlPath: string): Promise<number> {
-  return new Promise((resolve) => {
-    http
-      .get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      })
-      .on('error', () => resolve(0));
-  });
-}
-
-async function waitForStatus(port: number, urlPath: string, want: number, proc: BinProcess, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  let last = 0;
-  while ((last = await status(port, urlPath)) !== want) {
-    assert.ok(proc.running(), `${what} exited; stderr:\n${proc.stderr()}`);
-    assert.ok(Date.now() < deadline, `${what}: ${urlPath} on port ${port} is ${last}, not ${want}; stderr:\n${proc.stderr()}`);
-    await sleep(50);
-  }
-}
 
 function fileHas(file: string, re: RegExp): boolean {
   return existsSync(file) && re.test(readFileSync(file, 'utf8'));

@@ -26,12 +26,12 @@ import { createTunnel } from '../src/client/create-tunnel.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
 import { GrpcChannel } from '../src/grpc/grpc-client.ts';
 import { PacketType, packets } from '../src/protocol/packet.ts';
-import { sharedPki } from './helpers/cluster.ts';
 import { parsePrometheusText } from './helpers/metrics-scrape.ts';
 import { KiB, MiB, randomPayload, readExactly, sha256, writeAll } from './helpers/payload.ts';
-import { spawnBin, type BinProcess } from './helpers/processes.ts';
+import { startDaemonPair } from './helpers/daemon-pair.ts';
+import type { BinProcess } from './helpers/processes.ts';
 import { RawCall } from './helpers/raw-grpc.ts';
-import { TcpTarget, closedPort, echo, freePort } from './helpers/targets.ts';
+import { TcpTarget, closedPort, echo } from './helpers/targets.ts';
 
 /** Bad connections of each kind per round. */
 const PER_KIND = 150;
@@ -74,17 +74,6 @@ async function liveHeapBytes(adminPort: number, metricsPort: number): Promise<nu
   return metric(metricsPort, 'nodejs_heap_size_used_bytes');
 }
 
-async function untilHealthy(port: number, urlPath: string, proc: BinProcess, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const status = await get(port, urlPath).then((r) => r.status, () => 0);
-    if (status === 200) return;
-    if (!proc.running()) throw new Error(`${what} exited; stderr:\n${proc.stderr()}`);
-    if (Date.now() > deadline) throw new Error(`${what}: ${urlPath} is ${status}; stderr:\n${proc.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Runs `task(i)` for i in [0, count) with at most CONCURRENCY at a time. */
 async function inParallel(count: number, task: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -123,36 +112,11 @@ async function startProcesses(t: TestContext, mode: TunnelMode): Promise<Process
   const dir = mkdtempSync(path.join(tmpdir(), 'kts-mem-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const uds = path.join(dir, 'konnectivity-server.socket');
-  const pki = await sharedPki();
-  const [agentPort, serverAdmin, healthPort, agentHealth, agentAdmin] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  const server = spawnBin(t, 'konnectivity-server', [
-    `--mode=${mode}`,
-    `--uds-name=${uds}`,
-    '--server-port=0',
-    `--cluster-cert=${pki.server.certPath}`,
-    `--cluster-key=${pki.server.keyPath}`,
-    `--agent-port=${agentPort}`,
-    '--agent-bind-address=127.0.0.1',
-    `--admin-port=${serverAdmin}`,
-    `--health-port=${healthPort}`,
-    '--health-bind-address=127.0.0.1',
-    '--enable-profiling',
-    '--v=0',
-  ]);
-  await untilHealthy(healthPort, '/healthz', server, 'konnectivity-server');
-  const agent = spawnBin(t, 'konnectivity-agent', [
-    '--ca-cert', pki.ca.certPath,
-    '--proxy-server-host', '127.0.0.1',
-    '--proxy-server-port', String(agentPort),
-    '--health-server-host', '127.0.0.1',
-    '--health-server-port', String(agentHealth),
-    '--admin-server-port', String(agentAdmin),
-    '--enable-profiling',
-    '--v=0',
-  ]);
-  await untilHealthy(healthPort, '/readyz', server, 'konnectivity-server (waiting for the agent)');
-  await untilHealthy(agentHealth, '/readyz', agent, 'konnectivity-agent');
-  return { server, agent, serverAdmin, agentAdmin, agentMetrics: agentHealth, uds };
+  const pair = await startDaemonPair(t, {
+    serverFlags: [`--mode=${mode}`, `--uds-name=${uds}`, '--server-port=0', '--enable-profiling', '--v=0'],
+    agentFlags: ['--enable-profiling', '--v=0'],
+  });
+  return { server: pair.server, agent: pair.agent, serverAdmin: pair.serverAdminPort, agentAdmin: pair.agentAdminPort, agentMetrics: pair.agentHealthPort, uds };
 }
 
 /** One round of bad frontend traffic for the mode; every kind PER_KIND times. */
