@@ -59,11 +59,11 @@ function get(port: number, urlPath: string): Promise<{ status: number; body: str
   });
 }
 
-async function metric(port: number, name: string, labels: Record<string, string> = {}): Promise<number> {
+/** The value of an unlabelled metric. */
+async function metric(port: number, name: string): Promise<number> {
   const { body } = await get(port, '/metrics');
-  const family = parsePrometheusText(body).get(name);
-  const sample = family?.samples.find((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  if (!sample) throw new Error(`no sample ${name}${JSON.stringify(labels)} on port ${port}`);
+  const sample = parsePrometheusText(body).get(name)?.samples[0];
+  if (!sample) throw new Error(`no sample ${name} on port ${port}`);
   return sample.value;
 }
 
@@ -74,11 +74,14 @@ async function liveHeapBytes(adminPort: number, metricsPort: number): Promise<nu
   return metric(metricsPort, 'nodejs_heap_size_used_bytes');
 }
 
-/** Runs `task(i)` for i in [0, count) with at most CONCURRENCY at a time. */
-async function inParallel(count: number, task: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
+/** Runs `task` `count` times, at most CONCURRENCY at a time. */
+async function inParallel(count: number, task: () => Promise<void>): Promise<void> {
+  let started = 0;
   const worker = async (): Promise<void> => {
-    while (next < count) await task(next++);
+    while (started < count) {
+      started++;
+      await task();
+    }
   };
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
 }
