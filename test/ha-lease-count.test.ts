@@ -126,8 +126,10 @@ test('lease counting converges as servers are added and removed (crash: expiry +
   controllers.get(1)!.crash();
   await controllers.get(1)!.controller.stop(1_000);
   controllers.delete(1);
-  await cluster.stopServer(1);
+  // Checked before the server stops: its last renewal was at most 0.5 s ago and the Lease
+  // lasts 2 s, after which another server's GC may remove it (a slow stop must not race that).
   assert.ok(api.lease(NAMESPACE, s1Lease), 'the crashed server left its Lease behind');
+  await cluster.stopServer(1);
   await converge('s1 crashed', 2, [0, 2]);
   // The Lease stopped counting when it expired; a surviving server's GC then removed it.
   const deadline = Date.now() + WAIT_MS;
