@@ -13,7 +13,7 @@ import { KonnectivityDialError } from '../src/client/dial-error.ts';
 import { PacketType, packets, type DialRequestPacket, type Packet } from '../src/protocol/packet.ts';
 import { connectHead, openTunnel, rawFrontendSocket, startCluster } from './helpers/cluster.ts';
 import { readToEnd } from './helpers/payload.ts';
-import { connectFakeAgent, type FakeAgent } from './helpers/raw-grpc.ts';
+import { connectFakeAgent, openRawFrontend, type FakeAgent } from './helpers/raw-grpc.ts';
 import { waitFor } from './helpers/wait.ts';
 
 async function fakeAgent(t: TestContext, cluster: LocalCluster): Promise<FakeAgent> {
@@ -144,3 +144,23 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     assert.deepEqual(await agent.packets.nextMatching((p) => p.type === PacketType.CLOSE_REQ), packets.closeRequest(11n));
   });
 }
+
+test('grpc: the frontend stream gets its response headers with the first packet (DIAL_RSP), not when it opens, as grpc-go sends them', async (t) => {
+  const cluster = await startCluster(t, { mode: 'grpc', agents: 0 });
+  const agent = await fakeAgent(t, cluster);
+  const fe = await openRawFrontend(cluster);
+  t.after(() => fe.close());
+  let headersSeen = false;
+  void fe.call.headers.then(() => (headersSeen = true), () => {});
+  fe.send(packets.dialRequest('10.0.0.1:443', 7n));
+  const req = await agent.packets.nextMatching(isDialReq);
+  // Frames arrive in order: once this PING is acknowledged, anything the server
+  // wrote on the connection before it (headers sent when the stream opened) has been read.
+  await new Promise<void>((resolve, reject) => fe.channel.session.ping((err) => (err ? reject(err) : resolve())));
+  assert.equal(headersSeen, false, 'response headers went out before there was anything to answer');
+  agent.send(packets.dialResponse(req.dialRequest.random, 9n));
+  const rsp = await fe.packets.next();
+  assert.equal(rsp.type, PacketType.DIAL_RSP);
+  assert.equal((await fe.call.headers)[':status'], 200);
+  assert.equal(headersSeen, true);
+});
