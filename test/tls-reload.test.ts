@@ -30,7 +30,7 @@ import { KonnectivityServer, type ServerConfig } from '../src/server/konnectivit
 import { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
 import { createTunnel } from '../src/client/create-tunnel.ts';
 import { KonnectivityDialError } from '../src/client/dial-error.ts';
-import type { Tunnel, TunnelMode } from '../src/client/tunnel-options.ts';
+import type { Tunnel, TunnelConnection, TunnelMode } from '../src/client/tunnel-options.ts';
 import { createLogger, silentLogger, type Logger } from '../src/observability/logger.ts';
 import { SecretVolume } from '../src/tls/secret-volume.ts';
 import { randomPayload, readExactly, sha256 } from './helpers/payload.ts';
@@ -218,6 +218,65 @@ function assertRotated(outcome: Partial<Record<'agent' | 'frontend', string>>, l
   for (const l of listeners) assert.match(String(outcome[l]), /^(reloaded|unchanged)$/, `${l}: ${outcome[l]}`);
 }
 
+interface HalfDoneTransfer {
+  /** The download: 3 MiB of part 1 have arrived, part 2 is held back by the target. */
+  download: TunnelConnection;
+  /** An echo tunnel beside the download, checked once already. */
+  interactive: TunnelConnection;
+  echoTarget: TcpTarget;
+  /** Lets the target send part 2, waits for the download to end, and checks every byte of both parts arrived in order. */
+  finish(): Promise<void>;
+}
+
+/**
+ * A transfer that is half done when a rotation happens, with an interactive
+ * tunnel beside it, both over one tunnel: the target sends part 1 and holds
+ * part 2 back until `finish()`, so the rotation lands mid-download and a
+ * dropped or corrupted tunnel shows in the byte count and digest.
+ * `rotation` names it in the messages ("before …", "across …").
+ */
+async function halfDoneTransfer(
+  t: TestContext,
+  via: { mode: TunnelMode; port: number; trust: string; client: PemPair },
+  part2Bytes: number,
+  rotation: string,
+): Promise<HalfDoneTransfer> {
+  const part1 = randomPayload(3 * 1024 * 1024);
+  const part2 = Buffer.from(randomPayload(5 * 1024 * 1024).subarray(0, part2Bytes));
+  const release = deferred();
+  const transfer = await TcpTarget.start((c) => {
+    c.socket.write(part1);
+    void release.promise.then(() => c.socket.end(part2));
+  });
+  const echoTarget = await TcpTarget.start(echo);
+  t.after(() => Promise.all([transfer.close(), echoTarget.close()]));
+  const tunnel = tunnelTo(t, via.mode, via.port, via.trust, via.client);
+  const download = await tunnel.dial('tcp', transfer.address);
+  const interactive = await tunnel.dial('tcp', echoTarget.address);
+  await echoes(interactive, `before ${rotation}`);
+  const hash = createHash('sha256');
+  let received = 0;
+  const ended = deferred();
+  download.on('data', (c: Buffer) => {
+    hash.update(c);
+    received += c.length;
+  });
+  download.once('end', () => ended.resolve());
+  download.once('close', () => ended.resolve());
+  await waitFor(() => received >= part1.length, 'part 1 of the transfer arrives');
+  return {
+    download,
+    interactive,
+    echoTarget,
+    async finish() {
+      release.resolve();
+      await ended.promise;
+      assert.equal(received, part1.length + part2.length, `bytes lost across ${rotation}`);
+      assert.equal(hash.digest('hex'), sha256(Buffer.concat([part1, part2])), `transfer corrupted across ${rotation}`);
+    },
+  };
+}
+
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 for (const mode of ['grpc', 'http-connect'] as const) {
@@ -229,42 +288,15 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     const first = await startAgent(t, { port: agentPort, vol: agentVol });
     await waitFor(() => server.router.backendList.length === 1, 'the first agent connects');
 
-    // A transfer that is half done when the rotation happens: the target sends
-    // part 1, waits for the test to rotate, then sends part 2.
-    const part1 = randomPayload(3 * 1024 * 1024);
-    const part2 = Buffer.from(randomPayload(5 * 1024 * 1024).subarray(0, 2 * 1024 * 1024 + 17));
-    const release = deferred();
-    const transfer = await TcpTarget.start((c) => {
-      c.socket.write(part1);
-      void release.promise.then(() => c.socket.end(part2));
-    });
-    const echoTarget = await TcpTarget.start(echo);
-    t.after(() => Promise.all([transfer.close(), echoTarget.close()]));
-
-    const oldTunnel = tunnelTo(t, mode, frontendPort, a.ca.cert, apiserverA);
-    const download = await oldTunnel.dial('tcp', transfer.address);
-    const interactive = await oldTunnel.dial('tcp', echoTarget.address);
-    await echoes(interactive, 'before the rotation');
-    const hash = createHash('sha256');
-    let received = 0;
-    const ended = deferred();
-    download.on('data', (c: Buffer) => {
-      hash.update(c);
-      received += c.length;
-    });
-    download.once('end', () => ended.resolve());
-    download.once('close', () => ended.resolve());
-    await waitFor(() => received >= part1.length, 'part 1 of the transfer arrives');
+    // A transfer that is half done when the rotation happens, over a tunnel from the old CA.
+    const { download, interactive, echoTarget, finish } = await halfDoneTransfer(t, { mode, port: frontendPort, trust: a.ca.cert, client: apiserverA }, 2 * 1024 * 1024 + 17, 'the rotation');
 
     // Rotate the server's secret to CA B (serving cert, key and client CA) in one atomic swap.
     await serverVol.update(serverSecret(b));
     assertRotated(await server.reloadTls());
     assert.deepEqual(await server.reloadTls(), { agent: 'unchanged', frontend: 'unchanged' });
 
-    release.resolve();
-    await ended.promise;
-    assert.equal(received, part1.length + part2.length, 'bytes lost across the rotation');
-    assert.equal(hash.digest('hex'), sha256(Buffer.concat([part1, part2])), 'transfer corrupted across the rotation');
+    await finish();
     await echoes(interactive, 'after the rotation');
     assert.equal(server.router.backendList.length, 1, 'the established agent connection was dropped');
     assert.equal(first.agent.isReady, true);
@@ -315,29 +347,7 @@ for (const agentMtls of [false, true]) {
     const backendSerial = first.server.router.backendList[0]!.serial;
 
     // A transfer half done when the agent's secret rotates, and an interactive tunnel beside it.
-    const part1 = randomPayload(3 * 1024 * 1024);
-    const part2 = Buffer.from(randomPayload(5 * 1024 * 1024).subarray(0, 2 * 1024 * 1024 + 29));
-    const release = deferred();
-    const transfer = await TcpTarget.start((c) => {
-      c.socket.write(part1);
-      void release.promise.then(() => c.socket.end(part2));
-    });
-    const echoTarget = await TcpTarget.start(echo);
-    t.after(() => Promise.all([transfer.close(), echoTarget.close()]));
-    const tunnel = tunnelTo(t, 'grpc', first.frontendPort, a.ca.cert, apiserverA);
-    const download = await tunnel.dial('tcp', transfer.address);
-    const interactive = await tunnel.dial('tcp', echoTarget.address);
-    await echoes(interactive, 'before the agent rotation');
-    const hash = createHash('sha256');
-    let received = 0;
-    const ended = deferred();
-    download.on('data', (c: Buffer) => {
-      hash.update(c);
-      received += c.length;
-    });
-    download.once('end', () => ended.resolve());
-    download.once('close', () => ended.resolve());
-    await waitFor(() => received >= part1.length, 'part 1 of the transfer arrives');
+    const { download, interactive, echoTarget, finish } = await halfDoneTransfer(t, { mode: 'grpc', port: first.frontendPort, trust: a.ca.cert, client: apiserverA }, 2 * 1024 * 1024 + 29, 'the agent rotation');
 
     // Kubernetes-style: one atomic ..data swap to CA B's bundle and a certificate and key from CA B.
     await agentVol.update({ 'ca.crt': b.ca.cert, 'tls.crt': agentB.cert, 'tls.key': agentB.key });
@@ -352,10 +362,7 @@ for (const agentMtls of [false, true]) {
       'the agent holds the new client certificate',
     );
 
-    release.resolve();
-    await ended.promise;
-    assert.equal(received, part1.length + part2.length, 'bytes lost across the agent rotation');
-    assert.equal(hash.digest('hex'), sha256(Buffer.concat([part1, part2])), 'transfer corrupted across the agent rotation');
+    await finish();
     await echoes(interactive, 'after the agent rotation');
     // The same agent stream carried everything: no reconnect, no failure, 0 tunnels dropped.
     assert.deepEqual(first.server.router.backendList.map((x) => x.serial), [backendSerial]);
