@@ -23,6 +23,7 @@ import type { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
 import { MAX_DATA_PAYLOAD_BYTES } from '../src/client/proxy-stream-socket.ts';
 import { KonnectivityDialError } from '../src/client/dial-error.ts';
 import type { Tunnel, TunnelMode } from '../src/client/tunnel-options.ts';
+import type { LocalCluster } from '../src/dev/local-cluster.ts';
 import { openTunnel, startCluster } from './helpers/cluster.ts';
 import { KiB, MiB, closed, randomPayload, sha256, writeAll } from './helpers/payload.ts';
 import { TcpTarget, blackholePort, notReading, sink, type TargetBehaviour } from './helpers/targets.ts';
@@ -141,6 +142,25 @@ class EndlessUpload {
   }
 }
 
+/**
+ * The setup both stalled-destination tests share: A, an endless upload
+ * through `agent` to a destination that never reads, and a sink for B, on
+ * one tunnel; `held` tracks the peak the agent queues for A.
+ */
+async function stuckUploadBesideSink(t: TestContext, cluster: LocalCluster, agent: KonnectivityAgent) {
+  const stuck = await target(t, notReading);
+  const bDest = await target(t, sink);
+  const tunnel = openTunnel(t, cluster);
+
+  const a = new EndlessUpload(await tunnel.dial('tcp', stuck.address));
+  const aConn = await stuck.connections.next();
+  // Read once: the sampler runs until teardown, and `stuck.address` throws once its server is closed.
+  const stuckAddress = stuck.address;
+  const held = peakOf(() => heldFor(agent, stuckAddress));
+  t.after(held.stop);
+  return { stuck, stuckAddress, bDest, tunnel, a, aConn, held };
+}
+
 /** B: dial, upload B_BYTES of random data to a sink, close; resolves with what the sink received. */
 async function transferB(tunnel: Tunnel, dest: TcpTarget, onDialed: () => void = () => {}): Promise<{ bytes: number; sha256: string }> {
   const socket = await tunnel.dial('tcp', dest.address);
@@ -168,15 +188,7 @@ for (const mode of modes) {
       const window = agent.config.flowWindowBytes ?? 1024 * 1024;
       const bound = agent.config.maxEndpointBufferedBytes ?? 8 * MiB;
       assert.ok(cluster.server.router.backendList[0]!.flow, 'our agent and server negotiated flow control');
-      const stuck = await target(t, notReading);
-      const bDest = await target(t, sink);
-      const tunnel = openTunnel(t, cluster);
-
-      const a = new EndlessUpload(await tunnel.dial('tcp', stuck.address));
-      const aConn = await stuck.connections.next();
-      const stuckAddress = stuck.address;
-      const held = peakOf(() => heldFor(agent, stuckAddress));
-      t.after(held.stop);
+      const { stuck, bDest, tunnel, a, aConn, held } = await stuckUploadBesideSink(t, cluster, agent);
       // Stalled: A's writer waits for a drain, and the agent has bytes it cannot hand to the destination.
       await waitFor(() => a.waitingForDrain && heldFor(agent, stuck.address) > 0, "A's writes to back-pressure with bytes queued at the agent");
 
@@ -257,15 +269,7 @@ for (const mode of modes) {
     const cluster = await startCluster(t, { mode, agent: { flowWindowBytes: 0, maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300 } });
     const agent = cluster.agents[0]!;
     assert.equal(cluster.server.router.backendList[0]!.flow, null, 'no flow control negotiated');
-    const stuck = await target(t, notReading);
-    const bDest = await target(t, sink);
-    const tunnel = openTunnel(t, cluster);
-
-    const a = new EndlessUpload(await tunnel.dial('tcp', stuck.address));
-    const aConn = await stuck.connections.next();
-    const stuckAddress = stuck.address;
-    const held = peakOf(() => heldFor(agent, stuckAddress));
-    t.after(held.stop);
+    const { stuck, stuckAddress, bDest, tunnel, a, aConn, held } = await stuckUploadBesideSink(t, cluster, agent);
     await waitFor(() => a.closed || heldFor(agent, stuck.address) > bound, 'the agent to queue more than its bound for A');
     // Over the bound, the agent stops reading the whole server stream (the only memory bound without per-connection credit).
     await waitFor(() => a.closed || held.peak() > bound, 'the bound to be passed');
