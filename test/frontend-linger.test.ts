@@ -48,26 +48,10 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     const cluster = await startCluster(t, { mode, agents: 0, server: { maxFrontendBufferBytes: 8 * MiB, frontendStallTimeoutMs: 300 } });
     assert.equal(cluster.server.router.frontendLingerMs, 1000);
     const agent = await fakeAgent(t, cluster);
-    let floodID = 0n;
-    let stopFlood = false;
-    agent.serveEcho((id) => {
-      if (floodID !== 0n) return;
-      floodID = id;
-      const chunk = randomPayload(64 * KiB);
-      void (async () => {
-        while (!stopFlood && !agent.call.stream.isClosed) {
-          if (!agent.send(packets.data(id, chunk))) await agent.waitDrain();
-        }
-      })();
-    });
-    const echoing = agent.onPacket;
-    agent.onPacket = (p) => {
-      if (p.type === PacketType.CLOSE_REQ && p.closeRequest.connectID === floodID) stopFlood = true;
-      echoing(p);
-    };
+    const flooding = agent.serveEchoFloodingFirst();
     await neverReadingConnection(t, cluster, mode, '10.0.0.1:80');
     await waitForGauge(cluster, mode, 1, 'the stalled tunnel to be counted');
-    await waitFor(() => stopFlood, 'the server to close the stalled connection (CLOSE_REQ to the agent)');
+    await waitFor(flooding.closeRequested, 'the server to close the stalled connection (CLOSE_REQ to the agent)');
     assert.equal(cluster.server.router.stalledFrontendCloses, 1);
     // Released: socket destroyed / stream reset, with everything it held.
     await waitForGauge(cluster, mode, 0, 'the stalled frontend to be released');

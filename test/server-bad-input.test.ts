@@ -232,29 +232,12 @@ for (const mode of ['grpc', 'http-connect'] as const) {
     const bound = 8 * MiB;
     const cluster = await startCluster(t, { mode, agents: 0, server: { maxFrontendBufferBytes: bound, frontendStallTimeoutMs: 300 } });
     const agent = await fakeAgent(t, cluster);
-    let floodID = 0n;
-    let pushed = 0;
-    let stopFlood = false;
-    agent.serveEcho((id) => {
-      if (floodID !== 0n) return;
-      floodID = id;
-      const chunk = randomPayload(64 * KiB);
-      void (async () => {
-        while (!stopFlood && !agent.call.stream.isClosed) {
-          if (!agent.send(packets.data(id, chunk))) await agent.waitDrain();
-          pushed += chunk.length;
-        }
-      })();
-    });
-    const echoing = agent.onPacket;
-    agent.onPacket = (p) => {
-      if (p.type === PacketType.CLOSE_REQ && p.closeRequest.connectID === floodID) stopFlood = true;
-      echoing(p);
-    };
+    const flooding = agent.serveEchoFloodingFirst();
     await neverReadingConnection(t, cluster, mode, '10.0.0.1:80');
-    await waitFor(() => stopFlood, 'the server to close the stalled connection (CLOSE_REQ to the agent)');
+    await waitFor(flooding.closeRequested, 'the server to close the stalled connection (CLOSE_REQ to the agent)');
     assert.equal(cluster.server.router.stalledFrontendCloses, 1);
     // Bounded: the bound plus what the transports in between hold, nowhere near unbounded.
+    const pushed = flooding.pushedBytes();
     assert.ok(pushed < 64 * MiB, `the agent pushed ${pushed} bytes before the server gave up`);
     await waitFor(() => cluster.server.router.establishedCount === 0, 'the stalled connection to be forgotten');
 

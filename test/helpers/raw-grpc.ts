@@ -10,6 +10,7 @@ import { PacketType, packets, type Packet } from '../../src/protocol/packet.ts';
 import type { ProtocolError } from '../../src/protocol/protocol-error.ts';
 import type { LocalCluster } from '../../src/dev/local-cluster.ts';
 import type { PemPair } from '../../src/dev/pki.ts';
+import { KiB, randomPayload } from './payload.ts';
 import { Inbox } from './wait.ts';
 
 export class RawCall {
@@ -137,6 +138,37 @@ export class FakeAgent extends RawCall {
           return;
       }
     };
+  }
+
+  /**
+   * `serveEcho`, except that the first connection dialed is flooded with
+   * 64 KiB DATA packets (waiting for drain when the stream pushes back) until
+   * the server sends CLOSE_REQ for it: a destination that never stops
+   * sending, behind an agent that has no per-connection credit to hold it.
+   * `closeRequested()` turns true with that CLOSE_REQ; `pushedBytes()` is
+   * what the agent handed to its stream by then.
+   */
+  serveEchoFloodingFirst(): { closeRequested: () => boolean; pushedBytes: () => number } {
+    let floodID = 0n;
+    let pushed = 0;
+    let stopFlood = false;
+    this.serveEcho((id) => {
+      if (floodID !== 0n) return;
+      floodID = id;
+      const chunk = randomPayload(64 * KiB);
+      void (async () => {
+        while (!stopFlood && !this.call.stream.isClosed) {
+          if (!this.send(packets.data(id, chunk))) await this.waitDrain();
+          pushed += chunk.length;
+        }
+      })();
+    });
+    const echoing = this.onPacket;
+    this.onPacket = (p) => {
+      if (p.type === PacketType.CLOSE_REQ && p.closeRequest.connectID === floodID) stopFlood = true;
+      echoing(p);
+    };
+    return { closeRequested: () => stopFlood, pushedBytes: () => pushed };
   }
 }
 
