@@ -5,7 +5,6 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Registry } from 'prom-client';
@@ -19,26 +18,7 @@ import { KonnectivityDialError } from '../src/client/dial-error.ts';
 import { startLocalCluster, type LocalCluster } from '../src/dev/local-cluster.ts';
 import { mapDialErrorToHTTPStatus } from '../src/server/http-connect/dial-error-status.ts';
 import { deferred, until } from './agent-fixtures.ts';
-
-async function echoEndpoint(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
+import { echoEndpoint } from './helpers/targets.ts';
 
 async function rejections(registry: Registry, limit: string): Promise<number> {
   const text = await registry.metrics();

@@ -26,7 +26,7 @@ import { Backend, ProxyRouter, type FrontendPeer } from '../src/server/proxy-rou
 import { isServerLimitError, pendingDialsPerAgentError, pendingDialsPerFrontendError, type ServerLimits } from '../src/server/limits.ts';
 import { createHash } from 'node:crypto';
 import { openRawFrontend, type RawCall } from './helpers/raw-grpc.ts';
-import { blackholePort, type BlackholePort } from './helpers/targets.ts';
+import { blackholePort, echoEndpoint, type BlackholePort } from './helpers/targets.ts';
 import { randomPayload, readExactly, sha256, MiB } from './helpers/payload.ts';
 import type { Duplex } from 'node:stream';
 import { parseServerOptions } from '../src/server/server-options.ts';
@@ -181,26 +181,6 @@ describe('router limits (in memory)', () => {
 
 // ---------------------------------------------------------------------------
 // On real sockets
-
-async function echoEndpoint(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 async function cluster(t: { after(fn: () => unknown): void }, mode: 'grpc' | 'http-connect', limits: Partial<ServerLimits>): Promise<LocalCluster> {
   const c = await startLocalCluster({ mode, server: { limits } });
