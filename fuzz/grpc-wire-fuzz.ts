@@ -30,13 +30,13 @@
  * address a packet names is refused by its dialer without a DNS lookup or a
  * packet leaving the machine.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
+import type { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
 import { createTcpEndpointDialer, type EndpointDialer } from '../src/agent/endpoint-dialer.ts';
 import { EndpointDialError } from '../src/agent/go-dial-error.ts';
 import { startLocalCluster, type LocalCluster } from '../src/dev/local-cluster.ts';
@@ -187,19 +187,7 @@ export class GrpcWireFuzzRig {
     const tcp = createTcpEndpointDialer({ timeoutMs: 2_000 });
     const dialEndpoint: EndpointDialer = (address, signal) =>
       address === echoAddress || address === closedAddress ? tcp(address, signal) : Promise.reject(new EndpointDialError(`dial tcp ${address}: refused by the fuzz rig (loopback targets only)`, 'unknown'));
-    const agent = new KonnectivityAgent(
-      {
-        proxyServerHost: '127.0.0.1',
-        proxyServerPort: cluster.server.addresses.agentPort,
-        caCertPath: cluster.pki.ca.certPath,
-        agentID: randomUUID(),
-        syncIntervalMs: 200,
-        syncIntervalCapMs: 1_000,
-        probeIntervalMs: 500,
-      },
-      { dialEndpoint },
-    );
-    await agent.start();
+    const agent = await cluster.startAgent({}, { dialEndpoint });
     await cluster.waitForAgents(1);
     const backend = cluster.server.router.backendList[0]!;
     const tunnel = cluster.openTunnel();

@@ -6,14 +6,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { randomUUID } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { parseAgentOptions } from '../src/agent/agent-options.ts';
 import { agentConfigFromOptions } from '../src/cli/agent-main.ts';
 import { createTcpEndpointDialer, type EndpointDialer } from '../src/agent/endpoint-dialer.ts';
 import { EndpointLimits, createAgentLimitMetrics } from '../src/agent/endpoint-limits.ts';
 import { EndpointDialError, canceledDialError } from '../src/agent/go-dial-error.ts';
-import { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
+import type { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
 import { KonnectivityDialError } from '../src/client/dial-error.ts';
 import { startLocalCluster, type LocalCluster } from '../src/dev/local-cluster.ts';
 import { mapDialErrorToHTTPStatus } from '../src/server/http-connect/dial-error-status.ts';
@@ -97,20 +96,7 @@ function limitFlags(args: string[]) {
 }
 
 async function agentFor(t: { after(fn: () => unknown): void }, cluster: LocalCluster, flags: string[], dialEndpoint?: EndpointDialer): Promise<KonnectivityAgent> {
-  const agent = new KonnectivityAgent(
-    {
-      proxyServerHost: '127.0.0.1',
-      proxyServerPort: cluster.server.addresses.agentPort,
-      caCertPath: cluster.pki.ca.certPath,
-      agentID: randomUUID(),
-      syncIntervalMs: 200,
-      syncIntervalCapMs: 1_000,
-      probeIntervalMs: 500,
-      ...limitFlags(flags),
-    },
-    dialEndpoint ? { dialEndpoint } : {},
-  );
-  await agent.start();
+  const agent = await cluster.startAgent(limitFlags(flags), dialEndpoint ? { dialEndpoint } : {});
   t.after(() => agent.stop());
   await until(() => cluster.server.router.backendList.length === 1);
   return agent;

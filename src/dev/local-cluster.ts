@@ -12,7 +12,7 @@ import type net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { createDevPki, type DevPki, type PemPair } from './pki.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
-import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
+import { KonnectivityAgent, type AgentDependencies } from '../agent/konnectivity-agent.ts';
 import type { AgentConfig } from '../agent/agent-config.ts';
 import { createTunnel } from '../client/create-tunnel.ts';
 import type { Tunnel, TunnelMode } from '../client/tunnel-options.ts';
@@ -44,7 +44,8 @@ export interface LocalCluster {
   /** A demo HTTP target reachable only through the tunnel in spirit (it is on loopback). */
   demo: { server: http.Server; port: number; url: string };
   openTunnel(mode?: TunnelMode): Tunnel;
-  startAgent(overrides?: Partial<AgentConfig>): Promise<KonnectivityAgent>;
+  /** Starts one more agent; `deps` replaces its collaborators (e.g. a scripted endpoint dialer). */
+  startAgent(overrides?: Partial<AgentConfig>, deps?: AgentDependencies): Promise<KonnectivityAgent>;
   waitForAgents(count?: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -111,7 +112,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
   const demo = await startDemoTarget();
   const agents: KonnectivityAgent[] = [];
 
-  const startAgent = async (overrides: Partial<AgentConfig> = {}): Promise<KonnectivityAgent> => {
+  const startAgent = async (overrides: Partial<AgentConfig> = {}, deps: AgentDependencies = {}): Promise<KonnectivityAgent> => {
     const agent = new KonnectivityAgent(
       {
         proxyServerHost: '127.0.0.1',
@@ -125,7 +126,7 @@ export async function startLocalCluster(options: LocalClusterOptions): Promise<L
         ...options.agent,
         ...overrides,
       },
-      { logger: logger.child({ component: 'agent' }) },
+      { logger: logger.child({ component: 'agent' }), ...deps },
     );
     await agent.start();
     agents.push(agent);
