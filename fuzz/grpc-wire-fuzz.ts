@@ -31,7 +31,6 @@
  * packet leaving the machine.
  */
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -40,6 +39,7 @@ import type { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
 import { createTcpEndpointDialer, type EndpointDialer } from '../src/agent/endpoint-dialer.ts';
 import { EndpointDialError } from '../src/agent/go-dial-error.ts';
 import { startLocalCluster, type LocalCluster } from '../src/dev/local-cluster.ts';
+import { closedPort, echoEndpoint, type EchoEndpoint } from '../src/dev/loopback-endpoints.ts';
 import type { Tunnel } from '../src/client/tunnel-options.ts';
 import { GrpcChannel, GrpcClientCall, type GrpcTarget } from '../src/grpc/grpc-client.ts';
 import { encodePacketWithHeadroom } from '../src/protocol/codec.ts';
@@ -128,8 +128,7 @@ export class GrpcWireFuzzRig {
   private readonly tunnel: Tunnel;
   private readonly good: net.Socket;
   private readonly reader: EchoReader;
-  private readonly echo: net.Server;
-  private readonly echoSockets = new Set<net.Socket>();
+  private readonly echo: EchoEndpoint;
   private readonly backend: Backend;
   private readonly goodConnectID: bigint;
   private readonly addresses: readonly string[];
@@ -144,8 +143,7 @@ export class GrpcWireFuzzRig {
     agent: KonnectivityAgent;
     tunnel: Tunnel;
     good: net.Socket;
-    echo: net.Server;
-    echoSockets: Set<net.Socket>;
+    echo: EchoEndpoint;
     backend: Backend;
     goodConnectID: bigint;
     addresses: readonly string[];
@@ -157,7 +155,6 @@ export class GrpcWireFuzzRig {
     this.good = init.good;
     this.reader = new EchoReader(init.good);
     this.echo = init.echo;
-    this.echoSockets = init.echoSockets;
     this.backend = init.backend;
     this.goodConnectID = init.goodConnectID;
     this.addresses = init.addresses;
@@ -166,21 +163,9 @@ export class GrpcWireFuzzRig {
   }
 
   static async start(options: WireFuzzRigOptions = {}): Promise<GrpcWireFuzzRig> {
-    const echoSockets = new Set<net.Socket>();
-    const echo = net.createServer((s) => {
-      echoSockets.add(s);
-      s.on('close', () => echoSockets.delete(s));
-      s.on('error', () => {});
-      s.pipe(s);
-    });
-    echo.listen(0, '127.0.0.1');
-    await once(echo, 'listening');
-    const echoAddress = `127.0.0.1:${(echo.address() as net.AddressInfo).port}`;
-    const closed = net.createServer();
-    closed.listen(0, '127.0.0.1');
-    await once(closed, 'listening');
-    const closedAddress = `127.0.0.1:${(closed.address() as net.AddressInfo).port}`;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const echo = await echoEndpoint();
+    const echoAddress = `127.0.0.1:${echo.port}`;
+    const closedAddress = `127.0.0.1:${await closedPort()}`;
 
     const cluster = await startLocalCluster({ mode: 'grpc', agents: 0 });
     // The only destinations this agent ever dials: the echo target and a closed port.
@@ -201,7 +186,6 @@ export class GrpcWireFuzzRig {
       tunnel,
       good,
       echo,
-      echoSockets,
       backend,
       goodConnectID,
       addresses: [echoAddress, closedAddress, '', 'no-port', '127.0.0.1:', '127.0.0.1:99999', '[::1]:1', '10.0.0.1:443', 'localhost:1', '999.1.1.1:80'],
@@ -214,8 +198,7 @@ export class GrpcWireFuzzRig {
     await this.tunnel.close();
     await this.agent.stop();
     await this.cluster.close();
-    for (const s of this.echoSockets) s.destroy();
-    await new Promise<void>((resolve) => this.echo.close(() => resolve()));
+    await this.echo.close();
   }
 
   async runCase(seed: number): Promise<void> {

@@ -5,42 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { once } from 'node:events';
 import { parseAgentOptions } from '../src/agent/agent-options.ts';
 import { agentConfigFromOptions } from '../src/cli/agent-main.ts';
 import { KonnectivityDialError } from '../src/client/dial-error.ts';
 import { startLocalCluster, type LocalCluster } from '../src/dev/local-cluster.ts';
+import { echoEndpoint } from '../src/dev/loopback-endpoints.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
-
-interface EchoEndpoint {
-  port: number;
-  accepted: number;
-  close(): Promise<void>;
-}
-
-async function echoEndpoint(): Promise<EchoEndpoint> {
-  const sockets = new Set<net.Socket>();
-  const ep: EchoEndpoint = {
-    port: 0,
-    accepted: 0,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-  const server = net.createServer((s) => {
-    ep.accepted++;
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  ep.port = (server.address() as net.AddressInfo).port;
-  return ep;
-}
 
 /** The policy and limit fields of the agent config, from command-line flags as an operator writes them. */
 function agentFlags(args: string[]) {

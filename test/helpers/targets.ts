@@ -156,41 +156,7 @@ export function flood(chunk: Uint8Array = Buffer.alloc(64 * 1024, 0x5a)): Target
   };
 }
 
-/**
- * A bare loopback echo server, for tests that only need somewhere to dial:
- * unlike a TcpTarget it records nothing and does not allow half-open
- * connections. `close()` destroys the open sockets first, so it never waits
- * for a tunnel to let go of one.
- */
-export async function echoEndpoint(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
-
-/** A loopback port with nothing listening: dials get ECONNREFUSED. */
-export async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+export { closedPort, echoEndpoint, type EchoEndpoint } from '../../src/dev/loopback-endpoints.ts';
 
 /** A free port in upstream's valid range (1024-49151) for flags that refuse 0. */
 export async function freePort(): Promise<number> {
