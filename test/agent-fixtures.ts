@@ -274,16 +274,6 @@ export async function startEndpoint(onSocket: (socket: Socket) => void): Promise
   };
 }
 
-/** A loopback port nothing listens on (bound, then released). */
-export async function unusedPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 export function sha256(chunks: Iterable<Uint8Array> | Uint8Array): string {
   const h = createHash('sha256');
   if (chunks instanceof Uint8Array) h.update(chunks);
@@ -343,3 +333,6 @@ export function testAgentConfig(pki: TestPki, servers: readonly FakeProxyServer[
     ...extra,
   };
 }
+
+/** A loopback port nothing listens on (bound, then released). */
+export { closedPort as unusedPort } from '../src/dev/loopback-endpoints.ts';

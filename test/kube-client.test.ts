@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { createDevPki, type DevPki } from '../src/dev/pki.ts';
+import { closedPort } from '../src/dev/loopback-endpoints.ts';
 import { KubeClient, type LeaseWatchEvent } from '../src/kube/kube-client.ts';
 import { NOT_IN_CLUSTER_MESSAGE, SERVICE_ACCOUNT_DIR, loadKubeConfig } from '../src/kube/kube-config.ts';
 import { KubeApiError, isConflict, isNotFound } from '../src/kube/kube-errors.ts';
@@ -35,15 +36,6 @@ after(async () => {
 
 function client(options: { requestTimeoutMs?: number } = {}): KubeClient {
   return KubeClient.fromFlags({ kubeconfigPath: api.kubeconfigPath, ...options });
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 test('kubeconfig: a missing file, a file without a current cluster', () => {

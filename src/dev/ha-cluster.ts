@@ -18,6 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import { createDevPki, type DevPki } from './pki.ts';
 import { startDemoTarget } from './local-cluster.ts';
+import { closedPort } from './loopback-endpoints.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
 import { KonnectivityAgent, type AgentDependencies } from '../agent/konnectivity-agent.ts';
 import type { AgentConfig } from '../agent/agent-config.ts';
@@ -119,15 +120,6 @@ export function findHaproxy(explicit?: string): string | null {
     if (dir && existsSync(path.join(dir, 'haproxy'))) return path.join(dir, 'haproxy');
   }
   return null;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 function haproxyConfig(port: number, backends: readonly number[], balance: string): string {
@@ -261,7 +253,8 @@ export async function startHaCluster(options: HaClusterOptions): Promise<HaClust
     }
 
     if (haproxyBin) {
-      loadBalancerPort = await freePort();
+      // A loopback port nothing listens on yet: haproxy binds it.
+      loadBalancerPort = await closedPort();
       const cfg = path.join(dir, 'haproxy.cfg');
       writeFileSync(cfg, haproxyConfig(loadBalancerPort, servers.map((s) => s.agentPort), options.balance ?? 'roundrobin'));
       let stderr = '';
