@@ -22,6 +22,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
+import { mapLimit } from '../bench/lib/stats.ts';
 import { createTunnel } from '../src/client/create-tunnel.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
 import { GrpcChannel } from '../src/grpc/grpc-client.ts';
@@ -76,14 +77,7 @@ async function liveHeapBytes(adminPort: number, metricsPort: number): Promise<nu
 
 /** Runs `task` `count` times, at most CONCURRENCY at a time. */
 async function inParallel(count: number, task: () => Promise<void>): Promise<void> {
-  let started = 0;
-  const worker = async (): Promise<void> => {
-    while (started < count) {
-      started++;
-      await task();
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  await mapLimit(Array.from({ length: count }), CONCURRENCY, task);
 }
 
 /** Writes `bytes` on a fresh unix-socket connection and waits until the server closes it. */
