@@ -38,16 +38,29 @@ export interface MemoryFacts {
   rssMB: number;
   /** Peak resident set size since the process started, MB. */
   hwmMB: number;
+  /**
+   * The part of `rssMB` that is the process's own anonymous memory (heap,
+   * stacks, buffers), MB: what a second copy of the process adds.
+   */
+  anonMB: number;
+  /**
+   * The part of `rssMB` backed by files (pages of the executable and shared
+   * libraries it has touched), MB: shared with every process running the same
+   * binary, and dropped by the kernel under memory pressure instead of counting
+   * towards an out-of-memory kill.
+   */
+  fileMB: number;
 }
 
-/** VmRSS and VmHWM of `pid`. */
+/** VmRSS, VmHWM, RssAnon and RssFile of `pid`. */
 export function memory(pid: number): MemoryFacts {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (name: string): number => {
     const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status);
     return m ? Number(m[1]) : Number.NaN;
   };
-  return { rssMB: (kb('VmRSS') * 1024) / 1e6, hwmMB: (kb('VmHWM') * 1024) / 1e6 };
+  const mb = (name: string): number => (kb(name) * 1024) / 1e6;
+  return { rssMB: mb('VmRSS'), hwmMB: mb('VmHWM'), anonMB: mb('RssAnon'), fileMB: mb('RssFile') };
 }
 
 /** CPU seconds of several processes, read at one moment. */
