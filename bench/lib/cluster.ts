@@ -12,6 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TunnelMode } from '../../src/client/tunnel-options.ts';
+import { unusedLoopbackPort } from '../../src/dev/loopback-endpoints.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -194,16 +195,9 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-/** A port the kernel just handed out and that we released again (the CLIs refuse port 0). */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
+/** A port nothing listens on, for the CLIs' port flags (they refuse 0). */
+export function freePort(): Promise<number> {
+  return unusedLoopbackPort();
 }
 
 export function spawnNode(name: string, script: string, args: string[], logPath: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): ManagedProcess {

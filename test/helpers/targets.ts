@@ -6,6 +6,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
+import { unusedLoopbackPort } from '../../src/dev/loopback-endpoints.ts';
 import { createHash } from 'node:crypto';
 import { Inbox, deferred, sleep } from './wait.ts';
 import type { Digest } from './payload.ts';
@@ -159,15 +160,8 @@ export function flood(chunk: Uint8Array = Buffer.alloc(64 * 1024, 0x5a)): Target
 export { closedPort, echoEndpoint, type EchoEndpoint } from '../../src/dev/loopback-endpoints.ts';
 
 /** A free port in upstream's valid range (1024-49151) for flags that refuse 0. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1');
-    await once(s, 'listening');
-    const port = (s.address() as AddressInfo).port;
-    await new Promise<void>((resolve) => s.close(() => resolve()));
-    if (port >= 1024 && port <= 49151) return port;
-  }
+export function freePort(): Promise<number> {
+  return unusedLoopbackPort();
 }
 
 export interface BlackholePort {

@@ -52,15 +52,7 @@ export async function startGreeter(greeting: Buffer): Promise<{ address: string;
   return { address: `127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-/** A loopback port nothing listens on (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+export { closedPort } from '../../src/dev/loopback-endpoints.ts';
 
 /** Polls `predicate` until it holds (no timing assertion: the deadline only bounds a hang). */
 export async function until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
