@@ -11,7 +11,12 @@
  * 105–110 mark-compacts in the server and 62–70 in the agent with V8's
  * defaults; 1–18 and 6–26 with a growing factor of 6, with server CPU down
  * from 2.4 to 1.5–1.7 s per run and throughput up from 153 / 173 to 185 /
- * 245 MB/s (gRPC / HTTP-CONNECT).
+ * 245 MB/s (gRPC / HTTP-CONNECT). Measured again on 2026-11-23 (one
+ * HTTP-CONNECT throughput scenario, 32 MiB + 3 × 512 MiB): 89 mark-compacts
+ * in the server and 64 in the agent with V8's defaults, 50–52 and 26–27 with
+ * the factor. What still triggers them is V8's external-memory limit (a full
+ * GC per 64 MB of ArrayBuffers), which the growing factor does not move;
+ * docs/benchmarks.md (session 5) has the flags tried against it.
  *
  * The growing factor only decides how far the heap may grow past what was
  * live at the last full collection before the next one; it does not keep
