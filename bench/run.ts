@@ -18,6 +18,9 @@
  *   --only a,b              run only these scenarios: throughput, rtt, dial, concurrent, idle, hol, many
  *   --modes grpc,http-connect   tunnel modes to run (default both)
  *   --skip-many             leave out the many-connections scenario
+ *   --reps N                runs per target and scenario, interleaved, median reported (default 3);
+ *                           this machine's run-to-run spread is ±15–30 %, so small differences
+ *                           need more runs, or an A/B inside one invocation
  *   --profile[=DIR]         run server and agent under node --cpu-prof and print the top self-time
  *                           costs (profiles kept in DIR, default a temp dir)
  *   --v N                   pass -v=N to server and agent (default: the binaries' default)
@@ -114,12 +117,16 @@ const { values: opts } = parseArgs({
     'upstream-agent': { type: 'string' },
     'upstream-server-arg': { type: 'string', multiple: true },
     'upstream-agent-arg': { type: 'string', multiple: true },
+    reps: { type: 'string' },
   },
   allowPositionals: false,
   strict: true,
 });
 
 const quick = opts.quick!;
+const reps = opts.reps === undefined ? 3 : Number(opts.reps);
+if (!Number.isInteger(reps) || reps < 1 || reps > 99) usageError('--reps needs a whole number of runs per target, 1 to 99');
+if (quick && opts.reps !== undefined) usageError('--reps and --quick do not go together (quick mode runs each target once)');
 const only = opts.only ? (opts.only.split(',').map((s) => s.trim()).filter(Boolean) as ScenarioId[]) : null;
 for (const id of only ?? []) if (!scenarioIds.includes(id)) usageError(`unknown scenario ${JSON.stringify(id)} (known: ${scenarioIds.join(', ')})`);
 const modes = opts.modes ? (opts.modes.split(',').map((s) => s.trim()).filter(Boolean) as TunnelMode[]) : allModes;
@@ -266,7 +273,7 @@ function setupFacts(code: CodeLayout): string[] {
     opts['wait-quiet']
       ? 'Shared-machine guard (`--wait-quiet`): before each measured run the bench waited until processes outside it used under 15 % of one core, and repeated (up to 5 times) any run during which they used over 25 %; the "not bench" column shows what remained.'
       : 'No shared-machine guard: other processes may have competed for the CPU; the "not bench" column of each CPU table shows how much.',
-    `Repetitions: ${quick ? '1 run per target (quick mode)' : 'medians of 3 runs per target'}, targets interleaved within each repetition (${targetOrderText}, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
+    `Repetitions: ${quick ? '1 run per target (quick mode)' : `medians of ${reps} runs per target`}, targets interleaved within each repetition (${targetOrderText}, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
   ];
 }
 
@@ -342,7 +349,7 @@ async function main(): Promise<number> {
     const benchPids = [process.pid, destination.process.pid, ...clusters.flatMap((c) => [c.server.pid, c.agent.pid])];
     const ctx: BenchContext = {
       quick,
-      reps: quick ? 1 : 3,
+      reps: quick ? 1 : reps,
       targets,
       destination,
       progress,

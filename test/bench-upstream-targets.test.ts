@@ -176,3 +176,19 @@ test('bench --upstream-server/--upstream-agent: usage errors for a missing, lone
   // Nothing was run through the agent wrapper.
   assert.ok(!existsSync(path.join(dir, 'agent.pids')));
 });
+
+test('bench --reps: usage errors for a count that is not 1 to 99, or with --quick', async () => {
+  const cases: { args: string[]; error: RegExp }[] = [
+    { args: ['--reps=0'], error: /--reps needs a whole number of runs per target, 1 to 99/ },
+    { args: ['--reps=2.5'], error: /--reps needs a whole number/ },
+    { args: ['--reps=many'], error: /--reps needs a whole number/ },
+    { args: ['--quick', '--reps=5'], error: /--reps and --quick do not go together/ },
+  ];
+  const results = await Promise.all(cases.map((c) => runBench(c.args, 30_000)));
+  for (const [i, c] of cases.entries()) {
+    const r = results[i]!;
+    assert.equal(r.code, 2, `${c.args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, c.error);
+    assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
+  }
+});
