@@ -4,10 +4,9 @@
  * head-of-line scenario's hanging-dial variant.
  */
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { blackholeEndpoint, type BlackholeEndpoint } from '../../src/dev/loopback-endpoints.ts';
 import type { ManagedProcess } from './cluster.ts';
 
 const script = fileURLToPath(new URL('../destination.ts', import.meta.url));
@@ -72,60 +71,7 @@ export async function startDestination(): Promise<Destination> {
   };
 }
 
-export interface Blackhole {
-  /** `127.0.0.1:port`: connects to it stay in SYN-SENT until their own timeout. */
-  address: string;
-  close(): Promise<void>;
-}
+export type Blackhole = BlackholeEndpoint;
 
-/**
- * A loopback port whose listener never accepts (as test/helpers/targets.ts
- * `blackholePort`): a child process listens with backlog 1 and is stopped
- * (SIGSTOP), and we fill its accept queue; from then on the kernel drops SYNs
- * to it. The stopped child is SIGKILLed by `close`, and also when this process
- * exits any other way (an error, or run.ts's Ctrl-C handler calling
- * process.exit), so it never outlives the bench.
- */
-export async function startBlackhole(): Promise<Blackhole> {
-  const child = spawn(
-    process.execPath,
-    ['-e', "const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>process.stdout.write(s.address().port+'\\n'))"],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  const kill = (): void => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  process.once('exit', kill);
-  const fillers: net.Socket[] = [];
-  const closeAll = async (): Promise<void> => {
-    process.off('exit', kill);
-    for (const s of fillers) s.destroy();
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    }
-  };
-  try {
-    const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-    const port = Number(line.toString().trim());
-    process.kill(child.pid!, 'SIGSTOP');
-    // Connect until one does not complete: the queue is full. Two more make sure.
-    for (let i = 0; i < 16; i++) {
-      const s = net.connect(port, '127.0.0.1');
-      s.on('error', () => {});
-      fillers.push(s);
-      const connected = await Promise.race([once(s, 'connect').then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 250))]);
-      if (!connected) break;
-    }
-    for (let i = 0; i < 2; i++) {
-      const s = net.connect(port, '127.0.0.1');
-      s.on('error', () => {});
-      fillers.push(s);
-    }
-    return { address: `127.0.0.1:${port}`, close: closeAll };
-  } catch (err) {
-    await closeAll();
-    throw err;
-  }
-}
+/** A loopback port whose dials hang (src/dev/loopback-endpoints.ts `blackholeEndpoint`). */
+export const startBlackhole = blackholeEndpoint;

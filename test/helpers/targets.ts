@@ -3,12 +3,11 @@
  * record every connection, plus ports that refuse or never answer. Nothing
  * here ever talks to a non-loopback address.
  */
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
-import { unusedLoopbackPort } from '../../src/dev/loopback-endpoints.ts';
+import { blackholeEndpoint, unusedLoopbackPort, type BlackholeEndpoint } from '../../src/dev/loopback-endpoints.ts';
 import { createHash } from 'node:crypto';
-import { Inbox, deferred, sleep } from './wait.ts';
+import { Inbox, deferred } from './wait.ts';
 import type { Digest } from './payload.ts';
 
 export interface TargetConnection {
@@ -164,48 +163,7 @@ export function freePort(): Promise<number> {
   return unusedLoopbackPort();
 }
 
-export interface BlackholePort {
-  port: number;
-  address: string;
-  close(): Promise<void>;
-}
+export type BlackholePort = BlackholeEndpoint;
 
-/**
- * A loopback port whose listener never accepts: a child process listens with
- * backlog 1 and is stopped (SIGSTOP), and we fill its accept queue. From then
- * on the kernel drops SYNs to it, so a TCP dial hangs until its own timeout.
- */
-export async function blackholePort(): Promise<BlackholePort> {
-  const child = spawn(
-    process.execPath,
-    ['-e', "const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>process.stdout.write(s.address().port+'\\n'))"],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-  const port = Number(line.toString().trim());
-  process.kill(child.pid!, 'SIGSTOP');
-  const fillers: net.Socket[] = [];
-  // Connect until one does not complete: the queue is full. Two more make sure.
-  for (let i = 0; i < 16; i++) {
-    const s = net.connect(port, '127.0.0.1');
-    s.on('error', () => {});
-    fillers.push(s);
-    const ok = await Promise.race([once(s, 'connect').then(() => true), sleep(250).then(() => false)]);
-    if (!ok) break;
-  }
-  for (let i = 0; i < 2; i++) {
-    const s = net.connect(port, '127.0.0.1');
-    s.on('error', () => {});
-    fillers.push(s);
-  }
-  return {
-    port,
-    address: `127.0.0.1:${port}`,
-    async close() {
-      for (const s of fillers) s.destroy();
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    },
-  };
-}
+/** A loopback port whose dials hang until their own timeout (see `blackholeEndpoint`). */
+export const blackholePort = blackholeEndpoint;
