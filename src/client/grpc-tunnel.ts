@@ -9,7 +9,7 @@ import { GrpcChannel } from '../grpc/grpc-client.ts';
 import type { GrpcClientCall } from '../grpc/grpc-client.ts';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ConnectionStatusGauge, recordDialFailure } from './client-instrumentation.ts';
+import { ConnectionStatusGauge } from './client-instrumentation.ts';
 import { DialDeadline } from './dial-deadline.ts';
 import { KonnectivityDialError } from './dial-error.ts';
 import { newDialID } from './dial-id.ts';
@@ -17,7 +17,8 @@ import { describeTransport, grpcTarget } from './proxy-transport.ts';
 import { dialOverProxyStream } from './proxy-stream-dial.ts';
 import type { ProxyStreamSocket } from './proxy-stream-socket.ts';
 import { PROXY_METHOD } from './proxy-stream.ts';
-import { CLOSE_TIMEOUT_MS, type DialOptions, type ProxyTransport, type Tunnel, type TunnelConnection } from './tunnel-options.ts';
+import { TunnelBase } from './tunnel-base.ts';
+import { CLOSE_TIMEOUT_MS, type DialOptions, type ProxyTransport } from './tunnel-options.ts';
 
 export interface GrpcTunnelOptions {
   transport: ProxyTransport;
@@ -36,38 +37,13 @@ interface OpenStream {
 /** How long `close()` lets the HTTP/2 connection finish after its streams are done. */
 const SESSION_CLOSE_GRACE_MS = 1_000;
 
-export class GrpcTunnel implements Tunnel {
+export class GrpcTunnel extends TunnelBase<GrpcTunnelOptions> {
   readonly mode = 'grpc' as const;
-  private readonly options: GrpcTunnelOptions;
-  private readonly closeController = new AbortController();
   private readonly streams = new Set<OpenStream>();
   private channel: GrpcChannel | null = null;
   private connecting: Promise<GrpcChannel> | null = null;
-  private closing: Promise<void> | null = null;
 
-  constructor(options: GrpcTunnelOptions) {
-    this.options = options;
-  }
-
-  get closed(): boolean {
-    return this.closeController.signal.aborted;
-  }
-
-  async dial(network: string, address: string, options: DialOptions = {}): Promise<TunnelConnection> {
-    try {
-      return await this.dialStream(network, address, options);
-    } catch (err) {
-      recordDialFailure(this.options.metrics, this.options.logger, address, err);
-      throw err;
-    }
-  }
-
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
-    return this.closing;
-  }
-
-  private async dialStream(network: string, address: string, options: DialOptions): Promise<ProxyStreamSocket> {
+  protected async open(network: string, address: string, options: DialOptions): Promise<ProxyStreamSocket> {
     if (this.closed) throw new KonnectivityDialError('tunnelclosed', 'tunnel is closed', { address });
     if (network !== 'tcp') throw new KonnectivityDialError('unknown', 'protocol not supported', { address });
     const deadline = new DialDeadline({
@@ -165,7 +141,7 @@ export class GrpcTunnel implements Tunnel {
     }
   }
 
-  private async shutdown(): Promise<void> {
+  protected async shutdown(): Promise<void> {
     this.closeController.abort(); // fails pending dials with `tunnelclosed`, after DIAL_CLS
     for (const { socket } of this.streams) {
       if (socket && !socket.destroyed && !socket.writableEnded) socket.end();

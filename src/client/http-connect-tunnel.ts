@@ -12,12 +12,13 @@
 import type net from 'node:net';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
-import { ConnectionStatusGauge, recordDialFailure } from './client-instrumentation.ts';
+import { ConnectionStatusGauge } from './client-instrumentation.ts';
 import { ConnectResponseError, parseConnectResponseHead, readErrorBody, readResponseHead } from './connect-response.ts';
 import { DialDeadline } from './dial-deadline.ts';
 import { KonnectivityDialError } from './dial-error.ts';
 import { describeTransport, openProxySocket } from './proxy-transport.ts';
-import { CLOSE_TIMEOUT_MS, type DialOptions, type ProxyTransport, type Tunnel, type TunnelConnection } from './tunnel-options.ts';
+import { TunnelBase } from './tunnel-base.ts';
+import { CLOSE_TIMEOUT_MS, type DialOptions, type ProxyTransport } from './tunnel-options.ts';
 
 export interface HttpConnectTunnelOptions {
   transport: ProxyTransport;
@@ -36,36 +37,11 @@ function isValidAuthority(address: string): boolean {
   return address.length > 0 && !/[\s\x00-\x1f\x7f]/.test(address);
 }
 
-export class HttpConnectTunnel implements Tunnel {
+export class HttpConnectTunnel extends TunnelBase<HttpConnectTunnelOptions> {
   readonly mode = 'http-connect' as const;
-  private readonly options: HttpConnectTunnelOptions;
-  private readonly closeController = new AbortController();
   private readonly sockets = new Set<net.Socket>();
-  private closing: Promise<void> | null = null;
 
-  constructor(options: HttpConnectTunnelOptions) {
-    this.options = options;
-  }
-
-  get closed(): boolean {
-    return this.closeController.signal.aborted;
-  }
-
-  async dial(network: string, address: string, options: DialOptions = {}): Promise<TunnelConnection> {
-    try {
-      return await this.connect(network, address, options);
-    } catch (err) {
-      recordDialFailure(this.options.metrics, this.options.logger, address, err);
-      throw err;
-    }
-  }
-
-  close(): Promise<void> {
-    this.closing ??= this.shutdown();
-    return this.closing;
-  }
-
-  private async connect(network: string, address: string, options: DialOptions): Promise<net.Socket> {
+  protected async open(network: string, address: string, options: DialOptions): Promise<net.Socket> {
     if (this.closed) throw new KonnectivityDialError('tunnelclosed', 'tunnel is closed', { address });
     if (network !== 'tcp') throw new KonnectivityDialError('unknown', 'protocol not supported', { address });
     if (!isValidAuthority(address)) throw new KonnectivityDialError('unknown', `invalid dial address ${JSON.stringify(address)}`, { address });
@@ -146,7 +122,7 @@ export class HttpConnectTunnel implements Tunnel {
     return new KonnectivityDialError('unknown', err instanceof Error ? err.message : String(err), { address, cause: err });
   }
 
-  private async shutdown(): Promise<void> {
+  protected async shutdown(): Promise<void> {
     this.closeController.abort();
     const closed = [...this.sockets].map((socket) => new Promise<void>((resolve) => {
       if (socket.closed) {
