@@ -4,6 +4,7 @@
  * HTTP-CONNECT mode picks the HTTP status (502/503/504) by substring-matching
  * that text, so the wording is part of the wire contract, not cosmetics.
  */
+import { errorMessage } from '../runtime/error-message.ts';
 
 /** Label of `endpoint_dial_failure_total{reason}`; Go counts net.Error.Timeout() as "timeout". */
 export type DialFailureReason = 'timeout' | 'unknown';
@@ -73,9 +74,6 @@ function errorCode(err: unknown): string | undefined {
   return undefined;
 }
 
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** `dial tcp 10.0.0.5:10250: connect: connection refused` for a failed connect to a resolved address. */
 export function connectDialError(hostPort: string, err: unknown): EndpointDialError {

@@ -15,6 +15,8 @@ import { isLeaseValid, type Lease } from '../kube/lease.ts';
 import type { AgentMetrics } from '../observability/agent-metrics.ts';
 import { silentLogger, type Logger } from '../observability/logger.ts';
 import type { ServerCounter } from './server-count.ts';
+import { sleepUnlessAborted } from '../runtime/abortable-sleep.ts';
+import { errorMessage } from '../runtime/error-message.ts';
 
 /** The Lease calls the counter makes (KubeClient implements them). */
 export interface LeaseWatchApi {
@@ -47,20 +49,6 @@ export interface LeaseCounterOptions {
 /** The count used when no valid Lease is known. */
 export const LEASE_COUNT_FALLBACK = 1;
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 export class ServerLeaseCounter implements ServerCounter {
   /** Completed lists, for tests and status. */
@@ -129,7 +117,7 @@ export class ServerLeaseCounter implements ServerCounter {
     const cap = this.options.retryCapMs ?? 30_000;
     let backoff = initial;
     const pause = async (): Promise<void> => {
-      await sleep(backoff, this.signal);
+      await sleepUnlessAborted(backoff, this.signal);
       backoff = Math.min(backoff * 2, cap);
     };
     while (!this.signal.aborted) {
@@ -138,7 +126,7 @@ export class ServerLeaseCounter implements ServerCounter {
         resourceVersion = await this.list();
       } catch (err) {
         if (this.signal.aborted) return;
-        this.logger.error('could not list leases', { namespace: this.options.namespace, error: message(err), retryInMs: backoff });
+        this.logger.error('could not list leases', { namespace: this.options.namespace, error: errorMessage(err), retryInMs: backoff });
         await pause();
         continue;
       }
@@ -223,11 +211,11 @@ export class ServerLeaseCounter implements ServerCounter {
       if (this.signal.aborted) return 'relist';
       if (!established) this.observe('leaseWatches', err);
       if (isGone(err)) {
-        this.logger.v(2, 'lease watch expired; listing again', { error: message(err) });
+        this.logger.v(2, 'lease watch expired; listing again', { error: errorMessage(err) });
         return 'relist';
       }
       if (err instanceof KubeApiError && err.timedOut && established) return 'continue';
-      this.logger.error('lease watch failed', { namespace: this.options.namespace, error: message(err) });
+      this.logger.error('lease watch failed', { namespace: this.options.namespace, error: errorMessage(err) });
       return 'backoff';
     }
   }

@@ -10,6 +10,7 @@ import { effectiveServerCount, type ServerCountSource, type ServerCounter } from
 import type { ProxyServerAddress, ServerDialer, ServerSession } from './server-dialer.ts';
 import type { ServerLink } from './server-link.ts';
 import { SyncBackoff } from './sync-backoff.ts';
+import { sleepUnlessAborted } from '../runtime/abortable-sleep.ts';
 
 export interface ServerLinkSetOptions {
   /** Addresses tried in turn, one per attempt. Upstream has exactly one. */
@@ -149,7 +150,7 @@ export class ServerLinkSet {
       this.onSync(outcome, error);
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        void sleep(waitMs, signal).then(resolve);
+        void sleepUnlessAborted(waitMs, signal).then(resolve);
       });
       this.wake = null;
     }
@@ -216,18 +217,3 @@ export class ServerLinkSet {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

@@ -18,6 +18,8 @@ import { KubeApiError, isConflict, isNotFound } from '../kube/kube-errors.ts';
 import { formatLabels, isLeaseValid, type Lease } from '../kube/lease.ts';
 import { silentLogger, type Logger } from '../observability/logger.ts';
 import type { ServerMetrics } from '../observability/server-metrics.ts';
+import { sleepUnlessAborted } from '../runtime/abortable-sleep.ts';
+import { errorMessage } from '../runtime/error-message.ts';
 
 export const LEASE_DURATION_SECONDS = 30;
 export const LEASE_RENEW_INTERVAL_MS = 15_000;
@@ -59,20 +61,6 @@ export interface LeaseControllerOptions {
   now?: () => number;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 export class ServerLeaseController {
   readonly leaseName: string;
@@ -115,7 +103,7 @@ export class ServerLeaseController {
       await this.options.client.deleteLease(this.options.namespace, this.leaseName, {}, { timeoutMs });
       this.logger.v(1, 'deleted own lease', { lease: `${this.options.namespace}/${this.leaseName}` });
     } catch (err) {
-      if (!isNotFound(err)) this.logger.error('could not delete own lease', { lease: `${this.options.namespace}/${this.leaseName}`, error: message(err) });
+      if (!isNotFound(err)) this.logger.error('could not delete own lease', { lease: `${this.options.namespace}/${this.leaseName}`, error: errorMessage(err) });
     }
   }
 
@@ -130,7 +118,7 @@ export class ServerLeaseController {
       if (ok) this.ensureFailures = 0;
       else this.ensureFailures++;
       const wait = ok ? interval : Math.min(interval, ENSURE_BACKOFF_INITIAL_MS * 2 ** (this.ensureFailures - 1), ENSURE_BACKOFF_CAP_MS);
-      await sleep(wait, this.signal);
+      await sleepUnlessAborted(wait, this.signal);
     }
   }
 
@@ -159,7 +147,7 @@ export class ServerLeaseController {
     } catch (err) {
       if (this.signal.aborted) return null;
       if (!isNotFound(err)) {
-        this.logger.error('failed to ensure lease exists, will retry', { lease: this.leaseName, error: message(err) });
+        this.logger.error('failed to ensure lease exists, will retry', { lease: this.leaseName, error: errorMessage(err) });
         return null;
       }
     }
@@ -175,7 +163,7 @@ export class ServerLeaseController {
       this.logger.v(2, 'created lease', { lease: `${namespace}/${this.leaseName}` });
       return { lease, created: true };
     } catch (err) {
-      if (!this.signal.aborted) this.logger.error('failed to create lease, will retry', { lease: this.leaseName, error: message(err) });
+      if (!this.signal.aborted) this.logger.error('failed to create lease, will retry', { lease: this.leaseName, error: errorMessage(err) });
       return null;
     }
   }
@@ -189,7 +177,7 @@ export class ServerLeaseController {
         return true;
       } catch (err) {
         if (this.signal.aborted) return false;
-        this.logger.error('failed to update lease', { lease: this.leaseName, attempt: attempt + 1, error: message(err) });
+        this.logger.error('failed to update lease', { lease: this.leaseName, attempt: attempt + 1, error: errorMessage(err) });
         this.latest = null;
         if (isNotFound(err)) return false;
         if (isConflict(err)) {
@@ -208,7 +196,7 @@ export class ServerLeaseController {
     const interval = this.options.gcIntervalMs ?? LEASE_GC_INTERVAL_MS;
     while (!this.signal.aborted) {
       await this.gc();
-      await sleep(interval, this.signal);
+      await sleepUnlessAborted(interval, this.signal);
     }
   }
 
@@ -236,7 +224,7 @@ export class ServerLeaseController {
     } catch (err) {
       if (this.signal.aborted) return;
       this.observe('leaseLists', 'leaseListLatency', err, listStart);
-      this.logger.error('could not list leases to garbage collect', { namespace, labelSelector: this.selector, error: message(err) });
+      this.logger.error('could not list leases to garbage collect', { namespace, labelSelector: this.selector, error: errorMessage(err) });
       return;
     }
     for (const lease of list.items) {
@@ -253,7 +241,7 @@ export class ServerLeaseController {
         if (this.signal.aborted) return;
         this.observe('leaseDeletes', 'leaseDeleteLatency', err, deleteStart);
         if (isNotFound(err)) this.logger.v(4, 'lease was already deleted', { lease: lease.name });
-        else this.logger.error('could not delete lease', { lease: lease.name, error: message(err) });
+        else this.logger.error('could not delete lease', { lease: lease.name, error: errorMessage(err) });
       }
     }
     this.gcPasses++;
