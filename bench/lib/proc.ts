@@ -46,8 +46,8 @@ export interface MemoryFacts {
   /**
    * The part of `rssMB` backed by files (pages of the executable and shared
    * libraries it has touched), MB: shared with every process running the same
-   * binary, and dropped by the kernel under memory pressure instead of counting
-   * towards an out-of-memory kill.
+   * binary, and clean pages the kernel can drop under memory pressure before
+   * it resorts to an out-of-memory kill.
    */
   fileMB: number;
 }

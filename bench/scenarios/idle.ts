@@ -66,7 +66,7 @@ export const idle: Scenario = {
     return {
       id: 'idle',
       title: this.title,
-      method: 'VmRSS from /proc/<pid>/status of the server and agent processes (MB = 10^6 bytes), idle: once right after start with the agent connected and no traffic yet (after a short settle), once after the load scenarios (before the many-connections one), with VmHWM (peak RSS) so far. No GC is forced. Right after start, RSS is also split into RssAnon (the process\'s own heap, stacks and buffers) and RssFile (touched pages of the executable and shared libraries: shared by every process running the same binary, and reclaimable by the kernel rather than counted towards an out-of-memory kill).',
+      method: 'VmRSS from /proc/<pid>/status of the server and agent processes (MB = 10^6 bytes), idle: once right after start with the agent connected and no traffic yet (after a short settle), once after the load scenarios (before the many-connections one), with VmHWM (peak RSS) so far. No GC is forced. Right after start, RSS is also split into RssAnon (the process\'s own heap, stacks and buffers) and RssFile (touched pages of the executable and shared libraries: shared by every process running the same binary; clean pages the kernel can drop under memory pressure before it resorts to an out-of-memory kill).',
       metrics,
       cpu: {},
       errors: {},
