@@ -44,6 +44,10 @@
  *                           from the directory npm was started in. --server-arg / --agent-arg / --node-arg
  *                           / --profile apply to ours only (they may be konnectivity-ts extensions)
  *   --upstream-server-arg FLAG / --upstream-agent-arg FLAG   extra flag for upstream's server / agent (repeatable)
+ *   --variant-node-arg FLAG / --variant-env NAME=VALUE   A/B run (repeatable): our server and agent run a
+ *                           second time with these extra Node.js flags / environment variables, in the
+ *                           slot upstream's binaries would take (columns upstream-<mode>, "÷upstream" =
+ *                           ours ÷ variant), interleaved with the others. Never written to docs/.
  *   --wait-quiet            for a shared machine: before each measured run, wait (up to 15 min)
  *                           until processes outside the bench use under 15 % of one core, and
  *                           repeat (up to 5 times) a run during which they used over 25 %
@@ -118,6 +122,8 @@ const { values: opts } = parseArgs({
     'upstream-server-arg': { type: 'string', multiple: true },
     'upstream-agent-arg': { type: 'string', multiple: true },
     reps: { type: 'string' },
+    'variant-node-arg': { type: 'string', multiple: true },
+    'variant-env': { type: 'string', multiple: true },
   },
   allowPositionals: false,
   strict: true,
@@ -162,12 +168,53 @@ function upstreamBinaries(): UpstreamBinaries | undefined {
   }
   return { ...resolved, serverArgs: opts['upstream-server-arg'] ?? [], agentArgs: opts['upstream-agent-arg'] ?? [] };
 }
-const upstream = upstreamBinaries();
+/** Shell single-quoting, for the wrapper scripts. */
+const shellQuote = (arg: string): string => `'${arg.replaceAll("'", "'\\''")}'`;
+
+/**
+ * The B arm of an A/B run: two wrapper scripts that start our own server and
+ * agent with the variant's Node.js flags and environment. They take the slot
+ * of upstream's binaries, so the bench runs and reports them the same way.
+ * Which bin/ they start is known only once the code layout is chosen, so the
+ * scripts read it from KTS_BENCH_VARIANT_BIN_DIR (set before any cluster starts).
+ */
+function variantWrappers(): UpstreamBinaries {
+  const wrapperDir = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-bench-variant-'));
+  process.once('exit', () => rmSync(wrapperDir, { recursive: true, force: true }));
+  const write = (who: 'server' | 'agent'): string => {
+    const file = path.join(wrapperDir, `variant-${who}`);
+    const script = [
+      '#!/bin/sh',
+      ...variantEnv.map(([name, value]) => `export ${name}=${shellQuote(value)}`),
+      `exec ${shellQuote(process.execPath)} ${[...nodeArgs, ...variantNodeArgs].map(shellQuote).join(' ')} "$KTS_BENCH_VARIANT_BIN_DIR/konnectivity-${who}" "$@"`,
+      '',
+    ].join('\n');
+    writeFileSync(file, script, { mode: 0o755 });
+    return file;
+  };
+  // Both arms get the same konnectivity-ts flags; only the variant differs.
+  return { serverPath: write('server'), agentPath: write('agent'), serverArgs, agentArgs };
+}
+
+const variantNodeArgs = opts['variant-node-arg'] ?? [];
+const variantEnv = (opts['variant-env'] ?? []).map((pair) => {
+  const eq = pair.indexOf('=');
+  if (eq < 1 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(pair.slice(0, eq))) usageError(`--variant-env ${JSON.stringify(pair)}: give NAME=VALUE`);
+  return [pair.slice(0, eq), pair.slice(eq + 1)] as const;
+});
+/** What the B arm of an A/B run changes, or null for a normal run. */
+const variant = variantNodeArgs.length || variantEnv.length ? [...variantNodeArgs, ...variantEnv.map(([k, v]) => `${k}=${v}`)].join(' ') : null;
+if (variant !== null) {
+  if (opts['upstream-server'] || opts['upstream-agent'] || opts['upstream-server-arg'] || opts['upstream-agent-arg']) usageError('--variant-* takes the slot of upstream\'s binaries: not together with --upstream-*');
+  if (opts.write) usageError('--variant-* runs are A/B experiments and are never written to docs/: drop --write');
+  if (opts.profile !== undefined) usageError('--profile profiles only the A arm: not together with --variant-*');
+}
+const upstream = variant === null ? upstreamBinaries() : variantWrappers();
 const upstreamExtras = [...(upstream?.serverArgs ?? []), ...(upstream?.agentArgs ?? [])];
 /** `--version` output of upstream's binaries (probed once at start). */
 let upstreamVersions: { server: string; agent: string } | undefined;
 const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0 && nodeArgs.length === 0 && upstreamExtras.length === 0;
-const write = opts['no-write'] ? false : (opts.write ?? fullRun);
+const write = variant !== null || opts['no-write'] ? false : (opts.write ?? fullRun);
 const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 
 const started = performance.now();
@@ -303,15 +350,16 @@ async function main(): Promise<number> {
   const results: ScenarioResult[] = [];
   let failed = false;
   try {
-    if (upstream) {
+    if (upstream && variant === null) {
       const [server, agent] = await Promise.all([probeVersion(upstream.serverPath), probeVersion(upstream.agentPath)]);
       upstreamVersions = { server, agent };
     }
-    progress(`konnectivity-ts bench${quick ? ' (quick)' : ''}: scenarios ${selected.map((s) => s.id).join(', ')}; modes ${modes.join(', ')}${upstream ? '; with upstream\'s binaries side by side' : ''}`);
+    progress(`konnectivity-ts bench${quick ? ' (quick)' : ''}: scenarios ${selected.map((s) => s.id).join(', ')}; modes ${modes.join(', ')}${variant !== null ? `; A/B run: the upstream-* targets are OUR binaries with ${variant}` : upstream ? '; with upstream\'s binaries side by side' : ''}`);
     for (const line of machineFacts()) progress(`  ${line}`);
     code = checkoutLayout();
     if (!opts.compiled && code.description.includes('WARNING')) progress("dist/ is older than src/ (the bin/ shims would run stale code): using a fresh build instead, as with --compiled");
     if (opts.compiled || code.description.includes('WARNING')) code = compiledLayout(path.join(dir, 'build'));
+    process.env.KTS_BENCH_VARIANT_BIN_DIR = code.binDir;
     progress(`server and agent run ${code.description}${frontendBufferLimit !== undefined ? `; DIAGNOSTIC server entry with maxFrontendBufferBytes=${frontendBufferLimit}` : ''}`);
     const pki = await createDevPki(path.join(dir, 'pki'));
     destination = await startDestination();
@@ -421,6 +469,7 @@ async function main(): Promise<number> {
   loadAverage('at end');
   summariseContention(results);
   process.stdout.write(`\n${consoleTable(results, modes, upstream !== undefined)}\n`);
+  if (variant !== null) process.stdout.write(`\nA/B run: the upstream-* columns are NOT upstream's binaries but ours with ${variant}; "÷upstream" reads ours ÷ variant.\n`);
   for (const line of contention) process.stdout.write(`${line}\n`);
   // Upstream's binaries are the yardstick, not what is tested: their failures are reported, not fatal.
   if (results.some((r) => Object.keys(r.errors).some((t) => !isUpstream(t as TargetName)))) failed = true;
@@ -444,8 +493,8 @@ async function main(): Promise<number> {
     const withRatios = upstream
       ? results.map((r) => ({ ...r, metrics: r.metrics.map((m) => ({ ...m, oursOverUpstream: Object.fromEntries(modes.map((mode) => [mode, oursOverUpstream(m, mode)]).filter(([, v]) => v !== undefined)) })) }))
       : results;
-    const upstreamFacts = upstream ? { ...upstream, versions: upstreamVersions } : null;
-    writeFileSync(opts.json, `${JSON.stringify({ command, date, quick, machine: machineFacts(), upstream: upstreamFacts, processes, results: withRatios }, null, 2)}\n`);
+    const upstreamFacts = upstream && variant === null ? { ...upstream, versions: upstreamVersions } : null;
+    writeFileSync(opts.json, `${JSON.stringify({ command, date, quick, machine: machineFacts(), upstream: upstreamFacts, variant, processes, results: withRatios }, null, 2)}\n`);
     process.stdout.write(`\nwrote ${opts.json}\n`);
   }
   if (write) {

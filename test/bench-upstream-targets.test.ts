@@ -192,3 +192,42 @@ test('bench --reps: usage errors for a count that is not 1 to 99, or with --quic
     assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
   }
 });
+
+test('bench --variant-node-arg/--variant-env: the upstream-* slot runs our own binaries with the extra Node.js flags and environment, and nothing is written to docs', { timeout: 90_000 }, async (t) => {
+  const dir = tempDir(t);
+  const marks = path.join(dir, 'variant.pids');
+  const json = path.join(dir, 'out.json');
+  // The Node.js flag preloads a module that records the pid in the file the environment variable names:
+  // both have to reach the process, through the wrapper's shell quoting (spaces, quotes, a comma).
+  const preload = `--import=data:text/javascript,import fs from 'node:fs'; fs.appendFileSync(process.env.KTS_VARIANT_MARK, String(process.pid) + '\\n');`;
+  const { code, stdout, stderr } = await runBench(['--quick', '--only', 'idle', '--modes', 'http-connect', `--variant-node-arg=${preload}`, `--variant-env=KTS_VARIANT_MARK=${marks}`, '--json', json], 80_000);
+  assert.equal(code, 0, `bench failed:\n${stdout}\n${stderr}`);
+  const out = JSON.parse(readFileSync(json, 'utf8')) as JsonOutput & { variant: string | null };
+  assert.equal(out.upstream, null, 'a variant run must not present itself as upstream');
+  assert.match(out.variant ?? '', /^--import=data:text\/javascript,.* KTS_VARIANT_MARK=/);
+  const marked = new Set(readFileSync(marks, 'utf8').trim().split('\n').map(Number));
+  const b = out.processes.find((p) => p.target === 'upstream-http-connect');
+  const a = out.processes.find((p) => p.target === 'http-connect');
+  assert.ok(a && b, JSON.stringify(out.processes));
+  assert.ok(marked.has(b.server.pid) && marked.has(b.agent.pid), `variant pids ${b.server.pid}/${b.agent.pid} not among the marked ${[...marked]}`);
+  assert.ok(!marked.has(a.server.pid) && !marked.has(a.agent.pid), 'the A arm got the variant');
+  assert.match(stdout, /A\/B run: the upstream-\* columns are NOT upstream's binaries/);
+  assert.match(stdout, /docs not written/);
+});
+
+test('bench --variant-*: usage errors', async () => {
+  const cases: { args: string[]; error: RegExp }[] = [
+    { args: ['--variant-env=1BAD=x'], error: /--variant-env "1BAD=x": give NAME=VALUE/ },
+    { args: ['--variant-env=NOVALUE'], error: /give NAME=VALUE/ },
+    { args: ['--variant-node-arg=--jitless', '--write'], error: /never written to docs\/: drop --write/ },
+    { args: ['--variant-node-arg=--jitless', '--upstream-server=/bin/true', '--upstream-agent=/bin/true'], error: /not together with --upstream-\*/ },
+    { args: ['--variant-node-arg=--jitless', '--profile=/tmp/kts-variant-profile'], error: /--profile profiles only the A arm/ },
+  ];
+  const results = await Promise.all(cases.map((c) => runBench(['--quick', ...c.args], 30_000)));
+  for (const [i, c] of cases.entries()) {
+    const r = results[i]!;
+    assert.equal(r.code, 2, `${c.args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, c.error);
+    assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
+  }
+});
