@@ -468,8 +468,8 @@ async function main(): Promise<number> {
 
   loadAverage('at end');
   summariseContention(results);
-  process.stdout.write(`\n${consoleTable(results, modes, upstream !== undefined)}\n`);
-  if (variant !== null) process.stdout.write(`\nA/B run: the upstream-* columns are NOT upstream's binaries but ours with ${variant}; "÷upstream" reads ours ÷ variant.\n`);
+  const variantLegend = variant === null ? undefined : `A/B run: the upstream-* columns are NOT upstream's binaries but ours with ${variant}; "÷upstream" reads ours ÷ variant.`;
+  process.stdout.write(`\n${consoleTable(results, modes, upstream !== undefined, variantLegend)}\n`);
   for (const line of contention) process.stdout.write(`${line}\n`);
   // Upstream's binaries are the yardstick, not what is tested: their failures are reported, not fatal.
   if (results.some((r) => Object.keys(r.errors).some((t) => !isUpstream(t as TargetName)))) failed = true;

@@ -212,6 +212,7 @@ test('bench --variant-node-arg/--variant-env: the upstream-* slot runs our own b
   assert.ok(marked.has(b.server.pid) && marked.has(b.agent.pid), `variant pids ${b.server.pid}/${b.agent.pid} not among the marked ${[...marked]}`);
   assert.ok(!marked.has(a.server.pid) && !marked.has(a.agent.pid), 'the A arm got the variant');
   assert.match(stdout, /A\/B run: the upstream-\* columns are NOT upstream's binaries/);
+  assert.doesNotMatch(stdout, /upstream-\*: upstream's binaries, measured in this run/);
   assert.match(stdout, /docs not written/);
 });
 

@@ -83,7 +83,11 @@ function targetCells(m: Metric, t: TargetName, value: string): string[] {
   return [value, ratio(m, t)];
 }
 
-export function consoleTable(results: ScenarioResult[], modes: TargetName[], upstream = false): string {
+/**
+ * The results as console text. `upstreamLegend` replaces the line that says
+ * what the upstream-* columns are, for runs that put something else there.
+ */
+export function consoleTable(results: ScenarioResult[], modes: TargetName[], upstream = false, upstreamLegend?: string): string {
   const targets = shownTargets(modes, upstream);
   const header = ['metric', 'unit', ...targets.flatMap(targetHeader), 'goal'];
   const rows: string[][] = [header];
@@ -94,7 +98,7 @@ export function consoleTable(results: ScenarioResult[], modes: TargetName[], ups
     }
   }
   const lines = [padTable(rows)];
-  if (upstream) lines.push('', `upstream-*: upstream's binaries, measured in this run. ${VS_UPSTREAM_TEXT}`);
+  if (upstream) lines.push('', upstreamLegend ?? `upstream-*: upstream's binaries, measured in this run. ${VS_UPSTREAM_TEXT}`);
   const cpuRows: string[][] = [['CPU s per run (% of one core)', 'target', 'server', 'agent', 'client', 'destination', 'not bench', 'wall s']];
   for (const r of results) {
     for (const t of targets) {
