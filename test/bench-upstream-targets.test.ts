@@ -63,6 +63,17 @@ function runBench(args: string[], timeoutMs: number): Promise<{ code: number | n
   });
 }
 
+/** Runs the bench once per case, all at once: each must exit 2 with its message before measuring anything. */
+async function expectUsageErrors(cases: readonly { args: string[]; error: RegExp }[]): Promise<void> {
+  const results = await Promise.all(cases.map((c) => runBench(c.args, 30_000)));
+  for (const [i, c] of cases.entries()) {
+    const r = results[i]!;
+    assert.equal(r.code, 2, `${c.args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, c.error);
+    assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
+  }
+}
+
 interface JsonMetric {
   id: string;
   values: Record<string, number>;
@@ -166,13 +177,7 @@ test('bench --upstream-server/--upstream-agent: usage errors for a missing, lone
     { args: [`--upstream-server=${dir}`, `--upstream-agent=${agent}`], error: /is not a regular file/ },
     { args: ['--upstream-agent-arg=--v=2'], error: /need --upstream-server and --upstream-agent/ },
   ];
-  const results = await Promise.all(cases.map((c) => runBench(['--quick', ...c.args], 30_000)));
-  for (const [i, c] of cases.entries()) {
-    const r = results[i]!;
-    assert.equal(r.code, 2, `${c.args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-    assert.match(r.stderr, c.error);
-    assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
-  }
+  await expectUsageErrors(cases.map((c) => ({ ...c, args: ['--quick', ...c.args] })));
   // Nothing was run through the agent wrapper.
   assert.ok(!existsSync(path.join(dir, 'agent.pids')));
 });
@@ -184,13 +189,7 @@ test('bench --reps: usage errors for a count that is not 1 to 99, or with --quic
     { args: ['--reps=many'], error: /--reps needs a whole number/ },
     { args: ['--quick', '--reps=5'], error: /--reps and --quick do not go together/ },
   ];
-  const results = await Promise.all(cases.map((c) => runBench(c.args, 30_000)));
-  for (const [i, c] of cases.entries()) {
-    const r = results[i]!;
-    assert.equal(r.code, 2, `${c.args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-    assert.match(r.stderr, c.error);
-    assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
-  }
+  await expectUsageErrors(cases);
 });
 
 test('bench --variant-node-arg/--variant-env: the upstream-* slot runs our own binaries with the extra Node.js flags and environment, and nothing is written to docs', { timeout: 90_000 }, async (t) => {
@@ -224,11 +223,5 @@ test('bench --variant-*: usage errors', async () => {
     { args: ['--variant-node-arg=--jitless', '--upstream-server=/bin/true', '--upstream-agent=/bin/true'], error: /not together with --upstream-\*/ },
     { args: ['--variant-node-arg=--jitless', '--profile=/tmp/kts-variant-profile'], error: /--profile profiles only the A arm/ },
   ];
-  const results = await Promise.all(cases.map((c) => runBench(['--quick', ...c.args], 30_000)));
-  for (const [i, c] of cases.entries()) {
-    const r = results[i]!;
-    assert.equal(r.code, 2, `${c.args.join(' ')}: exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-    assert.match(r.stderr, c.error);
-    assert.doesNotMatch(r.stdout, /destination process/, 'started measuring despite the usage error');
-  }
+  await expectUsageErrors(cases.map((c) => ({ ...c, args: ['--quick', ...c.args] })));
 });
