@@ -334,5 +334,5 @@ export function testAgentConfig(pki: TestPki, servers: readonly FakeProxyServer[
   };
 }
 
-/** A loopback port nothing listens on (bound, then released). */
-export { closedPort as unusedPort } from '../src/dev/loopback-endpoints.ts';
+/** A loopback port nothing listens on. */
+export { closedPort as unusedPort } from '../src/dev/loopback-ports.ts';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { createDevPki, type DevPki } from '../src/dev/pki.ts';
-import { closedPort } from '../src/dev/loopback-endpoints.ts';
+import { closedPort } from '../src/dev/loopback-ports.ts';
 import { KubeClient, type LeaseWatchEvent } from '../src/kube/kube-client.ts';
 import { NOT_IN_CLUSTER_MESSAGE, SERVICE_ACCOUNT_DIR, loadKubeConfig } from '../src/kube/kube-config.ts';
 import { KubeApiError, isConflict, isNotFound } from '../src/kube/kube-errors.ts';

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-const module = fileURLToPath(new URL('../src/dev/loopback-endpoints.ts', import.meta.url));
+const module = fileURLToPath(new URL('../src/dev/loopback-ports.ts', import.meta.url));
 
 function pickInChild(count: number): Promise<number[]> {
   const script = `import { unusedLoopbackPort } from ${JSON.stringify(module)};

@@ -12,7 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TunnelMode } from '../../src/client/tunnel-options.ts';
-import { unusedLoopbackPort } from '../../src/dev/loopback-endpoints.ts';
+import { unusedLoopbackPort } from '../../src/dev/loopback-ports.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -196,9 +196,7 @@ export interface Cluster {
 }
 
 /** A port nothing listens on, for the CLIs' port flags (they refuse 0). */
-export function freePort(): Promise<number> {
-  return unusedLoopbackPort();
-}
+export const freePort = unusedLoopbackPort;
 
 export function spawnNode(name: string, script: string, args: string[], logPath: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): ManagedProcess {
   return spawnExecutable(name, process.execPath, [...nodeArgs, script, ...args], logPath, env);

@@ -1,12 +1,9 @@
 /**
- * Starts bench/destination.ts as a child process and reads its ports; and a
- * loopback port whose TCP connects never complete (a blackhole), for the
- * head-of-line scenario's hanging-dial variant.
+ * Starts bench/destination.ts as a child process and reads its ports.
  */
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { blackholeEndpoint, type BlackholeEndpoint } from '../../src/dev/loopback-endpoints.ts';
 import type { ManagedProcess } from './cluster.ts';
 
 const script = fileURLToPath(new URL('../destination.ts', import.meta.url));
@@ -71,7 +68,3 @@ export async function startDestination(): Promise<Destination> {
   };
 }
 
-export type Blackhole = BlackholeEndpoint;
-
-/** A loopback port whose dials hang (src/dev/loopback-endpoints.ts `blackholeEndpoint`). */
-export const startBlackhole = blackholeEndpoint;

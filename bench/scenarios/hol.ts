@@ -21,7 +21,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createTunnel } from '../../src/client/create-tunnel.ts';
-import { startBlackhole } from '../lib/destination.ts';
+import { blackholeEndpoint } from '../../src/dev/loopback-endpoints.ts';
 import { MiniHttpConnection } from '../lib/mini-http.ts';
 import { CpuMeter, errorText, forEachRun, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
 import { median, sleep } from '../lib/stats.ts';
@@ -257,7 +257,7 @@ export const hol: Scenario = {
     const dialPending: PerTarget = {};
     const dialKept: PerTarget = {};
     const fates: Partial<Record<TargetName, string[]>> = {};
-    const blackhole = await startBlackhole();
+    const blackhole = await blackholeEndpoint();
     const dialers = new Map<TargetName, Dialer>();
     try {
       for (const target of ctx.targets) dialers.set(target.name, abortableDialer(target));

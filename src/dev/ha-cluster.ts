@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import { createDevPki, type DevPki } from './pki.ts';
 import { startDemoTarget } from './local-cluster.ts';
-import { closedPort } from './loopback-endpoints.ts';
+import { closedPort } from './loopback-ports.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
 import { KonnectivityAgent, type AgentDependencies } from '../agent/konnectivity-agent.ts';
 import type { AgentConfig } from '../agent/agent-config.ts';

@@ -5,7 +5,6 @@
  */
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
-import { blackholeEndpoint, unusedLoopbackPort, type BlackholeEndpoint } from '../../src/dev/loopback-endpoints.ts';
 import { createHash } from 'node:crypto';
 import { Inbox, deferred } from './wait.ts';
 import type { Digest } from './payload.ts';
@@ -156,14 +155,9 @@ export function flood(chunk: Uint8Array = Buffer.alloc(64 * 1024, 0x5a)): Target
   };
 }
 
-export { closedPort, echoEndpoint, type EchoEndpoint } from '../../src/dev/loopback-endpoints.ts';
+export { echoEndpoint, type EchoEndpoint } from '../../src/dev/loopback-endpoints.ts';
+/** `blackholePort`: a loopback port whose dials hang until their own timeout. */
+export { blackholeEndpoint as blackholePort, type BlackholeEndpoint as BlackholePort } from '../../src/dev/loopback-endpoints.ts';
+/** `freePort`: a free port in upstream's valid range (1024-49151) for flags that refuse 0. */
+export { closedPort, unusedLoopbackPort as freePort } from '../../src/dev/loopback-ports.ts';
 
-/** A free port in upstream's valid range (1024-49151) for flags that refuse 0. */
-export function freePort(): Promise<number> {
-  return unusedLoopbackPort();
-}
-
-export type BlackholePort = BlackholeEndpoint;
-
-/** A loopback port whose dials hang until their own timeout (see `blackholeEndpoint`). */
-export const blackholePort = blackholeEndpoint;

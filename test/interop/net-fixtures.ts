@@ -52,7 +52,7 @@ export async function startGreeter(greeting: Buffer): Promise<{ address: string;
   return { address: `127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-export { closedPort } from '../../src/dev/loopback-endpoints.ts';
+export { closedPort } from '../../src/dev/loopback-ports.ts';
 
 /** Polls `predicate` until it holds (no timing assertion: the deadline only bounds a hang). */
 export async function until(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
