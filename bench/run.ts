@@ -208,6 +208,7 @@ if (variant !== null) {
   if (opts['upstream-server'] || opts['upstream-agent'] || opts['upstream-server-arg'] || opts['upstream-agent-arg']) usageError('--variant-* takes the slot of upstream\'s binaries: not together with --upstream-*');
   if (opts.write) usageError('--variant-* runs are A/B experiments and are never written to docs/: drop --write');
   if (opts.profile !== undefined) usageError('--profile profiles only the A arm: not together with --variant-*');
+  if (opts['frontend-buffer-limit'] !== undefined) usageError('--frontend-buffer-limit swaps the A arm\'s server entry only: not together with --variant-*');
 }
 const upstream = variant === null ? upstreamBinaries() : variantWrappers();
 const upstreamExtras = [...(upstream?.serverArgs ?? []), ...(upstream?.agentArgs ?? [])];

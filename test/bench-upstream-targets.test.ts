@@ -190,6 +190,7 @@ test('bench --variant-*: usage errors', async () => {
     { args: ['--variant-node-arg=--jitless', '--write'], error: /never written to docs\/: drop --write/ },
     { args: ['--variant-node-arg=--jitless', '--upstream-server=/bin/true', '--upstream-agent=/bin/true'], error: /not together with --upstream-\*/ },
     { args: ['--variant-node-arg=--jitless', '--profile=/tmp/kts-variant-profile'], error: /--profile profiles only the A arm/ },
+    { args: ['--variant-node-arg=--jitless', '--frontend-buffer-limit=65536'], error: /--frontend-buffer-limit swaps the A arm's server entry only/ },
   ];
   await expectUsageErrors(cases.map((c) => ({ ...c, args: ['--quick', ...c.args] })));
 });
