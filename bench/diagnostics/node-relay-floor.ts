@@ -37,7 +37,21 @@ import { startDestination } from '../lib/destination.ts';
 import { MiniHttpConnection } from '../lib/mini-http.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 
-type ChainHop = 'tls' | 'h2';
+/**
+ * `h2-connect` is the dial floor: relay 1 answers HTTP CONNECT on the unix
+ * socket, opens one HTTP/2 stream per dial carrying the address, relay 2
+ * dials the destination and answers the stream's headers only once the TCP
+ * connect succeeded, and relay 1 then writes `200`: the same four-process,
+ * three-hop sequence as a konnectivity dial, with HTTP/2 headers in place of
+ * DIAL_REQ / DIAL_RSP. `tcp-connect` is the same with a new plain TCP
+ * connection per dial between the relays (the address as one line, "ok" back
+ * once connected): no TLS and no HTTP/2 at all, the least a Node relay with
+ * four processes can do per dial.
+ */
+type ChainHop = 'tls' | 'h2' | 'h2-connect' | 'tcp-connect';
+
+/** Header carrying the dial address from relay 1 to relay 2 (h2-connect). */
+const DEST_HEADER = 'x-relay-destination';
 
 /** Relay 2: TLS (or HTTP/2 over TLS) in, TCP to the destination out. Prints its port. */
 function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: string): void {
@@ -55,6 +69,48 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
       bridge(socket, (c) => socket.write(c));
     });
     server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+  } else if (hop === 'tcp-connect') {
+    const server = net.createServer((from) => {
+      from.setNoDelay(true);
+      let line = '';
+      const onLine = (chunk: Buffer): void => {
+        line += chunk.toString('latin1');
+        const end = line.indexOf('\n');
+        if (end < 0) return;
+        from.off('data', onLine);
+        const target = line.slice(0, end);
+        const i = target.lastIndexOf(':');
+        const out = net.connect({ host: target.slice(0, i), port: Number(target.slice(i + 1)), noDelay: true });
+        out.once('connect', () => {
+          from.write('ok\n');
+          from.on('data', (c: Buffer) => out.write(c));
+        });
+        out.on('data', (c: Buffer) => from.write(c));
+        out.on('end', () => from.end());
+        out.on('error', () => from.destroy());
+        from.on('close', () => out.destroy());
+      };
+      from.on('data', onLine);
+      from.on('error', () => from.destroy());
+    });
+    server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+  } else if (hop === 'h2-connect') {
+    // Both sides half-close instead of resetting streams: Node's HTTP/2 server closes a session that
+    // resets streams at a high rate (its rapid-reset defence), and a dial loop would look like one.
+    const server = http2.createSecureServer(options);
+    server.on('stream', (stream, headers) => {
+      const target = String(headers[DEST_HEADER] ?? '');
+      const i = target.lastIndexOf(':');
+      const out = net.connect({ host: target.slice(0, i), port: Number(target.slice(i + 1)), noDelay: true });
+      out.once('connect', () => stream.respond({ ':status': 200 }));
+      out.on('error', () => (stream.headersSent ? stream.end() : stream.respond({ ':status': 502 }, { endStream: true })));
+      out.on('data', (chunk: Buffer) => stream.write(chunk));
+      out.on('end', () => stream.end());
+      stream.on('data', (chunk: Buffer) => out.write(chunk));
+      stream.on('end', () => out.end());
+      stream.on('error', () => out.destroy());
+    });
+    server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
   } else {
     const server = http2.createSecureServer(options);
     server.on('stream', (stream) => {
@@ -68,7 +124,69 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
 /** Relay 1: unix socket in, TLS (or one HTTP/2 stream per connection on one session) to relay 2 out. */
 function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: string): void {
   const ca = readFileSync(caPath);
-  const session = hop === 'h2' ? http2.connect(`https://127.0.0.1:${relay2Port}`, { ca }) : null;
+  const session = hop === 'tls' || hop === 'tcp-connect' ? null : http2.connect(`https://127.0.0.1:${relay2Port}`, { ca });
+  if (hop === 'tcp-connect') {
+    const server = net.createServer((client) => {
+      let head = '';
+      const onHead = (chunk: Buffer): void => {
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        client.off('data', onHead);
+        const address = head.slice(head.indexOf(' ') + 1, head.indexOf(' ', head.indexOf(' ') + 1));
+        const out = net.connect({ host: '127.0.0.1', port: relay2Port, noDelay: true });
+        out.write(`${address}\n`);
+        let answered = false;
+        out.on('data', (c: Buffer) => {
+          if (answered) {
+            client.write(c);
+            return;
+          }
+          // "ok\n" arrives alone: relay 2 sends nothing else before the client's request.
+          answered = true;
+          client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+          client.on('data', (d: Buffer) => out.write(d));
+        });
+        out.on('end', () => client.end());
+        out.on('error', () => client.destroy());
+        client.on('close', () => out.destroy());
+      };
+      client.on('data', onHead);
+      client.on('error', () => client.destroy());
+    });
+    server.listen(uds, () => console.log('ready'));
+    return;
+  }
+  if (hop === 'h2-connect') {
+    // The least an HTTP CONNECT front can do: find the end of the request head, take the authority, no validation.
+    const server = net.createServer((client) => {
+      let head = '';
+      const onHead = (chunk: Buffer): void => {
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        client.off('data', onHead);
+        const address = head.slice(head.indexOf(' ') + 1, head.indexOf(' ', head.indexOf(' ') + 1));
+        const out = session!.request({ ':method': 'POST', ':path': '/dial', [DEST_HEADER]: address }, { endStream: false });
+        out.once('response', (headers) => {
+          if (headers[':status'] !== 200) {
+            client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+            return;
+          }
+          client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+          out.on('data', (c: Buffer) => client.write(c));
+          client.on('data', (c: Buffer) => out.write(c));
+        });
+        out.on('end', () => client.end());
+        out.on('error', () => client.destroy());
+        client.on('close', () => out.end());
+      };
+      client.on('data', onHead);
+      client.on('error', () => client.destroy());
+    });
+    server.listen(uds, () => console.log('ready'));
+    return;
+  }
   const server = net.createServer((client) => {
     let out: Duplex;
     if (session) {
@@ -93,10 +211,47 @@ async function startChild(args: string[], children: ChildProcess[]): Promise<str
   return line.toString().trim();
 }
 
+/** User plus system CPU milliseconds of a process so far, from /proc (10 ms ticks). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Milliseconds from the dial call to the first byte of the answer to `GET /`; the connection is then destroyed. */
+async function dialFirstByte(dial: () => Promise<Duplex>): Promise<number> {
+  const t0 = performance.now();
+  const socket = await dial();
+  try {
+    socket.write('GET / HTTP/1.1\r\nHost: relay-floor\r\nConnection: close\r\n\r\n');
+    const [chunk] = (await once(socket, 'data')) as [Buffer];
+    const ms = performance.now() - t0;
+    if (!chunk.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) throw new Error(`unexpected answer ${JSON.stringify(chunk.toString('latin1', 0, 40))}`);
+    return ms;
+  } finally {
+    socket.destroy();
+  }
+}
+
+interface FloorTarget {
+  name: string;
+  /** A connection ready for requests to the destination (the tunnel dialed). */
+  dial(): Promise<Duplex>;
+  /** The two relay processes (relay 1 and 2, or server and agent); none for direct. */
+  pids: number[];
+}
+
+type Measure = 'round-trip' | 'dial';
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
   const quick = values.quick === true;
+  if (values.only !== undefined && values.only !== 'round-trip' && values.only !== 'dial') {
+    console.error(`--only takes round-trip or dial, not ${JSON.stringify(values.only)}`);
+    process.exit(2);
+  }
+  const measures: Measure[] = values.only === undefined ? ['round-trip', 'dial'] : [values.only];
   const [warmup, count, reps] = quick ? [50, 300, 3] : [200, 2000, 3];
+  const [dialWarmup, dialCount] = quick ? [20, 100] : [100, 1000];
   const started = performance.now();
   const progress = (msg: string): void => {
     process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${msg}\n`);
@@ -105,33 +260,45 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   const cleanups: Array<() => Promise<void>> = [];
   try {
-    progress(`${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${count} round trips per run after ${warmup} warm-up, ${reps} runs`);
+    progress(`${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${reps} interleaved runs per target`);
     const pki = await createDevPki(path.join(dir, 'pki'));
     const dest = await startDestination();
     cleanups.push(() => dest.stop());
-    const targets: Array<{ name: string; dial(): Promise<Duplex> }> = [
-      {
-        name: 'direct',
-        dial: async () => {
-          const i = dest.httpAddress.lastIndexOf(':');
-          const socket = net.connect({ host: dest.httpAddress.slice(0, i), port: Number(dest.httpAddress.slice(i + 1)), noDelay: true });
-          await once(socket, 'connect');
-          return socket;
-        },
-      },
-    ];
-    for (const hop of ['tls', 'h2'] as const) {
+    const directDial = async (): Promise<Duplex> => {
+      const i = dest.httpAddress.lastIndexOf(':');
+      const socket = net.connect({ host: dest.httpAddress.slice(0, i), port: Number(dest.httpAddress.slice(i + 1)), noDelay: true });
+      await once(socket, 'connect');
+      return socket;
+    };
+    const roundTripTargets: FloorTarget[] = [{ name: 'direct', dial: directDial, pids: [] }];
+    const dialTargets: FloorTarget[] = [{ name: 'direct', dial: directDial, pids: [] }];
+    const startChain = async (hop: ChainHop): Promise<{ uds: string; pids: number[] }> => {
       const port = await startChild(['--relay2', hop, dest.httpAddress, pki.server.certPath, pki.server.keyPath], children);
       const uds = path.join(dir, `relay1-${hop}.sock`);
       await startChild(['--relay1', hop, port, uds, pki.ca.certPath], children);
-      targets.push({
-        name: `chain-${hop}`,
-        dial: async () => {
-          const socket = net.connect(uds);
-          await once(socket, 'connect');
-          return socket;
-        },
-      });
+      return { uds, pids: children.slice(-2).map((c) => c.pid!) };
+    };
+    if (measures.includes('round-trip')) {
+      for (const hop of ['tls', 'h2'] as const) {
+        const { uds, pids } = await startChain(hop);
+        roundTripTargets.push({
+          name: `chain-${hop}`,
+          dial: async () => {
+            const socket = net.connect(uds);
+            await once(socket, 'connect');
+            return socket;
+          },
+          pids,
+        });
+      }
+    }
+    if (measures.includes('dial')) {
+      for (const hop of ['tcp-connect', 'h2-connect'] as const) {
+        const { uds, pids } = await startChain(hop);
+        const chainTunnel = createTunnel({ mode: 'http-connect', transport: { unix: uds } });
+        cleanups.push(() => chainTunnel.close());
+        dialTargets.push({ name: hop === 'tcp-connect' ? 'chain-tcp' : 'chain-h2', dial: () => chainTunnel.dial('tcp', dest.httpAddress), pids });
+      }
     }
     // As `npm run bench -- --compiled`: a fresh tsc build, so dist/ can never be stale.
     const code = compiledLayout(path.join(dir, 'build'));
@@ -144,39 +311,75 @@ async function main(): Promise<void> {
     cleanups.push(() => cluster.stop());
     const tunnel = createTunnel({ mode: 'http-connect', transport: { unix: cluster.udsPath } });
     cleanups.push(() => tunnel.close());
-    targets.push({ name: 'ours', dial: () => tunnel.dial('tcp', dest.httpAddress) });
+    const ours: FloorTarget = { name: 'ours', dial: () => tunnel.dial('tcp', dest.httpAddress), pids: [cluster.server.pid, cluster.agent.pid] };
+    roundTripTargets.push(ours);
+    dialTargets.push(ours);
     progress(`ours: konnectivity-server and -agent in HTTP-CONNECT mode, ${code.description}`);
 
-    const p50: Record<string, number[]> = {};
-    const p99: Record<string, number[]> = {};
-    for (let rep = 0; rep < reps; rep++) {
-      for (const target of targets) {
-        const conn = new MiniHttpConnection(await target.dial());
-        try {
-          for (let i = 0; i < warmup; i++) await conn.get('/');
-          const samples: number[] = [];
-          for (let i = 0; i < count; i++) {
-            const t0 = performance.now();
-            const res = await conn.get('/');
-            samples.push(performance.now() - t0);
-            if (res.status !== 200) throw new Error(`${target.name}: status ${res.status}`);
+    if (measures.includes('round-trip')) {
+      progress(`round trips: ${count} per run after ${warmup} warm-up`);
+      const p50: Record<string, number[]> = {};
+      const p99: Record<string, number[]> = {};
+      for (let rep = 0; rep < reps; rep++) {
+        for (const target of roundTripTargets) {
+          const conn = new MiniHttpConnection(await target.dial());
+          try {
+            for (let i = 0; i < warmup; i++) await conn.get('/');
+            const samples: number[] = [];
+            for (let i = 0; i < count; i++) {
+              const t0 = performance.now();
+              const res = await conn.get('/');
+              samples.push(performance.now() - t0);
+              if (res.status !== 200) throw new Error(`${target.name}: status ${res.status}`);
+            }
+            sortNumbers(samples);
+            (p50[target.name] ??= []).push(percentile(samples, 50));
+            (p99[target.name] ??= []).push(percentile(samples, 99));
+            progress(`${target.name.padEnd(10)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
+          } finally {
+            conn.close();
           }
-          sortNumbers(samples);
-          (p50[target.name] ??= []).push(percentile(samples, 50));
-          (p99[target.name] ??= []).push(percentile(samples, 99));
-          progress(`${target.name.padEnd(10)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
-        } finally {
-          conn.close();
         }
       }
+      const direct = median(p50['direct']!);
+      const chainH2 = median(p50['chain-h2']!);
+      console.log('\nround trip, medians of the runs (ms):');
+      console.log('target      p50     p99   ×direct   ÷chain-h2');
+      for (const target of roundTripTargets) {
+        const m = median(p50[target.name]!);
+        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×`);
+      }
     }
-    const direct = median(p50['direct']!);
-    const chainH2 = median(p50['chain-h2']!);
-    console.log('\nround trip, medians of the runs (ms):');
-    console.log('target      p50     p99   ×direct   ÷chain-h2');
-    for (const target of targets) {
-      const m = median(p50[target.name]!);
-      console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×`);
+
+    if (measures.includes('dial')) {
+      progress(`dials (dial + first byte of GET /, then close): ${dialCount} per run after ${dialWarmup} warm-up`);
+      const p50: Record<string, number[]> = {};
+      const cpuPerDial: Record<string, number[][]> = {};
+      for (let rep = 0; rep < reps; rep++) {
+        for (const target of dialTargets) {
+          for (let i = 0; i < dialWarmup; i++) await dialFirstByte(target.dial);
+          const before = target.pids.map(cpuMs);
+          const samples: number[] = [];
+          for (let i = 0; i < dialCount; i++) samples.push(await dialFirstByte(target.dial));
+          // Closes finish after the last first byte; let them land in the CPU figures.
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          const perDial = target.pids.map((pid, i) => ((cpuMs(pid) - before[i]!) * 1000) / dialCount);
+          sortNumbers(samples);
+          (p50[target.name] ??= []).push(percentile(samples, 50));
+          (cpuPerDial[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perDial[i]!));
+          const cpuText = perDial.length ? `; CPU per dial ${perDial.map((us) => `${us.toFixed(0)} µs`).join(' + ')}` : '';
+          progress(`${target.name.padEnd(10)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
+        }
+      }
+      const direct = median(p50['direct']!);
+      const chain = median(p50['chain-h2']!);
+      console.log('\ndial + first byte, medians of the runs (ms; CPU µs per dial in relay 1 / relay 2, or server / agent):');
+      console.log('target      p50    ×direct  ÷chain-h2   CPU per dial');
+      for (const target of dialTargets) {
+        const m = median(p50[target.name]!);
+        const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
+        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×   ${cpu || '—'}`);
+      }
     }
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
