@@ -53,20 +53,30 @@ type ChainHop = 'tls' | 'h2' | 'h2-connect' | 'tcp-connect';
 /** Header carrying the dial address from relay 1 to relay 2 (h2-connect). */
 const DEST_HEADER = 'x-relay-destination';
 
+/** Copies `from` into `to`, pausing `from` while `to` is over its buffer limit (what pipe() does, minus its end handling). */
+function forward(from: Duplex, to: Duplex): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  });
+}
+
 /** Relay 2: TLS (or HTTP/2 over TLS) in, TCP to the destination out. Prints its port. */
 function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: string): void {
   const [host, port] = [dest.slice(0, dest.lastIndexOf(':')), Number(dest.slice(dest.lastIndexOf(':') + 1))];
   const options = { cert: readFileSync(certPath), key: readFileSync(keyPath) };
-  const bridge = (from: Duplex, to: (chunk: Buffer) => void): void => {
+  const bridge = (from: Duplex): void => {
     const out = net.connect({ host, port, noDelay: true });
-    out.on('data', to);
-    from.on('data', (chunk: Buffer) => out.write(chunk));
+    forward(out, from);
+    forward(from, out);
     from.on('close', () => out.destroy());
   };
   if (hop === 'tls') {
     const server = tls.createServer(options, (socket) => {
       socket.setNoDelay(true);
-      bridge(socket, (c) => socket.write(c));
+      bridge(socket);
     });
     server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
   } else if (hop === 'tcp-connect') {
@@ -83,9 +93,9 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
         const out = net.connect({ host: target.slice(0, i), port: Number(target.slice(i + 1)), noDelay: true });
         out.once('connect', () => {
           from.write('ok\n');
-          from.on('data', (c: Buffer) => out.write(c));
+          forward(from, out);
         });
-        out.on('data', (c: Buffer) => from.write(c));
+        forward(out, from);
         out.on('end', () => from.end());
         out.on('error', () => from.destroy());
         from.on('close', () => out.destroy());
@@ -104,9 +114,9 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
       const out = net.connect({ host: target.slice(0, i), port: Number(target.slice(i + 1)), noDelay: true });
       out.once('connect', () => stream.respond({ ':status': 200 }));
       out.on('error', () => (stream.headersSent ? stream.end() : stream.respond({ ':status': 502 }, { endStream: true })));
-      out.on('data', (chunk: Buffer) => stream.write(chunk));
+      forward(out, stream);
       out.on('end', () => stream.end());
-      stream.on('data', (chunk: Buffer) => out.write(chunk));
+      forward(stream, out);
       stream.on('end', () => out.end());
       stream.on('error', () => out.destroy());
     });
@@ -115,7 +125,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
     const server = http2.createSecureServer(options);
     server.on('stream', (stream) => {
       stream.respond({ ':status': 200 });
-      bridge(stream, (c) => stream.write(c));
+      bridge(stream);
     });
     server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
   }
@@ -136,16 +146,11 @@ function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: strin
         const address = head.slice(head.indexOf(' ') + 1, head.indexOf(' ', head.indexOf(' ') + 1));
         const out = net.connect({ host: '127.0.0.1', port: relay2Port, noDelay: true });
         out.write(`${address}\n`);
-        let answered = false;
-        out.on('data', (c: Buffer) => {
-          if (answered) {
-            client.write(c);
-            return;
-          }
-          // "ok\n" arrives alone: relay 2 sends nothing else before the client's request.
-          answered = true;
+        // "ok\n" arrives alone: relay 2 sends nothing else before the client's request.
+        out.once('data', () => {
           client.write('HTTP/1.1 200 Connection established\r\n\r\n');
-          client.on('data', (d: Buffer) => out.write(d));
+          forward(out, client);
+          forward(client, out);
         });
         out.on('end', () => client.end());
         out.on('error', () => client.destroy());
@@ -174,8 +179,8 @@ function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: strin
             return;
           }
           client.write('HTTP/1.1 200 Connection established\r\n\r\n');
-          out.on('data', (c: Buffer) => client.write(c));
-          client.on('data', (c: Buffer) => out.write(c));
+          forward(out, client);
+          forward(client, out);
         });
         out.on('end', () => client.end());
         out.on('error', () => client.destroy());
@@ -196,8 +201,8 @@ function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: strin
       socket.setNoDelay(true);
       out = socket;
     }
-    out.on('data', (chunk: Buffer) => client.write(chunk));
-    client.on('data', (chunk: Buffer) => out.write(chunk));
+    forward(out, client);
+    forward(client, out);
     client.on('close', () => out.destroy());
     out.on('error', () => client.destroy());
   });
@@ -240,16 +245,21 @@ interface FloorTarget {
   pids: number[];
 }
 
-type Measure = 'round-trip' | 'dial';
+type Measure = 'round-trip' | 'dial' | 'bulk';
+const allMeasures: readonly Measure[] = ['round-trip', 'dial', 'bulk'];
+const MiB = 1024 * 1024;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
   const quick = values.quick === true;
-  if (values.only !== undefined && values.only !== 'round-trip' && values.only !== 'dial') {
-    console.error(`--only takes round-trip or dial, not ${JSON.stringify(values.only)}`);
+  const only = values.only?.split(',');
+  const unknown = only?.filter((m) => !(allMeasures as readonly string[]).includes(m)) ?? [];
+  if (unknown.length > 0) {
+    console.error(`--only takes a comma-separated list of ${allMeasures.join(', ')}; not ${unknown.map((m) => JSON.stringify(m)).join(', ')}`);
     process.exit(2);
   }
-  const measures: Measure[] = values.only === undefined ? ['round-trip', 'dial'] : [values.only];
+  const measures = (only ?? allMeasures) as readonly Measure[];
+  const bulkBytes = (quick ? 32 : 256) * MiB;
   const [warmup, count, reps] = quick ? [50, 300, 3] : [200, 2000, 3];
   const [dialWarmup, dialCount] = quick ? [20, 100] : [100, 1000];
   const started = performance.now();
@@ -278,7 +288,7 @@ async function main(): Promise<void> {
       await startChild(['--relay1', hop, port, uds, pki.ca.certPath], children);
       return { uds, pids: children.slice(-2).map((c) => c.pid!) };
     };
-    if (measures.includes('round-trip')) {
+    if (measures.includes('round-trip') || measures.includes('bulk')) {
       for (const hop of ['tls', 'h2'] as const) {
         const { uds, pids } = await startChain(hop);
         roundTripTargets.push({
@@ -379,6 +389,44 @@ async function main(): Promise<void> {
         const m = median(p50[target.name]!);
         const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
         console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×   ${cpu || '—'}`);
+      }
+    }
+
+    if (measures.includes('bulk')) {
+      progress(`bulk: GET /bytes/${bulkBytes} (${bulkBytes / MiB} MiB) on a fresh connection per run, after a 16 MiB warm-up`);
+      const rate: Record<string, number[]> = {};
+      const cpuPerGiB: Record<string, number[][]> = {};
+      for (let rep = 0; rep < reps; rep++) {
+        for (const target of roundTripTargets) {
+          if (rep === 0) {
+            const warm = new MiniHttpConnection(await target.dial());
+            await warm.get(`/bytes/${16 * MiB}`).finally(() => warm.close());
+          }
+          const conn = new MiniHttpConnection(await target.dial());
+          try {
+            const before = target.pids.map(cpuMs);
+            const t0 = performance.now();
+            const res = await conn.get(`/bytes/${bulkBytes}`);
+            const seconds = (performance.now() - t0) / 1000;
+            if (res.status !== 200 || res.bodyBytes !== bulkBytes) throw new Error(`${target.name}: expected ${bulkBytes} bytes with 200, got ${res.bodyBytes} with ${res.status}`);
+            const perGiB = target.pids.map((pid, i) => ((cpuMs(pid) - before[i]!) / 1000) * ((1024 * MiB) / bulkBytes));
+            (rate[target.name] ??= []).push(bulkBytes / 1e6 / seconds);
+            (cpuPerGiB[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perGiB[i]!));
+            const cpuText = perGiB.length ? `; CPU s per GiB ${perGiB.map((c) => c.toFixed(2)).join(' + ')}` : '';
+            progress(`${target.name.padEnd(10)} run ${rep + 1}/${reps}: ${(bulkBytes / 1e6 / seconds).toFixed(0)} MB/s${cpuText}`);
+          } finally {
+            conn.close();
+          }
+        }
+      }
+      const direct = median(rate['direct']!);
+      const chainH2 = median(rate['chain-h2']!);
+      console.log(`\nbulk download of ${bulkBytes / MiB} MiB, medians of the runs (MB/s; CPU s per GiB in relay 1 / relay 2, or server / agent):`);
+      console.log('target       MB/s   ÷direct  ÷chain-h2   CPU s per GiB');
+      for (const target of roundTripTargets) {
+        const m = median(rate[target.name]!);
+        const cpu = (cpuPerGiB[target.name] ?? []).map((runs) => median(runs).toFixed(2)).join(' / ');
+        console.log(`${target.name.padEnd(10)} ${m.toFixed(0).padStart(6)}  ${(m / direct).toFixed(2).padStart(7)}×  ${(m / chainH2).toFixed(2).padStart(8)}×   ${cpu || '—'}`);
       }
     }
   } finally {
