@@ -10,9 +10,14 @@ const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const benchScript = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
 
 export function runBench(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runBenchScript(benchScript, args, timeoutMs);
+}
+
+/** Any script under bench/ (e.g. a diagnostic) run the same way as {@link runBench}; `env` is added last. */
+export function runBenchScript(script: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     // Ours from the sources too (no compile of a stale dist/); no npm, so relative paths would be from cwd.
-    const child = spawn(process.execPath, [benchScript, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KONNECTIVITY_TS_FROM_SOURCE: '1' } });
+    const child = spawn(process.execPath, [script, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KONNECTIVITY_TS_FROM_SOURCE: '1', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
