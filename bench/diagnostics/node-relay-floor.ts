@@ -437,6 +437,8 @@ async function main(): Promise<void> {
 }
 
 const role = process.argv[2];
+// A relay stopped with SIGTERM exits normally, so `node --cpu-prof` can write its profile.
+if (role === '--relay1' || role === '--relay2') process.once('SIGTERM', () => process.exit(0));
 if (role === '--relay2') runRelay2(process.argv[3] as ChainHop, process.argv[4]!, process.argv[5]!, process.argv[6]!);
 else if (role === '--relay1') runRelay1(process.argv[3] as ChainHop, Number(process.argv[4]), process.argv[5]!, process.argv[6]!);
 else await main();
