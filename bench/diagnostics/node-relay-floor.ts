@@ -34,6 +34,7 @@ import { createTunnel } from '../../src/client/create-tunnel.ts';
 import { createDevPki } from '../../src/dev/pki.ts';
 import { compiledLayout, startCluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
+import { firstByteAfter } from '../lib/first-byte.ts';
 import { MiniHttpConnection } from '../lib/mini-http.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 
@@ -135,61 +136,50 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
 function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: string): void {
   const ca = readFileSync(caPath);
   const session = hop === 'tls' || hop === 'tcp-connect' ? null : http2.connect(`https://127.0.0.1:${relay2Port}`, { ca });
-  if (hop === 'tcp-connect') {
+  // The least an HTTP CONNECT front can do: find the end of the request head, take the authority, no validation.
+  const serveConnect = (dial: (client: net.Socket, address: string) => void): void => {
     const server = net.createServer((client) => {
       let head = '';
       const onHead = (chunk: Buffer): void => {
         head += chunk.toString('latin1');
-        const end = head.indexOf('\r\n\r\n');
-        if (end < 0) return;
+        if (!head.includes('\r\n\r\n')) return;
         client.off('data', onHead);
-        const address = head.slice(head.indexOf(' ') + 1, head.indexOf(' ', head.indexOf(' ') + 1));
-        const out = net.connect({ host: '127.0.0.1', port: relay2Port, noDelay: true });
-        out.write(`${address}\n`);
-        // "ok\n" arrives alone: relay 2 sends nothing else before the client's request.
-        out.once('data', () => {
-          client.write('HTTP/1.1 200 Connection established\r\n\r\n');
-          forward(out, client);
-          forward(client, out);
-        });
-        out.on('end', () => client.end());
-        out.on('error', () => client.destroy());
-        client.on('close', () => out.destroy());
+        const afterMethod = head.indexOf(' ') + 1;
+        dial(client, head.slice(afterMethod, head.indexOf(' ', afterMethod)));
       };
       client.on('data', onHead);
       client.on('error', () => client.destroy());
     });
     server.listen(uds, () => console.log('ready'));
+  };
+  const established = (client: net.Socket, out: Duplex): void => {
+    client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+    forward(out, client);
+    forward(client, out);
+  };
+  if (hop === 'tcp-connect') {
+    serveConnect((client, address) => {
+      const out = net.connect({ host: '127.0.0.1', port: relay2Port, noDelay: true });
+      out.write(`${address}\n`);
+      // "ok\n" arrives alone: relay 2 sends nothing else before the client's request.
+      out.once('data', () => established(client, out));
+      out.on('end', () => client.end());
+      out.on('error', () => client.destroy());
+      client.on('close', () => out.destroy());
+    });
     return;
   }
   if (hop === 'h2-connect') {
-    // The least an HTTP CONNECT front can do: find the end of the request head, take the authority, no validation.
-    const server = net.createServer((client) => {
-      let head = '';
-      const onHead = (chunk: Buffer): void => {
-        head += chunk.toString('latin1');
-        const end = head.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        client.off('data', onHead);
-        const address = head.slice(head.indexOf(' ') + 1, head.indexOf(' ', head.indexOf(' ') + 1));
-        const out = session!.request({ ':method': 'POST', ':path': '/dial', [DEST_HEADER]: address }, { endStream: false });
-        out.once('response', (headers) => {
-          if (headers[':status'] !== 200) {
-            client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
-            return;
-          }
-          client.write('HTTP/1.1 200 Connection established\r\n\r\n');
-          forward(out, client);
-          forward(client, out);
-        });
-        out.on('end', () => client.end());
-        out.on('error', () => client.destroy());
-        client.on('close', () => out.end());
-      };
-      client.on('data', onHead);
-      client.on('error', () => client.destroy());
+    serveConnect((client, address) => {
+      const out = session!.request({ ':method': 'POST', ':path': '/dial', [DEST_HEADER]: address }, { endStream: false });
+      out.once('response', (headers) => {
+        if (headers[':status'] === 200) established(client, out);
+        else client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+      });
+      out.on('end', () => client.end());
+      out.on('error', () => client.destroy());
+      client.on('close', () => out.end());
     });
-    server.listen(uds, () => console.log('ready'));
     return;
   }
   const server = net.createServer((client) => {
@@ -225,16 +215,7 @@ function cpuMs(pid: number): number {
 /** Milliseconds from the dial call to the first byte of the answer to `GET /`; the connection is then destroyed. */
 async function dialFirstByte(dial: () => Promise<Duplex>): Promise<number> {
   const t0 = performance.now();
-  const socket = await dial();
-  try {
-    socket.write('GET / HTTP/1.1\r\nHost: relay-floor\r\nConnection: close\r\n\r\n');
-    const [chunk] = (await once(socket, 'data')) as [Buffer];
-    const ms = performance.now() - t0;
-    if (!chunk.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) throw new Error(`unexpected answer ${JSON.stringify(chunk.toString('latin1', 0, 40))}`);
-    return ms;
-  } finally {
-    socket.destroy();
-  }
+  return firstByteAfter(t0, await dial());
 }
 
 interface FloorTarget {

@@ -3,25 +3,11 @@
  * writes `GET /` and stops the clock at the first response byte; then reads
  * the rest and closes the connection before the next sample.
  */
-import { once } from 'node:events';
-import type { Duplex } from 'node:stream';
 import { CpuMeter, forEachRun, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 import type { Target, TargetName } from '../lib/targets.ts';
 import { createTunnel } from '../../src/client/create-tunnel.ts';
-
-/** Sends GET / on a fresh connection; milliseconds from `t0` to the first response byte. Destroys the socket. */
-async function firstByteAfter(t0: number, socket: Duplex): Promise<number> {
-  try {
-    socket.write('GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n');
-    const [chunk] = (await once(socket, 'data')) as [Buffer];
-    const ms = performance.now() - t0;
-    if (!chunk.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) throw new Error(`unexpected answer ${JSON.stringify(chunk.toString('latin1', 0, 40))}`);
-    return ms;
-  } finally {
-    socket.destroy();
-  }
-}
+import { firstByteAfter } from '../lib/first-byte.ts';
 
 /** Milliseconds from starting the dial to the first response byte. */
 async function dialFirstByte(target: Target, address: string): Promise<number> {
