@@ -79,6 +79,19 @@ describe('ConnectRequestParser: requests Go accepts', () => {
     }
   });
 
+  test('pipelined bytes are a copy: reusing the read buffer afterwards does not change them', () => {
+    // A whole head in the first read is scanned in place (no copy of the head); `rest` must still own its bytes.
+    for (const splitHead of [false, true]) {
+      const read = Buffer.from(`${KUBE_APISERVER_CONNECT}hello`, 'latin1');
+      const parser = new ConnectRequestParser();
+      if (splitHead) assert.deepEqual(parser.push(read.subarray(0, 10)), { kind: 'need-more' });
+      const request = expectRequest(parser.push(splitHead ? read.subarray(10) : read));
+      read.fill(0x58);
+      assert.equal(Buffer.from(request.rest).toString('latin1'), 'hello', `head split: ${splitHead}`);
+      assert.equal(request.host, '10.0.0.5:10250');
+    }
+  });
+
   test('the request is returned with the chunk that completes the head, not later', () => {
     const parser = new ConnectRequestParser();
     assert.deepEqual(parser.push(latin1('CONNECT a:1 HTTP/1.1\r\nHost: x\r\n\r')), { kind: 'need-more' });

@@ -30,6 +30,9 @@ export interface ConnectRequestParserOptions {
 }
 
 const LF = 0x0a;
+const EMPTY = new Uint8Array(0);
+/** First allocation for a head that spans reads; doubled as needed up to the head limit. */
+const INITIAL_BUFFER_BYTES = 4096;
 const CR = 0x0d;
 const SP = 0x20;
 
@@ -52,7 +55,8 @@ export class ConnectRequestParser {
       throw new RangeError(`maxHeaderBytes must be a positive integer, got ${maxHeaderBytes}`);
     }
     this.headLimit = maxHeaderBytes + HEADER_READ_SLACK_BYTES;
-    this.buffer = new Uint8Array(Math.min(4096, this.headLimit));
+    // Allocated only for a head that spans reads: most arrive whole in the first one.
+    this.buffer = EMPTY;
   }
 
   /** Bytes of an unfinished head currently held. */
@@ -74,8 +78,17 @@ export class ConnectRequestParser {
   push(chunk: Uint8Array): ConnectRequestParseResult {
     if (this.outcome) return this.outcome;
     const taken = Math.min(this.headLimit - this.length, chunk.length);
-    this.append(chunk.subarray(0, taken));
-    const result = this.scan(chunk.subarray(taken));
+    let result: ConnectRequestParseResult;
+    if (this.length === 0) {
+      // Nothing held yet: scan the read where it is, and keep a copy only if the head is unfinished
+      // (the scan positions are offsets from the head's start either way).
+      const head = chunk.subarray(0, taken);
+      result = this.scan(head, chunk.subarray(taken));
+      if (result.kind === 'need-more') this.append(head);
+    } else {
+      this.append(chunk.subarray(0, taken));
+      result = this.scan(this.buffer.subarray(0, this.length), chunk.subarray(taken));
+    }
     if (result.kind !== 'need-more') this.finish(result);
     return result;
   }
@@ -93,7 +106,7 @@ export class ConnectRequestParser {
 
   private finish(outcome: ConnectRequestParseResult): ConnectRequestParseResult {
     this.outcome = outcome;
-    this.buffer = new Uint8Array(0);
+    this.buffer = EMPTY;
     this.length = 0;
     return outcome;
   }
@@ -102,7 +115,7 @@ export class ConnectRequestParser {
     if (bytes.length === 0) return;
     const needed = this.length + bytes.length;
     if (needed > this.buffer.length) {
-      let capacity = this.buffer.length * 2;
+      let capacity = Math.max(this.buffer.length * 2, INITIAL_BUFFER_BYTES);
       while (capacity < needed) capacity *= 2;
       const grown = new Uint8Array(Math.min(capacity, this.headLimit));
       grown.set(this.buffer.subarray(0, this.length));
@@ -112,8 +125,8 @@ export class ConnectRequestParser {
     this.length = needed;
   }
 
-  private scan(overflow: Uint8Array): ConnectRequestParseResult {
-    const held = this.buffer.subarray(0, this.length);
+  /** Scans `held`, the head so far (from its first byte), for complete lines; `overflow` is what the head limit cut off. */
+  private scan(held: Uint8Array, overflow: Uint8Array): ConnectRequestParseResult {
     for (;;) {
       const lf = held.indexOf(LF, this.scanFrom);
       if (lf < 0) break;
@@ -134,13 +147,13 @@ export class ConnectRequestParser {
       const error = this.headerFields.addLine(line);
       if (error) return error;
     }
-    this.scanFrom = this.length;
+    this.scanFrom = held.length;
 
     if (!this.requestLine) {
       const early = this.checkMethodPrefix(held);
       if (early) return early;
     }
-    if (this.length >= this.headLimit) {
+    if (held.length >= this.headLimit) {
       return requestHeadError(431, `request head larger than ${this.headLimit} bytes`);
     }
     return { kind: 'need-more' };
@@ -152,15 +165,16 @@ export class ConnectRequestParser {
     if (!methodPrefixIsPlausible(unseen)) return requestHeadError(400, 'invalid method');
     const space = unseen.indexOf(SP);
     if (space >= 0) this.methodComplete = true;
-    this.methodScanFrom = this.length;
+    this.methodScanFrom = held.length;
     return null;
   }
 
   private complete(held: Uint8Array, overflow: Uint8Array): ConnectRequestParseResult {
     const headBytes = this.lineStart;
-    const rest = new Uint8Array(this.length - headBytes + overflow.length);
+    // A copy: `held` may be the socket's own read buffer, which the pipelined bytes must not keep alive.
+    const rest = new Uint8Array(held.length - headBytes + overflow.length);
     rest.set(held.subarray(headBytes));
-    rest.set(overflow, this.length - headBytes);
+    rest.set(overflow, held.length - headBytes);
     const request = completeRequestHead(this.requestLine!, this.headerFields.finish(), rest, headBytes);
     return 'kind' in request ? request : { kind: 'request', request };
   }

@@ -145,8 +145,12 @@ function trimLeadingSpaceAndTab(value: string): string {
   return value.slice(start);
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 /** Go's string([]byte) of raw bytes, read as UTF-8 (invalid sequences become U+FFFD). */
 export function byteStringToText(value: string): string {
+  // ASCII reads the same either way; every dial's target and Host take this path.
+  if (!NON_ASCII.test(value)) return value;
   return Buffer.from(value, 'latin1').toString('utf8');
 }
 
