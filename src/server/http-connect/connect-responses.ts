@@ -45,8 +45,11 @@ function statusText(status: number): string {
 }
 
 /** The only success response: no headers, and nothing else in the same write. */
+const CONNECTION_ESTABLISHED = bytes('HTTP/1.1 200 Connection Established\r\n\r\n');
+
+/** The same bytes for every dial; sockets never modify what they are given to write. */
 export function connectionEstablished(): Uint8Array {
-  return bytes('HTTP/1.1 200 Connection Established\r\n\r\n');
+  return CONNECTION_ESTABLISHED;
 }
 
 /** Request facts that shape Go's 405 response; absent means a plain HTTP/1.1 keep-alive request. */
