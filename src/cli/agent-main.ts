@@ -3,14 +3,13 @@
  * and admin endpoints out. The first SIGTERM/SIGINT drains (DRAIN to every
  * server, no new server connections, tunnels keep working); the second stops.
  */
-import type { Writable } from 'node:stream';
 import type { AgentConfig } from '../agent/agent-config.ts';
 import { AgentHttpServers, pingCheck, serverConnectedCheck } from '../agent/agent-http-server.ts';
 import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, parseProxyServerAddress, type AgentOptions } from '../agent/agent-options.ts';
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
 // Loaded only with --count-server-leases: @kubernetes/client-node costs tens of MB of RSS.
 import type { ServerLeaseCounter } from '../agent/lease-counter.ts';
-import { startDaemon } from './parse-daemon-options.ts';
+import { realDaemonProcess, startDaemon, type DaemonProcess } from './parse-daemon-options.ts';
 import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 
 import { createAgentMetrics } from '../observability/agent-metrics.ts';
@@ -48,26 +47,10 @@ export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsR
 }
 
 /** Where the command reads signals from and writes to; tests substitute their own. */
-export interface AgentProcess {
-  stdout: Writable;
-  stderr: Writable;
-  env: Record<string, string | undefined>;
-  /** Subscribes to SIGTERM and SIGINT. */
-  onShutdownSignal(handler: (signal: string) => void): void;
+export interface AgentProcess extends DaemonProcess {
   /** Called once the agent is serving, with the bound health and admin ports. */
   onReady?: (ports: { health: number; admin: number }) => void;
-  logger?: Logger;
 }
-
-const processIO: AgentProcess = {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-  onShutdownSignal(handler) {
-    process.on('SIGTERM', () => handler('SIGTERM'));
-    process.on('SIGINT', () => handler('SIGINT'));
-  },
-};
 
 function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
   if (o.enableContentionProfiling) logger.info('--enable-contention-profiling has no Node equivalent; /debug/pprof serves CPU profiles and heap snapshots only');
@@ -77,7 +60,7 @@ function notImplementedWarnings(o: AgentOptions, logger: Logger): void {
 }
 
 /** Runs the agent until the second shutdown signal; resolves to the exit code. */
-export async function main(argv: readonly string[] = process.argv.slice(2), io: AgentProcess = processIO): Promise<number> {
+export async function main(argv: readonly string[] = process.argv.slice(2), io: AgentProcess = realDaemonProcess): Promise<number> {
   const started = startDaemon(() => parseAgentOptions(argv, io.env), () => agentUsage(io.env), io, 'konnectivity-agent');
   if ('exitCode' in started) return started.exitCode;
   const options: AgentOptions = started.options;

@@ -12,6 +12,27 @@ import { applyHeapTuning } from '../runtime/heap-tuning.ts';
 
 export type ParsedOrExit<T> = { options: T } | { exitCode: number };
 
+/** The process surface both daemons run against; tests pass their own. */
+export interface DaemonProcess {
+  stdout: Writable;
+  stderr: Writable;
+  env: Record<string, string | undefined>;
+  /** Subscribes to SIGTERM and SIGINT. */
+  onShutdownSignal(handler: (signal: string) => void): void;
+  logger?: Logger;
+}
+
+/** The real process: its standard streams, environment and shutdown signals. */
+export const realDaemonProcess: DaemonProcess = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  onShutdownSignal(handler) {
+    process.on('SIGTERM', () => handler('SIGTERM'));
+    process.on('SIGINT', () => handler('SIGINT'));
+  },
+};
+
 export function parseDaemonOptions<T>(
   parse: () => T,
   usage: () => string,

@@ -3,8 +3,7 @@
  * first SIGTERM/SIGINT shuts down (gracefully within
  * --graceful-shutdown-timeout); a second one exits at once with code 1.
  */
-import type { Writable } from 'node:stream';
-import { startDaemon } from './parse-daemon-options.ts';
+import { realDaemonProcess, startDaemon, type DaemonProcess } from './parse-daemon-options.ts';
 // Loaded only when needed: @kubernetes/client-node costs tens of MB of RSS at startup.
 import type { KubeClient } from '../kube/kube-client.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -45,29 +44,13 @@ export function serverConfigFromOptions(o: ServerOptions, logger: Logger): Serve
   };
 }
 
-export interface ServerProcess {
-  stdout: Writable;
-  stderr: Writable;
-  env: Record<string, string | undefined>;
-  onShutdownSignal(handler: (signal: string) => void): void;
-  logger?: Logger;
-}
-
-const processIO: ServerProcess = {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-  onShutdownSignal(handler) {
-    process.on('SIGTERM', () => handler('SIGTERM'));
-    process.on('SIGINT', () => handler('SIGINT'));
-  },
-};
+export type ServerProcess = DaemonProcess;
 
 function notImplementedWarnings(o: ServerOptions, logger: Logger): void {
   if (o.enableContentionProfiling) logger.info('--enable-contention-profiling has no Node equivalent; /debug/pprof serves CPU profiles and heap snapshots only');
 }
 
-export async function main(argv: readonly string[] = process.argv.slice(2), io: ServerProcess = processIO): Promise<number> {
+export async function main(argv: readonly string[] = process.argv.slice(2), io: ServerProcess = realDaemonProcess): Promise<number> {
   const started = startDaemon(() => parseServerOptions(argv, io.env), () => serverUsage(io.env), io, 'konnectivity-server');
   if ('exitCode' in started) return started.exitCode;
   const options: ServerOptions = started.options;
