@@ -7,41 +7,35 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { KonnectivityAgent } from '../src/agent/konnectivity-agent.ts';
 import { main as agentMain, type AgentProcess } from '../src/cli/agent-main.ts';
 import { main as serverMain, type ServerProcess } from '../src/cli/server-main.ts';
 import { startLocalCluster } from '../src/dev/local-cluster.ts';
-import { createDevPki, type DevPki } from '../src/dev/pki.ts';
+import type { DevPki } from '../src/dev/pki.ts';
 import { createLogger } from '../src/observability/logger.ts';
 import { deferred, unusedPort } from './agent-fixtures.ts';
-import { FakeApiServer } from './helpers/fake-apiserver.ts';
+import { startFakeApiServerInTempDir, type FakeApiServer } from './helpers/fake-apiserver.ts';
+import { waitFor } from './helpers/wait.ts';
 
 let dir: string;
 let pki: DevPki;
 let api: FakeApiServer;
 
+let fixture: Awaited<ReturnType<typeof startFakeApiServerInTempDir>>;
+
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'kube-cli-'));
-  pki = await createDevPki(path.join(dir, 'pki'));
-  api = await FakeApiServer.start({ pki, dir });
+  fixture = await startFakeApiServerInTempDir('kube-cli-');
+  ({ dir, pki, api } = fixture);
   api.addToken('cli-agent-token', 'system:serviceaccount:kube-system:konnectivity-agent', ['system:konnectivity-server']);
 });
 
-after(async () => {
-  await api.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => fixture.close());
 
-async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  return waitFor(predicate, what, timeoutMs);
 }
 
 function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {

@@ -7,16 +7,15 @@
  */
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createDevPki, type DevPki } from '../src/dev/pki.ts';
+import type { DevPki } from '../src/dev/pki.ts';
 import { KubeClient } from '../src/kube/kube-client.ts';
 import { createServerMetrics, type ServerMetrics } from '../src/observability/server-metrics.ts';
 import { ServerLeaseController, serverLeaseName, type LeaseControllerOptions } from '../src/server/lease-controller.ts';
-import { FakeApiServer, formatMicroTime } from './helpers/fake-apiserver.ts';
+import { formatMicroTime, startFakeApiServerInTempDir, type FakeApiServer } from './helpers/fake-apiserver.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const LABELS = { 'k8s-app': 'konnectivity-server' };
 
@@ -25,23 +24,17 @@ let pki: DevPki;
 let api: FakeApiServer;
 let nsCounter = 0;
 
+let fixture: Awaited<ReturnType<typeof startFakeApiServerInTempDir>>;
+
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'kube-lease-controller-'));
-  pki = await createDevPki(path.join(dir, 'pki'));
-  api = await FakeApiServer.start({ pki, dir });
+  fixture = await startFakeApiServerInTempDir('kube-lease-controller-');
+  ({ dir, pki, api } = fixture);
 });
 
-after(async () => {
-  await api.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => fixture.close());
 
-async function until(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  return waitFor(predicate, what, timeoutMs);
 }
 
 async function untilAsync(what: string, predicate: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {

@@ -6,42 +6,33 @@
  */
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { ServerLeaseCounter, type LeaseCounterOptions } from '../src/agent/lease-counter.ts';
 import { effectiveServerCount } from '../src/agent/server-count.ts';
 import { startLocalCluster } from '../src/dev/local-cluster.ts';
-import { createDevPki, type DevPki } from '../src/dev/pki.ts';
+import type { DevPki } from '../src/dev/pki.ts';
 import { LabelSelector } from '../src/flags/label-selector.ts';
 import { KubeClient } from '../src/kube/kube-client.ts';
 import { createAgentMetrics, type AgentMetrics } from '../src/observability/agent-metrics.ts';
-import { FakeApiServer } from './helpers/fake-apiserver.ts';
+import { startFakeApiServerInTempDir, type FakeApiServer } from './helpers/fake-apiserver.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const LABELS = { 'k8s-app': 'konnectivity-server' };
 
-let dir: string;
 let pki: DevPki;
 let api: FakeApiServer;
 let nsCounter = 0;
 
+let fixture: Awaited<ReturnType<typeof startFakeApiServerInTempDir>>;
+
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'kube-lease-counter-'));
-  pki = await createDevPki(path.join(dir, 'pki'));
-  api = await FakeApiServer.start({ pki, dir });
+  fixture = await startFakeApiServerInTempDir('kube-lease-counter-');
+  ({ pki, api } = fixture);
 });
 
-after(async () => {
-  await api.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => fixture.close());
 
-async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  return waitFor(predicate, what, timeoutMs);
 }
 
 interface Harness {

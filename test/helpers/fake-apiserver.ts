@@ -17,12 +17,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { DevPki } from '../../src/dev/pki.ts';
+import { createDevPki, type DevPki } from '../../src/dev/pki.ts';
 import { LabelSelector } from '../../src/flags/label-selector.ts';
 
 export const FAKE_APISERVER_AUDIENCE = 'https://kubernetes.default.svc.cluster.local';
@@ -636,4 +637,20 @@ export class FakeApiServer {
     const object: Json = { ...stored.object, metadata: { ...leaseMeta(stored.object), resourceVersion: String(rv) } };
     this.record({ rv, type: 'DELETED', namespace: stored.namespace, object });
   }
+}
+
+/** A fake apiserver and the throwaway PKI it serves with, in a new temp dir; `close()` stops it and removes the dir. */
+export async function startFakeApiServerInTempDir(prefix: string): Promise<{ dir: string; pki: DevPki; api: FakeApiServer; close(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  const pki = await createDevPki(path.join(dir, 'pki'));
+  const api = await FakeApiServer.start({ pki, dir });
+  return {
+    dir,
+    pki,
+    api,
+    async close() {
+      await api.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
