@@ -13,7 +13,8 @@ import { createServerMetrics } from '../src/observability/server-metrics.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
 import { parseAgentIdentifiers } from '../src/server/agent-identifiers.ts';
-import { Backend, ProxyRouter, type FrontendPeer } from '../src/server/proxy-router.ts';
+import { Backend, ProxyRouter } from '../src/server/proxy-router.ts';
+import { RecordingFrontend } from './helpers/recording-frontend.ts';
 
 const CASES = Number(process.env['FUZZ_CASES'] ?? 6000);
 
@@ -34,26 +35,6 @@ test(`router fuzz: ${CASES} random interleavings keep every invariant`, async (t
 
 // ---------------------------------------------------------------------------
 
-type Ev = [string, ...unknown[]];
-
-class Peer implements FrontendPeer {
-  events: Ev[] = [];
-  bufferedBytes = 0;
-  dialResponse(random: bigint, connectID: bigint, error: string): void {
-    this.events.push(['dialResponse', random, connectID, error]);
-  }
-  data(connectID: bigint, data: Uint8Array): void {
-    this.events.push(['data', connectID, Buffer.from(data).toString()]);
-  }
-  closeResponse(connectID: bigint, error: string): void {
-    this.events.push(['closeResponse', connectID, error]);
-  }
-  dialClosed(random: bigint): void {
-    this.events.push(['dialClosed', random]);
-  }
-  pauseReading(): void {}
-  resumeReading(): void {}
-}
 
 function setup() {
   const metrics = createServerMetrics({ processMetrics: false });
@@ -62,7 +43,7 @@ function setup() {
   const b = new Backend('agent', parseAgentIdentifiers(''), { send: (p) => (sent.push(p), true) });
   router.addBackend(b);
   const connect = (random: bigint, connectID: bigint) => {
-    const peer = new Peer();
+    const peer = new RecordingFrontend();
     const fe = router.openFrontend(peer);
     fe.handlePacket(packets.dialRequest('10.0.0.1:1', random));
     router.handleBackendPacket(b, packets.dialResponse(random, connectID));
@@ -77,8 +58,8 @@ const dataTo = (sent: Packet[], id: bigint): string[] =>
 describe('bugs the fuzzer found (fixed in proxy-router.ts)', () => {
   test('a dial ID already pending is refused, instead of overwriting the first dial (which then never heard back and could be cancelled by the other stream)', () => {
     const { router, b, sent } = setup();
-    const p1 = new Peer();
-    const p2 = new Peer();
+    const p1 = new RecordingFrontend();
+    const p2 = new RecordingFrontend();
     const f1 = router.openFrontend(p1);
     const f2 = router.openFrontend(p2);
     f1.handlePacket(packets.dialRequest('10.0.0.1:1', 42n));
@@ -94,7 +75,7 @@ describe('bugs the fuzzer found (fixed in proxy-router.ts)', () => {
   test('an agent answering with a connectID it already uses fails that dial; the live connection and the counts stay right', () => {
     const { router, b, sent, connect } = setup();
     const first = connect(1n, 7n);
-    const p = new Peer();
+    const p = new RecordingFrontend();
     router.openFrontend(p).handlePacket(packets.dialRequest('10.0.0.1:1', 2n));
     router.handleBackendPacket(b, packets.dialResponse(2n, 7n));
     assert.deepEqual(p.events, [['dialResponse', 2n, 0n, 'konnectivity-server: agent agent answered with connectID 7, which is already in use']]);
@@ -108,7 +89,7 @@ describe('bugs the fuzzer found (fixed in proxy-router.ts)', () => {
 
   test('a successful DIAL_RSP with connectID 0 fails the dial (such a connection could never carry DATA)', () => {
     const { router, b } = setup();
-    const p = new Peer();
+    const p = new RecordingFrontend();
     router.openFrontend(p).handlePacket(packets.dialRequest('10.0.0.1:1', 3n));
     router.handleBackendPacket(b, packets.dialResponse(3n, 0n));
     assert.match(String(p.events[0]![3]), /answered with connectID 0, which is not valid/);

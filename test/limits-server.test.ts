@@ -22,7 +22,8 @@ import { createServerMetrics, type ServerMetrics } from '../src/observability/se
 import { silentLogger } from '../src/observability/logger.ts';
 import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
 import { parseAgentIdentifiers } from '../src/server/agent-identifiers.ts';
-import { Backend, ProxyRouter, type FrontendPeer } from '../src/server/proxy-router.ts';
+import { Backend, ProxyRouter } from '../src/server/proxy-router.ts';
+import { RecordingFrontend } from './helpers/recording-frontend.ts';
 import { isServerLimitError, pendingDialsPerAgentError, pendingDialsPerFrontendError, type ServerLimits } from '../src/server/limits.ts';
 import { createHash } from 'node:crypto';
 import { openRawFrontend, type RawCall } from './helpers/raw-grpc.ts';
@@ -35,26 +36,6 @@ import { mapDialErrorToHTTPStatus } from '../src/server/http-connect/dial-error-
 // ---------------------------------------------------------------------------
 // In memory
 
-type Event = ['dialResponse', bigint, bigint, string] | ['data', bigint, string] | ['closeResponse', bigint, string] | ['dialClosed', bigint];
-
-class Peer implements FrontendPeer {
-  events: Event[] = [];
-  bufferedBytes = 0;
-  dialResponse(random: bigint, connectID: bigint, error: string): void {
-    this.events.push(['dialResponse', random, connectID, error]);
-  }
-  data(connectID: bigint, data: Uint8Array): void {
-    this.events.push(['data', connectID, Buffer.from(data).toString()]);
-  }
-  closeResponse(connectID: bigint, error: string): void {
-    this.events.push(['closeResponse', connectID, error]);
-  }
-  dialClosed(random: bigint): void {
-    this.events.push(['dialClosed', random]);
-  }
-  pauseReading(): void {}
-  resumeReading(): void {}
-}
 
 function routerWith(limits: Partial<ServerLimits>) {
   const metrics = createServerMetrics({ processMetrics: false });
@@ -76,7 +57,7 @@ const dialReqs = (sent: Packet[]): bigint[] => sent.filter((p) => p.type === Pac
 describe('router limits (in memory)', () => {
   test('--max-pending-dials-per-frontend: the extra dial gets a DIAL_RSP error, the stream stays usable', async () => {
     const { router, metrics, backend, sent } = routerWith({ maxPendingDialsPerFrontend: 2 });
-    const peer = new Peer();
+    const peer = new RecordingFrontend();
     const fe = router.openFrontend(peer);
     fe.handlePacket(packets.dialRequest('10.0.0.1:1', 1n));
     fe.handlePacket(packets.dialRequest('10.0.0.1:1', 2n));
@@ -97,11 +78,11 @@ describe('router limits (in memory)', () => {
 
   test('--max-pending-dials-per-agent: refused beyond the bound while established traffic keeps flowing', async () => {
     const { router, metrics, backend, sent } = routerWith({ maxPendingDialsPerAgent: 2, maxPendingDialsPerFrontend: 0 });
-    const witness = new Peer();
+    const witness = new RecordingFrontend();
     const w = router.openFrontend(witness);
     w.handlePacket(packets.dialRequest('10.0.0.9:9', 100n));
     router.handleBackendPacket(backend, packets.dialResponse(100n, 7n));
-    const peers = [new Peer(), new Peer(), new Peer()];
+    const peers = [new RecordingFrontend(), new RecordingFrontend(), new RecordingFrontend()];
     peers.forEach((p, i) => router.openFrontend(p).handlePacket(packets.dialRequest('10.0.0.1:1', BigInt(i + 1))));
     assert.equal(backend.pendingDials, 2);
     assert.deepEqual(peers[2]!.events, [['dialResponse', 3n, 0n, 'konnectivity-server: limit reached: 2 dials already pending on agent agent-1 (--max-pending-dials-per-agent)']]);
@@ -113,7 +94,7 @@ describe('router limits (in memory)', () => {
     // An answer gives the slot back.
     router.handleBackendPacket(backend, packets.dialResponse(2n, 0n, 'dial tcp 10.0.0.1:1: connect: connection refused'));
     assert.equal(backend.pendingDials, 1);
-    const p4 = new Peer();
+    const p4 = new RecordingFrontend();
     router.openFrontend(p4).handlePacket(packets.dialRequest('10.0.0.1:1', 4n));
     assert.equal(p4.events.length, 0);
     assert.equal(backend.pendingDials, 2);
@@ -121,17 +102,17 @@ describe('router limits (in memory)', () => {
 
   test('--max-connections-per-agent: established plus pending are bounded; a close frees a slot', async () => {
     const { router, metrics, backend } = routerWith({ maxConnectionsPerAgent: 2 });
-    const a = new Peer();
+    const a = new RecordingFrontend();
     const fa = router.openFrontend(a);
     fa.handlePacket(packets.dialRequest('h:1', 1n));
     router.handleBackendPacket(backend, packets.dialResponse(1n, 1n));
-    router.openFrontend(new Peer()).handlePacket(packets.dialRequest('h:1', 2n)); // pending
-    const c = new Peer();
+    router.openFrontend(new RecordingFrontend()).handlePacket(packets.dialRequest('h:1', 2n)); // pending
+    const c = new RecordingFrontend();
     router.openFrontend(c).handlePacket(packets.dialRequest('h:1', 3n));
     assert.deepEqual(c.events, [['dialResponse', 3n, 0n, 'konnectivity-server: limit reached: 2 connections already open or pending through agent agent-1 (--max-connections-per-agent)']]);
     assert.equal(await rejections(metrics, 'connections_per_agent'), 1);
     router.handleBackendPacket(backend, packets.closeResponse(1n));
-    const d = new Peer();
+    const d = new RecordingFrontend();
     router.openFrontend(d).handlePacket(packets.dialRequest('h:1', 4n));
     assert.equal(d.events.length, 0);
     assert.equal(backend.pendingDials, 2);
@@ -139,8 +120,8 @@ describe('router limits (in memory)', () => {
 
   test('--idle-connection-timeout: only the silent connection is closed, both sides told; an unconfirmed close is reclaimed', async () => {
     const { router, metrics, backend, sent } = routerWith({ idleConnectionTimeoutMs: 1000 });
-    const quiet = new Peer();
-    const busy = new Peer();
+    const quiet = new RecordingFrontend();
+    const busy = new RecordingFrontend();
     const fq = router.openFrontend(quiet);
     const fb = router.openFrontend(busy);
     fq.handlePacket(packets.dialRequest('h:1', 1n));

@@ -2,37 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PacketType, packets, type Packet } from '../src/protocol/packet.ts';
-import { Backend, ProxyRouter, type FrontendPeer } from '../src/server/proxy-router.ts';
+import { Backend, ProxyRouter } from '../src/server/proxy-router.ts';
 import { parseAgentIdentifiers } from '../src/server/agent-identifiers.ts';
 import { createServerMetrics } from '../src/observability/server-metrics.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import type { ProxyStrategyName } from '../src/server/backend-registry.ts';
-
-type FrontendEvent = ['dialResponse', bigint, bigint, string] | ['data', bigint, string] | ['closeResponse', bigint, string] | ['dialClosed', bigint];
-
-class RecordingFrontend implements FrontendPeer {
-  events: FrontendEvent[] = [];
-  bufferedBytes = 0;
-  paused = false;
-  dialResponse(random: bigint, connectID: bigint, error: string): void {
-    this.events.push(['dialResponse', random, connectID, error]);
-  }
-  data(connectID: bigint, data: Uint8Array): void {
-    this.events.push(['data', connectID, Buffer.from(data).toString()]);
-  }
-  closeResponse(connectID: bigint, error: string): void {
-    this.events.push(['closeResponse', connectID, error]);
-  }
-  dialClosed(random: bigint): void {
-    this.events.push(['dialClosed', random]);
-  }
-  pauseReading(): void {
-    this.paused = true;
-  }
-  resumeReading(): void {
-    this.paused = false;
-  }
-}
+import { RecordingFrontend } from './helpers/recording-frontend.ts';
 
 function setup(strategies: ProxyStrategyName[] = ['default'], backendDialTimeoutMs = 0) {
   const metrics = createServerMetrics({ processMetrics: false });
