@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KonnectivityDialError } from '../src/client/dial-error.ts';
+import { rejectsDial } from './helpers/dial-rejection.ts';
 import { PacketType, packets } from '../src/protocol/packet.ts';
 import { connectHead, openTunnel, rawFrontendSocket, sharedPki, startCluster, variantName, variants } from './helpers/cluster.ts';
 import { closed, readExactly, readToEnd, randomPayload, sha256, writeAll, KiB } from './helpers/payload.ts';
@@ -19,16 +19,6 @@ async function target(t: import('node:test').TestContext, behaviour: Parameters<
   const tgt = await TcpTarget.start(behaviour);
   t.after(() => tgt.close());
   return tgt;
-}
-
-async function rejectsDial(p: Promise<unknown>): Promise<KonnectivityDialError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof KonnectivityDialError, `expected a KonnectivityDialError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('dial succeeded');
 }
 
 for (const v of variants) {

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import type { LocalCluster } from '../src/dev/local-cluster.ts';
-import { KonnectivityDialError } from '../src/client/dial-error.ts';
+import { rejectsDial } from './helpers/dial-rejection.ts';
 import { PacketType, packets, type DialRequestPacket, type Packet } from '../src/protocol/packet.ts';
 import { connectHead, openTunnel, rawFrontendSocket, startCluster } from './helpers/cluster.ts';
 import { readToEnd } from './helpers/payload.ts';
@@ -25,16 +25,6 @@ async function fakeAgent(t: TestContext, cluster: LocalCluster): Promise<FakeAge
 
 function isDialReq(p: Packet): p is DialRequestPacket {
   return p.type === PacketType.DIAL_REQ;
-}
-
-async function rejectsDial(p: Promise<unknown>): Promise<KonnectivityDialError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof KonnectivityDialError, `expected a KonnectivityDialError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('dial succeeded');
 }
 
 test('grpc: aborting a pending dial sends DIAL_CLS for that dial to the agent; a late DIAL_RSP is then closed', async (t) => {

@@ -1,19 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { OptionsError } from '../src/flags/options-error.ts';
+import { placeholderFiles } from './helpers/placeholder-files.ts';
 import { parseServerOptions, serverUsage, type ServerOptions } from '../src/server/server-options.ts';
 import { acceptedGoCipherSuites, nodeMinTlsVersion, opensslCipherList } from '../src/server/tls-names.ts';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'kts-server-options-'));
-function file(name: string): string {
-  const p = path.join(dir, name);
-  mkdirSync(path.dirname(p), { recursive: true });
-  writeFileSync(p, 'x');
-  return p;
-}
+const { dir, file } = placeholderFiles('kts-server-options-');
 const cert = file('tls.crt');
 const key = file('tls.key');
 const ca = file('ca.crt');
