@@ -13,6 +13,10 @@
  * metrics, logs) adds; the chain itself is the floor of a Node relay with
  * these hops on this machine.
  *
+ * The relays get the daemons' own tuning, so the comparison is of code,
+ * not settings: V8's heap growing factor (src/runtime/heap-tuning.ts) and
+ * the HTTP/2 windows and frame size (src/grpc/http2-settings.ts).
+ *
  * Targets, interleaved, three runs each, medians: direct (client →
  * destination), chain-tls, chain-h2, and ours (konnectivity-server and
  * konnectivity-agent in HTTP-CONNECT mode, started as the bench starts
@@ -32,6 +36,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createTunnel } from '../../src/client/create-tunnel.ts';
 import { createDevPki } from '../../src/dev/pki.ts';
+import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings } from '../../src/grpc/http2-settings.ts';
+import { applyHeapTuning } from '../../src/runtime/heap-tuning.ts';
 import { compiledLayout, startCluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
 import { firstByteAfter } from '../lib/first-byte.ts';
@@ -62,6 +68,20 @@ function forward(from: Duplex, to: Duplex): void {
       to.once('drain', () => from.resume());
     }
   });
+}
+
+/** An HTTP/2 server with the windows, frame size and session memory our gRPC server uses. */
+function tunedHttp2Server(options: { cert: Buffer; key: Buffer }): http2.Http2SecureServer {
+  const server = http2.createSecureServer({ ...options, settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
+  server.on('session', (session) => session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES)));
+  return server;
+}
+
+/** An HTTP/2 client session with the settings our gRPC client uses. */
+function tunedHttp2Session(authority: string, ca: Buffer): http2.ClientHttp2Session {
+  const session = http2.connect(authority, { ca, settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
+  session.once('connect', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
+  return session;
 }
 
 /** Relay 2: TLS (or HTTP/2 over TLS) in, TCP to the destination out. Prints its port. */
@@ -108,7 +128,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
   } else if (hop === 'h2-connect') {
     // Both sides half-close instead of resetting streams: Node's HTTP/2 server closes a session that
     // resets streams at a high rate (its rapid-reset defence), and a dial loop would look like one.
-    const server = http2.createSecureServer(options);
+    const server = tunedHttp2Server(options);
     server.on('stream', (stream, headers) => {
       const target = String(headers[DEST_HEADER] ?? '');
       const i = target.lastIndexOf(':');
@@ -123,7 +143,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
     });
     server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
   } else {
-    const server = http2.createSecureServer(options);
+    const server = tunedHttp2Server(options);
     server.on('stream', (stream) => {
       stream.respond({ ':status': 200 });
       bridge(stream);
@@ -135,7 +155,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
 /** Relay 1: unix socket in, TLS (or one HTTP/2 stream per connection on one session) to relay 2 out. */
 function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: string): void {
   const ca = readFileSync(caPath);
-  const session = hop === 'tls' || hop === 'tcp-connect' ? null : http2.connect(`https://127.0.0.1:${relay2Port}`, { ca });
+  const session = hop === 'tls' || hop === 'tcp-connect' ? null : tunedHttp2Session(`https://127.0.0.1:${relay2Port}`, ca);
   // The least an HTTP CONNECT front can do: find the end of the request head, take the authority, no validation.
   const serveConnect = (dial: (client: net.Socket, address: string) => void): void => {
     const server = net.createServer((client) => {
@@ -418,8 +438,11 @@ async function main(): Promise<void> {
 }
 
 const role = process.argv[2];
-// A relay stopped with SIGTERM exits normally, so `node --cpu-prof` can write its profile.
-if (role === '--relay1' || role === '--relay2') process.once('SIGTERM', () => process.exit(0));
+if (role === '--relay1' || role === '--relay2') {
+  applyHeapTuning();
+  // A relay stopped with SIGTERM exits normally, so `node --cpu-prof` can write its profile.
+  process.once('SIGTERM', () => process.exit(0));
+}
 if (role === '--relay2') runRelay2(process.argv[3] as ChainHop, process.argv[4]!, process.argv[5]!, process.argv[6]!);
 else if (role === '--relay1') runRelay1(process.argv[3] as ChainHop, Number(process.argv[4]), process.argv[5]!, process.argv[6]!);
 else await main();
