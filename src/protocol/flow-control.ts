@@ -9,8 +9,18 @@
 /** Request metadata (agent → server) and response header (server → agent). */
 export const FLOW_CONTROL_HEADER = 'konnectivity-ts-flow-control';
 export const FLOW_CONTROL_VERSION = 'v1';
-/** Bytes a peer may send on one connection before it needs credit. */
+/** Bytes a peer may send on one connection before it needs credit (the agent's window, `--flow-control-window`). */
 export const DEFAULT_FLOW_WINDOW_BYTES = 1024 * 1024;
+/**
+ * The server's window: what an agent may send on one connection (a download)
+ * before it needs credit. Larger than the agent's because a download through
+ * a busy server must ride out scheduling gaps without the agent pausing its
+ * destination: in interleaved A/B runs (docs/benchmarks.md, session 6), 4 MiB
+ * raised the median one-connection HTTP-CONNECT download from 272 to 330
+ * MB/s. The server's own bound on what it queues for one frontend (16 MiB)
+ * covers 1.5 windows plus the largest packet (flow-control.md, rule 4).
+ */
+export const DEFAULT_SERVER_FLOW_WINDOW_BYTES = 4 * 1024 * 1024;
 const MIN_WINDOW = 64 * 1024;
 const MAX_WINDOW = 64 * 1024 * 1024;
 

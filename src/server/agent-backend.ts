@@ -10,7 +10,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { ServerMetrics } from '../observability/server-metrics.ts';
 import { parseAgentIdentifiers } from './agent-identifiers.ts';
 import { Backend, type NegotiatedFlowControl, type ProxyRouter } from './proxy-router.ts';
-import { DEFAULT_FLOW_WINDOW_BYTES, FLOW_CONTROL_HEADER, formatFlowControlHeader, parseFlowControlHeader } from '../protocol/flow-control.ts';
+import { DEFAULT_SERVER_FLOW_WINDOW_BYTES, FLOW_CONTROL_HEADER, formatFlowControlHeader, parseFlowControlHeader } from '../protocol/flow-control.ts';
 import { packets } from '../protocol/packet.ts';
 import { acceptsServerDrainNotice, SERVER_DRAIN_NOTICE_HEADER, SERVER_DRAIN_NOTICE_VERSION } from '../protocol/server-drain-notice.ts';
 import type { DrainNoticeSet } from './server-drain-notice.ts';
@@ -87,7 +87,7 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
     const start = (): void => {
       if (stream.isClosed) return;
       metrics.grpcConnections.inc({ service_method: 'Connect' });
-      const ourWindow = options.flowWindowBytes ?? DEFAULT_FLOW_WINDOW_BYTES;
+      const ourWindow = options.flowWindowBytes ?? DEFAULT_SERVER_FLOW_WINDOW_BYTES;
       const agentWindow = ourWindow > 0 ? parseFlowControlHeader(call.metadata[FLOW_CONTROL_HEADER]) : null;
       const flow: NegotiatedFlowControl | null = agentWindow === null ? null : { agentWindow, ourWindow };
       const headers: Record<string, string> = { serverid: options.serverId, servercount: String(options.serverCount) };
