@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { startLocalCluster } from '../src/dev/local-cluster.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
+import { DEFAULT_FLOW_WINDOW_BYTES, DEFAULT_SERVER_FLOW_WINDOW_BYTES } from '../src/protocol/flow-control.ts';
 
 /** A destination that sends `bytes` deterministic bytes to each connection, then closes. */
 async function startSource(bytes: number): Promise<{ port: number; sha256: string; close(): void; sockets: net.Socket[] }> {
@@ -67,6 +68,9 @@ for (const mode of ['grpc', 'http-connect'] as TunnelMode[]) {
     });
     const backend = cluster.server.router.backendList[0]!;
     assert.ok(backend.flow, 'our agent and server negotiated flow control');
+    // Downloads get the server's larger window; the agent's (uploads) stays at its flag default.
+    assert.deepEqual(backend.flow, { agentWindow: DEFAULT_FLOW_WINDOW_BYTES, ourWindow: DEFAULT_SERVER_FLOW_WINDOW_BYTES });
+    assert.equal(DEFAULT_SERVER_FLOW_WINDOW_BYTES, 4 * 1024 * 1024);
 
     const stalled = await tunnel.dial('tcp', `127.0.0.1:${source.port}`);
     stalled.pause(); // the reader stops reading
