@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { startLocalCluster } from '../src/dev/local-cluster.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
-import { DEFAULT_FLOW_WINDOW_BYTES, DEFAULT_SERVER_FLOW_WINDOW_BYTES } from '../src/protocol/flow-control.ts';
+import { DEFAULT_FLOW_WINDOW_BYTES, DEFAULT_SERVER_FLOW_WINDOW_BYTES, serverFlowWindowFor } from '../src/protocol/flow-control.ts';
 
 /** A destination that sends `bytes` deterministic bytes to each connection, then closes. */
 async function startSource(bytes: number): Promise<{ port: number; sha256: string; close(): void; sockets: net.Socket[] }> {
@@ -185,4 +185,17 @@ test('agent: --endpoint-buffer-bytes must cover 1.5 windows plus one 4 MiB packe
   parseAgentOptions([...base, '--flow-control-window=4194304', '--endpoint-buffer-bytes=10485760'], {});
   parseAgentOptions(base, {}); // the defaults: 1 MiB window, 8 MiB bound
   parseAgentOptions([...base, '--flow-control-window=0', '--endpoint-buffer-bytes=1048576'], {}); // no window, no rule
+});
+
+test('the server window fits its per-frontend bound: 1.5 windows plus one 4 MiB packet, never under 64 KiB', () => {
+  const MiB = 1024 * 1024;
+  assert.equal(serverFlowWindowFor(16 * MiB), DEFAULT_SERVER_FLOW_WINDOW_BYTES, 'the default bound takes the default window');
+  assert.equal(serverFlowWindowFor(64 * MiB), DEFAULT_SERVER_FLOW_WINDOW_BYTES, 'a larger bound does not raise it');
+  assert.equal(serverFlowWindowFor(10 * MiB), 4 * MiB, 'exactly 1.5 × 4 MiB + 4 MiB');
+  assert.equal(serverFlowWindowFor(8 * MiB), Math.floor((4 * MiB) / 1.5));
+  for (const bound of [8 * MiB, 5 * MiB, 4.5 * MiB]) {
+    const window = serverFlowWindowFor(bound);
+    assert.ok(window === 64 * 1024 || 1.5 * window + 4 * MiB <= bound, `bound ${bound}: window ${window}`);
+  }
+  assert.equal(serverFlowWindowFor(2 * MiB), 64 * 1024, 'a bound below one packet gets the minimum window');
 });

@@ -9,20 +9,34 @@
 /** Request metadata (agent → server) and response header (server → agent). */
 export const FLOW_CONTROL_HEADER = 'konnectivity-ts-flow-control';
 export const FLOW_CONTROL_VERSION = 'v1';
+const MIN_WINDOW = 64 * 1024;
+const MAX_WINDOW = 64 * 1024 * 1024;
 /** Bytes a peer may send on one connection before it needs credit (the agent's window, `--flow-control-window`). */
 export const DEFAULT_FLOW_WINDOW_BYTES = 1024 * 1024;
 /**
  * The server's window: what an agent may send on one connection (a download)
  * before it needs credit. Larger than the agent's because a download through
  * a busy server must ride out scheduling gaps without the agent pausing its
- * destination: in interleaved A/B runs (docs/benchmarks.md, session 6), 4 MiB
- * raised the median one-connection HTTP-CONNECT download from 272 to 330
- * MB/s. The server's own bound on what it queues for one frontend (16 MiB)
- * covers 1.5 windows plus the largest packet (flow-control.md, rule 4).
+ * destination: in an interleaved A/B (docs/benchmarks.md, session 6), 4 MiB
+ * against 1 MiB raised the median one-connection download from 222 to 254
+ * MB/s (gRPC) and from 294 to 315 MB/s (HTTP-CONNECT). A server offers less
+ * when its bound on what it queues for one frontend is too small for it
+ * (`serverFlowWindowFor`).
  */
 export const DEFAULT_SERVER_FLOW_WINDOW_BYTES = 4 * 1024 * 1024;
-const MIN_WINDOW = 64 * 1024;
-const MAX_WINDOW = 64 * 1024 * 1024;
+/** The largest DATA packet a peer may send (grpc-go's 4 MiB receive limit), the "one packet over" of rule 4. */
+const LARGEST_PACKET_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The window a server with this bound on what it queues for one frontend
+ * should offer: the default, or less when the bound could not hold 1.5
+ * windows plus one largest packet (flow-control.md, rule 4), so a reader that
+ * is only slow is never taken for a stalled one. Never under the minimum.
+ */
+export function serverFlowWindowFor(maxFrontendBufferBytes: number): number {
+  const fits = Math.floor((maxFrontendBufferBytes - LARGEST_PACKET_BYTES) / 1.5);
+  return Math.max(MIN_WINDOW, Math.min(DEFAULT_SERVER_FLOW_WINDOW_BYTES, fits));
+}
 
 export function formatFlowControlHeader(windowBytes: number): string {
   return `${FLOW_CONTROL_VERSION}; window=${windowBytes}`;

@@ -16,6 +16,7 @@ import type { ProxyStrategyName } from './backend-registry.ts';
 import { createProxyServiceHandler } from './grpc-frontend.ts';
 import { createServerAdminServer, createServerHealthServer } from './health-endpoints.ts';
 import { ProxyRouter } from './proxy-router.ts';
+import { serverFlowWindowFor } from '../protocol/flow-control.ts';
 import { serverStatusRoutes } from '../status/server-status.ts';
 import { profilingRoutes } from '../status/profiling.ts';
 import type { TlsFiles } from './tls-context.ts';
@@ -127,6 +128,7 @@ export class KonnectivityServer {
           ...(config.authenticator ? { authenticator: config.authenticator } : {}),
           accepting: () => this.accepting,
           drainNotices: this.drainNotices,
+          flowWindowBytes: serverFlowWindowFor(config.maxFrontendBufferBytes ?? DEFAULT_MAX_FRONTEND_BUFFER_BYTES),
         }),
       },
     });
