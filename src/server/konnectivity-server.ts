@@ -104,12 +104,13 @@ export class KonnectivityServer {
     this.logger = config.logger ?? silentLogger;
     this.metrics = config.metrics ?? createServerMetrics();
     this.tlsReloading = new ServerTlsReloading({ intervalMs: config.tlsReloadIntervalMs, logger: this.logger, registry: this.metrics.registry });
+    const maxFrontendBufferBytes = config.maxFrontendBufferBytes ?? DEFAULT_MAX_FRONTEND_BUFFER_BYTES;
     this.router = new ProxyRouter({
       strategies: config.strategies,
       metrics: this.metrics,
       logger: this.logger,
       backendDialTimeoutMs: config.backendDialTimeoutMs,
-      maxFrontendBufferBytes: config.maxFrontendBufferBytes ?? DEFAULT_MAX_FRONTEND_BUFFER_BYTES,
+      maxFrontendBufferBytes,
       ...(config.frontendStallTimeoutMs !== undefined ? { frontendStallTimeoutMs: config.frontendStallTimeoutMs } : {}),
       ...(config.limits ? { limits: config.limits } : {}),
     });
@@ -128,7 +129,7 @@ export class KonnectivityServer {
           ...(config.authenticator ? { authenticator: config.authenticator } : {}),
           accepting: () => this.accepting,
           drainNotices: this.drainNotices,
-          flowWindowBytes: serverFlowWindowFor(config.maxFrontendBufferBytes ?? DEFAULT_MAX_FRONTEND_BUFFER_BYTES),
+          flowWindowBytes: serverFlowWindowFor(maxFrontendBufferBytes),
         }),
       },
     });

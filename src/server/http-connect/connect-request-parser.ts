@@ -30,11 +30,11 @@ export interface ConnectRequestParserOptions {
 }
 
 const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
 const EMPTY = new Uint8Array(0);
 /** First allocation for a head that spans reads; doubled as needed up to the head limit. */
 const INITIAL_BUFFER_BYTES = 4096;
-const CR = 0x0d;
-const SP = 0x20;
 
 export class ConnectRequestParser {
   /** Largest head accepted, terminating blank line included. */

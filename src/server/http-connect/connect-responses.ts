@@ -44,10 +44,12 @@ function statusText(status: number): string {
   return text;
 }
 
-/** The only success response: no headers, and nothing else in the same write. */
 const CONNECTION_ESTABLISHED = bytes('HTTP/1.1 200 Connection Established\r\n\r\n');
 
-/** The same bytes for every dial; sockets never modify what they are given to write. */
+/**
+ * The only success response: no headers, and nothing else in the same write.
+ * The same bytes for every dial; sockets never modify what they are given to write.
+ */
 export function connectionEstablished(): Uint8Array {
   return CONNECTION_ESTABLISHED;
 }
