@@ -199,3 +199,12 @@ test('the server window fits its per-frontend bound: 1.5 windows plus one 4 MiB 
   }
   assert.equal(serverFlowWindowFor(2 * MiB), 64 * 1024, 'a bound below one packet gets the minimum window');
 });
+
+test('a server configured with a smaller per-frontend bound negotiates the smaller window with our agent', async (t) => {
+  const bound = 8 * 1024 * 1024;
+  const cluster = await startLocalCluster({ mode: 'grpc', server: { maxFrontendBufferBytes: bound } });
+  t.after(() => cluster.close());
+  const backend = cluster.server.router.backendList[0]!;
+  assert.deepEqual(backend.flow, { agentWindow: DEFAULT_FLOW_WINDOW_BYTES, ourWindow: serverFlowWindowFor(bound) });
+  assert.ok(serverFlowWindowFor(bound) < DEFAULT_SERVER_FLOW_WINDOW_BYTES);
+});
