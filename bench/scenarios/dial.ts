@@ -38,9 +38,9 @@ export const dial: Scenario = {
     const count = ctx.quick ? 50 : 500;
     const warmup = ctx.quick ? 10 : 50;
     // Code that runs once per dial is optimised by V8 only after about a
-    // thousand dials (measured: docs/benchmarks.md, session 7):
-    // a long-running server is past that, a freshly started one is not. The first
-    // run of each target therefore dials this many times first, and the first
+    // thousand dials (docs/benchmarks.md, session 7): a long-running server
+    // is past that, a freshly started one is not. The first run of each
+    // target therefore dials this many times first, and the first
     // `coldCount` of those are reported on their own row.
     const firstRunWarmup = ctx.quick ? 10 : 1000;
     const coldCount = ctx.quick ? 10 : 250;

@@ -342,9 +342,9 @@ export const hol: Scenario = {
 
         // B alone again after the three variants: the run's baseline is the
         // mean of both. In full runs, HTTP-CONNECT's download after the
-        // variants was often slower than before them (run L: 4 of 5 runs), so
-        // a baseline taken only before would charge that drift to the last
-        // variants.
+        // variants was often slower than before them (docs/benchmarks.md,
+        // session 7), and a baseline taken only before charged that drift to
+        // the variant that comes last.
         const aAfter = await cpu.measure(target, () => download(target, address, bytes));
         const baseline = (a + aAfter) / 2;
 
