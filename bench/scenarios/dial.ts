@@ -53,9 +53,13 @@ export const dial: Scenario = {
     const singleUseCount = ctx.quick ? 20 : 200;
     const address = ctx.destination.httpAddress;
     await forEachRun(ctx, errors, 120_000, async (target, rep) => {
-      const warming: number[] = [];
-      for (let i = 0; i < (rep === 0 ? firstRunWarmup : warmup); i++) warming.push(await dialFirstByte(target, address));
-      const cold = rep === 0 ? sortNumbers(warming.slice(0, coldCount)) : undefined;
+      const warmupDials = rep === 0 ? firstRunWarmup : warmup;
+      const firstDials: number[] = [];
+      for (let i = 0; i < warmupDials; i++) {
+        const ms = await dialFirstByte(target, address);
+        if (rep === 0 && i < coldCount) firstDials.push(ms);
+      }
+      const cold = rep === 0 ? sortNumbers(firstDials) : undefined;
       const samples = await cpu.measure(target, async () => {
         const out: number[] = [];
         for (let i = 0; i < count; i++) out.push(await dialFirstByte(target, address));
@@ -66,7 +70,7 @@ export const dial: Scenario = {
       let singleUse: number[] | undefined;
       if (udsPath !== undefined || target.name === 'direct') {
         const one = (): Promise<number> => (udsPath !== undefined ? singleUseDialFirstByte(udsPath, address) : dialFirstByte(target, address));
-        for (let i = 0; i < (rep === 0 ? firstRunWarmup : warmup) / 5; i++) await one();
+        for (let i = 0; i < warmupDials / 5; i++) await one();
         const out: number[] = [];
         for (let i = 0; i < singleUseCount; i++) out.push(await one());
         singleUse = sortNumbers(out);
