@@ -38,6 +38,7 @@ import { createTunnel } from '../../src/client/create-tunnel.ts';
 import { createDevPki } from '../../src/dev/pki.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings } from '../../src/grpc/http2-settings.ts';
 import { applyHeapTuning } from '../../src/runtime/heap-tuning.ts';
+import { startGoRelayFloor } from './go-relay-floor.ts';
 import { compiledLayout, startCluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
 import { firstByteAfter } from '../lib/first-byte.ts';
@@ -246,6 +247,14 @@ interface FloorTarget {
   pids: number[];
 }
 
+/** The optional "÷go-grpc" column: each target against the Go relay floor, when it ran. */
+function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (value: number) => string } {
+  const runs = byTarget['go-grpc'];
+  if (!runs) return { title: '', cell: () => '' };
+  const go = median(runs);
+  return { title: '   ÷go-grpc', cell: (value) => `  ${(value / go).toFixed(2).padStart(8)}×` };
+}
+
 type Measure = 'round-trip' | 'dial' | 'bulk';
 const allMeasures: readonly Measure[] = ['round-trip', 'dial', 'bulk'];
 const MiB = 1024 * 1024;
@@ -329,6 +338,17 @@ async function main(): Promise<void> {
     roundTripTargets.push(ours);
     dialTargets.push(ours);
     progress(`ours: konnectivity-server and -agent in HTTP-CONNECT mode, ${code.description}`);
+    const goFloor = await startGoRelayFloor({ dir, certPath: pki.server.certPath, keyPath: pki.server.keyPath, caPath: pki.ca.certPath, children });
+    if ('skipped' in goFloor) {
+      progress(`go-grpc: skipped, ${goFloor.skipped}`);
+    } else {
+      const goTunnel = createTunnel({ mode: 'http-connect', transport: { unix: goFloor.uds } });
+      cleanups.push(() => goTunnel.close());
+      const go: FloorTarget = { name: 'go-grpc', dial: () => goTunnel.dial('tcp', dest.httpAddress), pids: goFloor.pids };
+      roundTripTargets.push(go);
+      dialTargets.push(go);
+      progress(`go-grpc: bench/diagnostics/go-relay-floor/main.go, ${goFloor.goVersion}, grpc-go from GOPATH`);
+    }
 
     if (measures.includes('round-trip')) {
       progress(`round trips: ${count} per run after ${warmup} warm-up`);
@@ -358,10 +378,11 @@ async function main(): Promise<void> {
       const direct = median(p50['direct']!);
       const chainH2 = median(p50['chain-h2']!);
       console.log('\nround trip, medians of the runs (ms):');
-      console.log('target      p50     p99   ×direct   ÷chain-h2');
+      const go = goColumn(p50);
+      console.log(`target      p50     p99   ×direct   ÷chain-h2${go.title}`);
       for (const target of roundTripTargets) {
         const m = median(p50[target.name]!);
-        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×`);
+        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(m)}`);
       }
     }
 
@@ -388,11 +409,12 @@ async function main(): Promise<void> {
       const direct = median(p50['direct']!);
       const chain = median(p50['chain-h2']!);
       console.log('\ndial + first byte, medians of the runs (ms; CPU µs per dial in relay 1 / relay 2, or server / agent):');
-      console.log('target      p50    ×direct  ÷chain-h2   CPU per dial');
+      const go = goColumn(p50);
+      console.log(`target      p50    ×direct  ÷chain-h2${go.title}   CPU per dial`);
       for (const target of dialTargets) {
         const m = median(p50[target.name]!);
         const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
-        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×   ${cpu || '—'}`);
+        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(m)}   ${cpu || '—'}`);
       }
     }
 
@@ -426,11 +448,12 @@ async function main(): Promise<void> {
       const direct = median(rate['direct']!);
       const chainH2 = median(rate['chain-h2']!);
       console.log(`\nbulk download of ${bulkBytes / MiB} MiB, medians of the runs (MB/s; CPU s per GiB in relay 1 / relay 2, or server / agent):`);
-      console.log('target       MB/s   ÷direct  ÷chain-h2   CPU s per GiB');
+      const go = goColumn(rate);
+      console.log(`target       MB/s   ÷direct  ÷chain-h2${go.title}   CPU s per GiB`);
       for (const target of roundTripTargets) {
         const m = median(rate[target.name]!);
         const cpu = (cpuPerGiB[target.name] ?? []).map((runs) => median(runs).toFixed(2)).join(' / ');
-        console.log(`${target.name.padEnd(10)} ${m.toFixed(0).padStart(6)}  ${(m / direct).toFixed(2).padStart(7)}×  ${(m / chainH2).toFixed(2).padStart(8)}×   ${cpu || '—'}`);
+        console.log(`${target.name.padEnd(10)} ${m.toFixed(0).padStart(6)}  ${(m / direct).toFixed(2).padStart(7)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(m)}   ${cpu || '—'}`);
       }
     }
   } finally {
