@@ -49,7 +49,7 @@ function build(dir: string): { binary: string; goVersion: string } | { skipped: 
   const binary = path.join(dir, 'go-relay-floor');
   const result = spawnSync('go', ['build', '-o', binary, SOURCE], { encoding: 'utf8', env: { ...goEnv(), GOCACHE: path.join(dir, 'gocache') } });
   if (result.status !== 0) {
-    const firstLine = (result.stderr || result.stdout || String(result.error)).trim().split('\n')[0];
+    const firstLine = (result.stderr || result.stdout || String(result.error)).trim().split('\n')[0]!.replace(/ in any of:$/, '');
     return { skipped: `go build failed (${firstLine}; needs grpc-go in GOPATH: ${INSTALL_HINT})` };
   }
   return { binary, goVersion: version.stdout.trim() };

@@ -20,7 +20,9 @@
  * Targets, interleaved, three runs each, medians: direct (client →
  * destination), chain-tls, chain-h2, and ours (konnectivity-server and
  * konnectivity-agent in HTTP-CONNECT mode, started as the bench starts
- * them). The destination and the client are the bench's own
+ * them), and, when a Go toolchain with grpc-go is installed, go-grpc: the
+ * same hops in Go (go-relay-floor/main.go), what upstream's runtime reaches
+ * on this machine. The destination and the client are the bench's own
  * (bench/destination.ts, MiniHttpConnection). Nothing here asserts a speed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
