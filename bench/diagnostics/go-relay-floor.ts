@@ -47,7 +47,7 @@ function build(dir: string): { binary: string; goVersion: string } | { skipped: 
   const version = spawnSync('go', ['version'], { encoding: 'utf8' });
   if (version.error || version.status !== 0) return { skipped: `no Go toolchain on PATH (${INSTALL_HINT})` };
   const binary = path.join(dir, 'go-relay-floor');
-  const result = spawnSync('go', ['build', '-o', binary, SOURCE], { encoding: 'utf8', env: { ...goEnv(), GOCACHE: path.join(dir, 'gocache') } });
+  const result = spawnSync('go', ['build', '-o', binary, SOURCE], { encoding: 'utf8', env: goEnv() });
   if (result.status !== 0) {
     const firstLine = (result.stderr || result.stdout || String(result.error)).trim().split('\n')[0]!.replace(/ in any of:$/, '');
     return { skipped: `go build failed (${firstLine}; needs grpc-go in GOPATH: ${INSTALL_HINT})` };
