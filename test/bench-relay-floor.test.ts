@@ -56,3 +56,10 @@ test('relay floor: an unknown --only measure is a usage error before anything st
   assert.match(r.stderr, /--only takes a comma-separated list of round-trip, dial, bulk; not "nope"/);
   assert.doesNotMatch(r.stdout, /compiling/);
 });
+
+test('relay floor: a --go-read-bytes that is not a byte count is a usage error before anything starts', async () => {
+  const r = await runBenchScript(script, ['--go-read-bytes', '4k'], 30_000);
+  assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, /--go-read-bytes takes a whole number of bytes from 1 to 4194304; not "4k"/);
+  assert.doesNotMatch(r.stdout, /compiling/);
+});

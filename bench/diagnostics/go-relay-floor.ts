@@ -35,6 +35,8 @@ export interface GoRelayFloorOptions {
   caPath: string;
   /** Child processes are added here so the caller stops them with its own. */
   children: ChildProcess[];
+  /** Bytes per socket read in both relays; upstream reads 4 KiB, Go's io.Copy 32 KiB. */
+  readBytes: number;
 }
 
 function goEnv(): NodeJS.ProcessEnv {
@@ -69,11 +71,11 @@ export async function startGoRelayFloor(options: GoRelayFloorOptions): Promise<G
   const built = build(options.dir);
   if ('skipped' in built) return built;
   const uds = path.join(options.dir, 'go-relay.sock');
-  const server = spawn(built.binary, ['-role', 'server', '-uds', uds, '-cert', options.certPath, '-key', options.keyPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(built.binary, ['-role', 'server', '-read-bytes', String(options.readBytes), '-uds', uds, '-cert', options.certPath, '-key', options.keyPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   options.children.push(server);
   const serverLine = lineReader(server, 'go relay server');
   const port = await serverLine();
-  const agent = spawn(built.binary, ['-role', 'agent', '-server-port', port, '-ca', options.caPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const agent = spawn(built.binary, ['-role', 'agent', '-read-bytes', String(options.readBytes), '-server-port', port, '-ca', options.caPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   options.children.push(agent);
   // "ready" comes once the agent's stream is open and the unix socket listens.
   const ready = await serverLine();

@@ -22,7 +22,8 @@
  * konnectivity-agent in HTTP-CONNECT mode, started as the bench starts
  * them), and, when a Go toolchain with grpc-go is installed, go-grpc: the
  * same hops in Go (go-relay-floor/main.go), what upstream's runtime reaches
- * on this machine. The destination and the client are the bench's own
+ * on this machine (`--go-read-bytes 4096` gives it upstream's read size;
+ * the default, 32768, is Go's io.Copy). The destination and the client are the bench's own
  * (bench/destination.ts, MiniHttpConnection). Nothing here asserts a speed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -262,7 +263,12 @@ const allMeasures: readonly Measure[] = ['round-trip', 'dial', 'bulk'];
 const MiB = 1024 * 1024;
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, 'go-read-bytes': { type: 'string', default: '32768' } } });
+  const goReadBytes = Number(values['go-read-bytes']);
+  if (!Number.isInteger(goReadBytes) || goReadBytes < 1 || goReadBytes > 4 * MiB) {
+    console.error(`--go-read-bytes takes a whole number of bytes from 1 to ${4 * MiB}; not ${JSON.stringify(values['go-read-bytes'])}`);
+    process.exit(2);
+  }
   const quick = values.quick === true;
   const only = values.only?.split(',');
   const unknown = only?.filter((m) => !(allMeasures as readonly string[]).includes(m)) ?? [];
@@ -340,7 +346,7 @@ async function main(): Promise<void> {
     roundTripTargets.push(ours);
     dialTargets.push(ours);
     progress(`ours: konnectivity-server and -agent in HTTP-CONNECT mode, ${code.description}`);
-    const goFloor = await startGoRelayFloor({ dir, certPath: pki.server.certPath, keyPath: pki.server.keyPath, caPath: pki.ca.certPath, children });
+    const goFloor = await startGoRelayFloor({ dir, certPath: pki.server.certPath, keyPath: pki.server.keyPath, caPath: pki.ca.certPath, children, readBytes: goReadBytes });
     if ('skipped' in goFloor) {
       progress(`go-grpc: skipped, ${goFloor.skipped}`);
     } else {
@@ -349,7 +355,7 @@ async function main(): Promise<void> {
       const go: FloorTarget = { name: 'go-grpc', dial: () => goTunnel.dial('tcp', dest.httpAddress), pids: goFloor.pids };
       roundTripTargets.push(go);
       dialTargets.push(go);
-      progress(`go-grpc: bench/diagnostics/go-relay-floor/main.go, ${goFloor.goVersion}, grpc-go from GOPATH`);
+      progress(`go-grpc: bench/diagnostics/go-relay-floor/main.go, ${goFloor.goVersion}, grpc-go from GOPATH, ${goReadBytes}-byte reads`);
     }
 
     if (measures.includes('round-trip')) {
