@@ -24,19 +24,20 @@ function tableRows(stdout: string, heading: string): Map<string, string[]> {
   return rows;
 }
 
-test('relay floor --quick: every chain and our tunnel report round trips, dials and downloads', { timeout: 180_000 }, async () => {
+test('relay floor --quick: every chain and tunnel (ours and the Go relay, both frontends) report round trips, dials and downloads', { timeout: 180_000 }, async () => {
   // The diagnostic compiles src/ into a temp dir and runs that build, whose bin/ shims must not be sent to src/.
   const r = await runBenchScript(script, ['--quick'], 170_000, { KONNECTIVITY_TS_FROM_SOURCE: '0' });
   assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
   // The Go relay runs where Go and grpc-go are installed (CI installs them); elsewhere it must say why it did not.
   const goSkipped = /go-grpc: skipped, (no Go toolchain|go build failed)/.test(r.stderr);
-  if (!goSkipped) assert.match(r.stderr, /go-grpc: bench\/diagnostics\/go-relay-floor\/main\.go, go version go/);
+  if (!goSkipped) assert.match(r.stderr, /go-grpc: bench\/diagnostics\/go-relay-floor\/, go version go/);
   const go = goSkipped ? [] : ['go-grpc'];
+  const tunnels = ['ours', ...go, 'grpc:ours', ...(goSkipped ? [] : ['grpc:go-grpc'])];
   const expectations: Array<[string, string[], number]> = [
     // heading, targets, index of a cell that must be a positive number (p50 or MB/s)
-    ['round trip', ['direct', 'chain-tls', 'chain-h2', 'ours', ...go], 0],
-    ['dial + first byte', ['direct', 'chain-tcp', 'chain-h2', 'ours', ...go], 0],
-    ['bulk download', ['direct', 'chain-tls', 'chain-h2', 'ours', ...go], 0],
+    ['round trip', ['direct', 'chain-tls', 'chain-h2', ...tunnels], 0],
+    ['dial + first byte', ['direct', 'chain-tcp', 'chain-h2', ...tunnels], 0],
+    ['bulk download', ['direct', 'chain-tls', 'chain-h2', ...tunnels], 0],
   ];
   for (const [heading, targets, cell] of expectations) {
     const rows = tableRows(r.stdout, heading);
@@ -47,7 +48,7 @@ test('relay floor --quick: every chain and our tunnel report round trips, dials 
     }
   }
   // The relay processes' CPU is read for every target that has them: "900 / 900", never "—".
-  for (const name of ['chain-tcp', 'chain-h2', 'ours', ...go]) assert.match(tableRows(r.stdout, 'dial + first byte').get(name)!.join(' '), /\d+ \/ \d+$/, name);
+  for (const name of ['chain-tcp', 'chain-h2', ...tunnels]) assert.match(tableRows(r.stdout, 'dial + first byte').get(name)!.join(' '), /\d+ \/ \d+$/, name);
 });
 
 test('relay floor: an unknown --only measure is a usage error before anything starts', async () => {

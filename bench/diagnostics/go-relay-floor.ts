@@ -1,5 +1,5 @@
 /**
- * Builds and starts the Go relay floor (go-relay-floor/main.go) for
+ * Builds and starts the Go relay floor (go-relay-floor/) for
  * `npm run bench:relay-floor`: the same hops as our HTTP-CONNECT tunnel, in
  * Go with grpc-go, the runtime upstream is written in. It answers "what
  * would a Go implementation reach on this machine", which the issue's
@@ -14,7 +14,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const SOURCE = fileURLToPath(new URL('./go-relay-floor/main.go', import.meta.url));
+const SOURCE_DIR = fileURLToPath(new URL('./go-relay-floor/', import.meta.url));
 /** Where Debian's golang-*-dev packages put their sources. */
 const DEBIAN_GOPATH = '/usr/share/gocode';
 const INSTALL_HINT = 'apt-get install golang-go golang-google-grpc-dev';
@@ -22,6 +22,8 @@ const INSTALL_HINT = 'apt-get install golang-go golang-google-grpc-dev';
 export interface GoRelayFloor {
   /** The "server"'s HTTP CONNECT unix socket. */
   uds: string;
+  /** The "server"'s gRPC frontend (ProxyService, h2c) unix socket. */
+  grpcUds: string;
   /** Server and agent. */
   pids: number[];
   /** `go version` of the toolchain that built it. */
@@ -49,7 +51,7 @@ function build(dir: string): { binary: string; goVersion: string } | { skipped: 
   const version = spawnSync('go', ['version'], { encoding: 'utf8' });
   if (version.error || version.status !== 0) return { skipped: `no Go toolchain on PATH (${INSTALL_HINT})` };
   const binary = path.join(dir, 'go-relay-floor');
-  const result = spawnSync('go', ['build', '-o', binary, SOURCE], { encoding: 'utf8', env: goEnv() });
+  const result = spawnSync('go', ['build', '-o', binary, '.'], { cwd: SOURCE_DIR, encoding: 'utf8', env: goEnv() });
   if (result.status !== 0) {
     const firstLine = (result.stderr || result.stdout || String(result.error)).trim().split('\n')[0]!.replace(/ in any of:$/, '');
     return { skipped: `go build failed (${firstLine}; needs grpc-go in GOPATH: ${INSTALL_HINT})` };
@@ -71,7 +73,8 @@ export async function startGoRelayFloor(options: GoRelayFloorOptions): Promise<G
   const built = build(options.dir);
   if ('skipped' in built) return built;
   const uds = path.join(options.dir, 'go-relay.sock');
-  const server = spawn(built.binary, ['-role', 'server', '-read-bytes', String(options.readBytes), '-uds', uds, '-cert', options.certPath, '-key', options.keyPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const grpcUds = path.join(options.dir, 'go-relay-grpc.sock');
+  const server = spawn(built.binary, ['-role', 'server', '-read-bytes', String(options.readBytes), '-uds', uds, '-grpc-uds', grpcUds, '-cert', options.certPath, '-key', options.keyPath], { stdio: ['ignore', 'pipe', 'inherit'] });
   options.children.push(server);
   const serverLine = lineReader(server, 'go relay server');
   const port = await serverLine();
@@ -80,5 +83,5 @@ export async function startGoRelayFloor(options: GoRelayFloorOptions): Promise<G
   // "ready" comes once the agent's stream is open and the unix socket listens.
   const ready = await serverLine();
   if (ready !== 'ready') throw new Error(`go relay server: expected "ready", got ${JSON.stringify(ready)}`);
-  return { uds, pids: [server.pid!, agent.pid!], goVersion: built.goVersion };
+  return { uds, grpcUds, pids: [server.pid!, agent.pid!], goVersion: built.goVersion };
 }

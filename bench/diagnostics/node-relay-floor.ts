@@ -23,7 +23,9 @@
  * them), and, when a Go toolchain with grpc-go is installed, go-grpc: the
  * same hops in Go (go-relay-floor/main.go), what upstream's runtime reaches
  * on this machine (`--go-read-bytes 4096` gives it upstream's read size;
- * the default, 32768, is Go's io.Copy). The destination and the client are the bench's own
+ * the default, 32768, is Go's io.Copy). grpc:ours and grpc:go-grpc are
+ * the same two in gRPC mode: the client speaks ProxyService over h2c on
+ * the unix socket, one stream per dial, as kube-apiserver does. The destination and the client are the bench's own
  * (bench/destination.ts, MiniHttpConnection). Nothing here asserts a speed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -251,11 +253,16 @@ interface FloorTarget {
 }
 
 /** The optional "÷go-grpc" column: each target against the Go relay floor, when it ran. */
-function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (value: number) => string } {
-  const runs = byTarget['go-grpc'];
-  if (!runs) return { title: '', cell: () => '' };
-  const go = median(runs);
-  return { title: '   ÷go-grpc', cell: (value) => `  ${(value / go).toFixed(2).padStart(8)}×` };
+function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (name: string, value: number) => string } {
+  if (!byTarget['go-grpc']) return { title: '', cell: () => '' };
+  return {
+    title: '   ÷go-grpc',
+    cell: (name, value) => {
+      // gRPC-mode targets against the Go relay's gRPC frontend, the others against its HTTP CONNECT one.
+      const runs = byTarget[name.startsWith('grpc:') ? 'grpc:go-grpc' : 'go-grpc'];
+      return runs ? `  ${(value / median(runs)).toFixed(2).padStart(8)}×` : '';
+    },
+  };
 }
 
 type Measure = 'round-trip' | 'dial' | 'bulk';
@@ -333,12 +340,8 @@ async function main(): Promise<void> {
     }
     // As `npm run bench -- --compiled`: a fresh tsc build, so dist/ can never be stale.
     const code = compiledLayout(path.join(dir, 'build'));
-    const cluster = await startCluster({
-      mode: 'http-connect',
-      dir,
-      pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath },
-      code,
-    });
+    const clusterOptions = { dir, pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath }, code };
+    const cluster = await startCluster({ ...clusterOptions, mode: 'http-connect' });
     cleanups.push(() => cluster.stop());
     const tunnel = createTunnel({ mode: 'http-connect', transport: { unix: cluster.udsPath } });
     cleanups.push(() => tunnel.close());
@@ -355,8 +358,24 @@ async function main(): Promise<void> {
       const go: FloorTarget = { name: 'go-grpc', dial: () => goTunnel.dial('tcp', dest.httpAddress), pids: goFloor.pids };
       roundTripTargets.push(go);
       dialTargets.push(go);
-      progress(`go-grpc: bench/diagnostics/go-relay-floor/main.go, ${goFloor.goVersion}, grpc-go from GOPATH, ${goReadBytes}-byte reads`);
+      progress(`go-grpc: bench/diagnostics/go-relay-floor/, ${goFloor.goVersion}, grpc-go from GOPATH, ${goReadBytes}-byte reads`);
     }
+    // gRPC mode: the client speaks ProxyService over h2c on the unix socket, one stream per dial, as kube-apiserver does.
+    const grpcCluster = await startCluster({ ...clusterOptions, mode: 'grpc' });
+    cleanups.push(() => grpcCluster.stop());
+    const grpcTunnel = createTunnel({ mode: 'grpc', transport: { unix: grpcCluster.udsPath } });
+    cleanups.push(() => grpcTunnel.close());
+    const oursGrpc: FloorTarget = { name: 'grpc:ours', dial: () => grpcTunnel.dial('tcp', dest.httpAddress), pids: [grpcCluster.server.pid, grpcCluster.agent.pid] };
+    roundTripTargets.push(oursGrpc);
+    dialTargets.push(oursGrpc);
+    if (!('skipped' in goFloor)) {
+      const goGrpcTunnel = createTunnel({ mode: 'grpc', transport: { unix: goFloor.grpcUds } });
+      cleanups.push(() => goGrpcTunnel.close());
+      const goGrpc: FloorTarget = { name: 'grpc:go-grpc', dial: () => goGrpcTunnel.dial('tcp', dest.httpAddress), pids: goFloor.pids };
+      roundTripTargets.push(goGrpc);
+      dialTargets.push(goGrpc);
+    }
+    progress('grpc:ours, grpc:go-grpc: the same servers and agents in gRPC mode, the client speaking ProxyService over the unix socket');
 
     if (measures.includes('round-trip')) {
       progress(`round trips: ${count} per run after ${warmup} warm-up`);
@@ -377,7 +396,7 @@ async function main(): Promise<void> {
             sortNumbers(samples);
             (p50[target.name] ??= []).push(percentile(samples, 50));
             (p99[target.name] ??= []).push(percentile(samples, 99));
-            progress(`${target.name.padEnd(10)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
+            progress(`${target.name.padEnd(12)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
           } finally {
             conn.close();
           }
@@ -387,10 +406,10 @@ async function main(): Promise<void> {
       const chainH2 = median(p50['chain-h2']!);
       console.log('\nround trip, medians of the runs (ms):');
       const go = goColumn(p50);
-      console.log(`target      p50     p99   ×direct   ÷chain-h2${go.title}`);
+      console.log(`${'target'.padEnd(12)} p50     p99   ×direct   ÷chain-h2${go.title}`);
       for (const target of roundTripTargets) {
         const m = median(p50[target.name]!);
-        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(m)}`);
+        console.log(`${target.name.padEnd(12)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(target.name, m)}`);
       }
     }
 
@@ -411,18 +430,18 @@ async function main(): Promise<void> {
           (p50[target.name] ??= []).push(percentile(samples, 50));
           (cpuPerDial[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perDial[i]!));
           const cpuText = perDial.length ? `; CPU per dial ${perDial.map((us) => `${us.toFixed(0)} µs`).join(' + ')}` : '';
-          progress(`${target.name.padEnd(10)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
+          progress(`${target.name.padEnd(12)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
         }
       }
       const direct = median(p50['direct']!);
       const chain = median(p50['chain-h2']!);
       console.log('\ndial + first byte, medians of the runs (ms; CPU µs per dial in relay 1 / relay 2, or server / agent):');
       const go = goColumn(p50);
-      console.log(`target      p50    ×direct  ÷chain-h2${go.title}   CPU per dial`);
+      console.log(`${'target'.padEnd(12)} p50    ×direct  ÷chain-h2${go.title}   CPU per dial`);
       for (const target of dialTargets) {
         const m = median(p50[target.name]!);
         const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
-        console.log(`${target.name.padEnd(10)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(m)}   ${cpu || '—'}`);
+        console.log(`${target.name.padEnd(12)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
       }
     }
 
@@ -447,7 +466,7 @@ async function main(): Promise<void> {
             (rate[target.name] ??= []).push(bulkBytes / 1e6 / seconds);
             (cpuPerGiB[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perGiB[i]!));
             const cpuText = perGiB.length ? `; CPU s per GiB ${perGiB.map((c) => c.toFixed(2)).join(' + ')}` : '';
-            progress(`${target.name.padEnd(10)} run ${rep + 1}/${reps}: ${(bulkBytes / 1e6 / seconds).toFixed(0)} MB/s${cpuText}`);
+            progress(`${target.name.padEnd(12)} run ${rep + 1}/${reps}: ${(bulkBytes / 1e6 / seconds).toFixed(0)} MB/s${cpuText}`);
           } finally {
             conn.close();
           }
@@ -457,11 +476,11 @@ async function main(): Promise<void> {
       const chainH2 = median(rate['chain-h2']!);
       console.log(`\nbulk download of ${bulkBytes / MiB} MiB, medians of the runs (MB/s; CPU s per GiB in relay 1 / relay 2, or server / agent):`);
       const go = goColumn(rate);
-      console.log(`target       MB/s   ÷direct  ÷chain-h2${go.title}   CPU s per GiB`);
+      console.log(`${'target'.padEnd(12)}  MB/s   ÷direct  ÷chain-h2${go.title}   CPU s per GiB`);
       for (const target of roundTripTargets) {
         const m = median(rate[target.name]!);
         const cpu = (cpuPerGiB[target.name] ?? []).map((runs) => median(runs).toFixed(2)).join(' / ');
-        console.log(`${target.name.padEnd(10)} ${m.toFixed(0).padStart(6)}  ${(m / direct).toFixed(2).padStart(7)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(m)}   ${cpu || '—'}`);
+        console.log(`${target.name.padEnd(12)} ${m.toFixed(0).padStart(6)}  ${(m / direct).toFixed(2).padStart(7)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
       }
     }
   } finally {

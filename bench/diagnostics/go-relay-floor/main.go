@@ -77,19 +77,25 @@ func (t *tunnel) recv() ([]byte, error) {
 	return m, err
 }
 
+// sink is where DATA for one connection goes: a socket, or a frontend gRPC stream.
+type sink interface {
+	Write(p []byte) (int, error)
+	Close() error
+}
+
 type conns struct {
 	mu   sync.Mutex
-	byID map[uint64]net.Conn
+	byID map[uint64]sink
 	dial map[uint64]chan []byte
 }
 
-func (c *conns) get(id uint64) net.Conn {
+func (c *conns) get(id uint64) sink {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.byID[id]
 }
 
-func (c *conns) remove(id uint64) net.Conn {
+func (c *conns) remove(id uint64) sink {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	conn := c.byID[id]
@@ -130,12 +136,12 @@ func deliver(c *conns, kind byte, id uint64, payload []byte) {
 	}
 }
 
-func runServer(uds, certPath, keyPath string, readBytes int) error {
+func runServer(uds, grpcUDS, certPath, keyPath string, readBytes int) error {
 	creds, err := credentials.NewServerTLSFromFile(certPath, keyPath)
 	if err != nil {
 		return err
 	}
-	c := &conns{byID: map[uint64]net.Conn{}, dial: map[uint64]chan []byte{}}
+	c := &conns{byID: map[uint64]sink{}, dial: map[uint64]chan []byte{}}
 	agent := make(chan *tunnel, 1)
 	handler := func(_ interface{}, stream grpc.ServerStream) error {
 		t := &tunnel{stream: stream}
@@ -173,12 +179,33 @@ func runServer(uds, certPath, keyPath string, readBytes int) error {
 	go gs.Serve(backend)
 	fmt.Println(backend.Addr().(*net.TCPAddr).Port)
 	t := <-agent
+	var nextID uint64
+	// dial asks the agent for a connection to address; on success `to` receives its DATA from then on.
+	dial := func(address string, to sink) (uint64, bool) {
+		id := atomic.AddUint64(&nextID, 1)
+		reply := make(chan []byte, 1)
+		c.mu.Lock()
+		c.dial[id] = reply
+		c.mu.Unlock()
+		t.send(message(msgDialReq, id, []byte(address)))
+		if failure := <-reply; len(failure) > 0 {
+			return id, false
+		}
+		c.mu.Lock()
+		c.byID[id] = to
+		c.mu.Unlock()
+		return id, true
+	}
+	if grpcUDS != "" {
+		if err := serveGrpcFrontend(grpcUDS, t, c, dial); err != nil {
+			return err
+		}
+	}
 	front, err := net.Listen("unix", uds)
 	if err != nil {
 		return err
 	}
 	fmt.Println("ready")
-	var nextID uint64
 	for {
 		client, err := front.Accept()
 		if err != nil {
@@ -206,20 +233,12 @@ func runServer(uds, certPath, keyPath string, readBytes int) error {
 				client.Close()
 				return
 			}
-			id := atomic.AddUint64(&nextID, 1)
-			reply := make(chan []byte, 1)
-			c.mu.Lock()
-			c.dial[id] = reply
-			c.mu.Unlock()
-			t.send(message(msgDialReq, id, []byte(fields[1])))
-			if failure := <-reply; len(failure) > 0 {
+			id, ok := dial(fields[1], client)
+			if !ok {
 				client.Write([]byte("HTTP/1.1 502 Bad Gateway\r\n\r\n"))
 				client.Close()
 				return
 			}
-			c.mu.Lock()
-			c.byID[id] = client
-			c.mu.Unlock()
 			client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
 			pump(t, c, id, client, readBytes)
 		}(client)
@@ -241,7 +260,7 @@ func runAgent(serverPort, caPath, serverName string, readBytes int) error {
 		return err
 	}
 	t := &tunnel{stream: stream}
-	c := &conns{byID: map[uint64]net.Conn{}}
+	c := &conns{byID: map[uint64]sink{}}
 	for {
 		m, err := t.recv()
 		if err != nil {
@@ -270,6 +289,7 @@ func runAgent(serverPort, caPath, serverName string, readBytes int) error {
 func main() {
 	role := flag.String("role", "", "server or agent")
 	uds := flag.String("uds", "", "server: unix socket for HTTP CONNECT")
+	grpcUDS := flag.String("grpc-uds", "", "server: unix socket for the gRPC frontend (ProxyService), if any")
 	cert := flag.String("cert", "", "server: TLS certificate")
 	key := flag.String("key", "", "server: TLS key")
 	port := flag.String("server-port", "", "agent: the server's gRPC port on 127.0.0.1")
@@ -280,7 +300,7 @@ func main() {
 	var err error
 	switch *role {
 	case "server":
-		err = runServer(*uds, *cert, *key, *readBytes)
+		err = runServer(*uds, *grpcUDS, *cert, *key, *readBytes)
 	case "agent":
 		err = runAgent(*port, *ca, *serverName, *readBytes)
 	default:
