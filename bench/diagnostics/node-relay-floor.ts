@@ -341,40 +341,30 @@ async function main(): Promise<void> {
     // As `npm run bench -- --compiled`: a fresh tsc build, so dist/ can never be stale.
     const code = compiledLayout(path.join(dir, 'build'));
     const clusterOptions = { dir, pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath }, code };
+    /** A target dialing through a tunnel frontend on `uds`, for round trips, dials and downloads alike. */
+    const addTunnelTarget = (name: string, mode: 'http-connect' | 'grpc', uds: string, pids: number[]): void => {
+      const tunnel = createTunnel({ mode, transport: { unix: uds } });
+      cleanups.push(() => tunnel.close());
+      const target: FloorTarget = { name, dial: () => tunnel.dial('tcp', dest.httpAddress), pids };
+      roundTripTargets.push(target);
+      dialTargets.push(target);
+    };
     const cluster = await startCluster({ ...clusterOptions, mode: 'http-connect' });
     cleanups.push(() => cluster.stop());
-    const tunnel = createTunnel({ mode: 'http-connect', transport: { unix: cluster.udsPath } });
-    cleanups.push(() => tunnel.close());
-    const ours: FloorTarget = { name: 'ours', dial: () => tunnel.dial('tcp', dest.httpAddress), pids: [cluster.server.pid, cluster.agent.pid] };
-    roundTripTargets.push(ours);
-    dialTargets.push(ours);
+    addTunnelTarget('ours', 'http-connect', cluster.udsPath, [cluster.server.pid, cluster.agent.pid]);
     progress(`ours: konnectivity-server and -agent in HTTP-CONNECT mode, ${code.description}`);
     const goFloor = await startGoRelayFloor({ dir, certPath: pki.server.certPath, keyPath: pki.server.keyPath, caPath: pki.ca.certPath, children, readBytes: goReadBytes });
     if ('skipped' in goFloor) {
       progress(`go-grpc: skipped, ${goFloor.skipped}`);
     } else {
-      const goTunnel = createTunnel({ mode: 'http-connect', transport: { unix: goFloor.uds } });
-      cleanups.push(() => goTunnel.close());
-      const go: FloorTarget = { name: 'go-grpc', dial: () => goTunnel.dial('tcp', dest.httpAddress), pids: goFloor.pids };
-      roundTripTargets.push(go);
-      dialTargets.push(go);
+      addTunnelTarget('go-grpc', 'http-connect', goFloor.uds, goFloor.pids);
       progress(`go-grpc: bench/diagnostics/go-relay-floor/, ${goFloor.goVersion}, grpc-go from GOPATH, ${goReadBytes}-byte reads`);
     }
     // gRPC mode: the client speaks ProxyService over h2c on the unix socket, one stream per dial, as kube-apiserver does.
     const grpcCluster = await startCluster({ ...clusterOptions, mode: 'grpc' });
     cleanups.push(() => grpcCluster.stop());
-    const grpcTunnel = createTunnel({ mode: 'grpc', transport: { unix: grpcCluster.udsPath } });
-    cleanups.push(() => grpcTunnel.close());
-    const oursGrpc: FloorTarget = { name: 'grpc:ours', dial: () => grpcTunnel.dial('tcp', dest.httpAddress), pids: [grpcCluster.server.pid, grpcCluster.agent.pid] };
-    roundTripTargets.push(oursGrpc);
-    dialTargets.push(oursGrpc);
-    if (!('skipped' in goFloor)) {
-      const goGrpcTunnel = createTunnel({ mode: 'grpc', transport: { unix: goFloor.grpcUds } });
-      cleanups.push(() => goGrpcTunnel.close());
-      const goGrpc: FloorTarget = { name: 'grpc:go-grpc', dial: () => goGrpcTunnel.dial('tcp', dest.httpAddress), pids: goFloor.pids };
-      roundTripTargets.push(goGrpc);
-      dialTargets.push(goGrpc);
-    }
+    addTunnelTarget('grpc:ours', 'grpc', grpcCluster.udsPath, [grpcCluster.server.pid, grpcCluster.agent.pid]);
+    if (!('skipped' in goFloor)) addTunnelTarget('grpc:go-grpc', 'grpc', goFloor.grpcUds, goFloor.pids);
     progress('grpc:ours, grpc:go-grpc: the same servers and agents in gRPC mode, the client speaking ProxyService over the unix socket');
 
     if (measures.includes('round-trip')) {
