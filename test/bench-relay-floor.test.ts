@@ -31,8 +31,7 @@ test('relay floor --quick: every chain and tunnel (ours and the Go relay, both f
   // The Go relay runs where Go and grpc-go are installed (CI installs them); elsewhere it must say why it did not.
   const goSkipped = /go-grpc: skipped, (no Go toolchain|go build failed)/.test(r.stderr);
   if (!goSkipped) assert.match(r.stderr, /go-grpc: bench\/diagnostics\/go-relay-floor\/, go version go/);
-  const go = goSkipped ? [] : ['go-grpc'];
-  const tunnels = ['ours', ...go, 'grpc:ours', ...(goSkipped ? [] : ['grpc:go-grpc'])];
+  const tunnels = goSkipped ? ['ours', 'grpc:ours'] : ['ours', 'go-grpc', 'grpc:ours', 'grpc:go-grpc'];
   const expectations: Array<[string, string[], number]> = [
     // heading, targets, index of a cell that must be a positive number (p50 or MB/s)
     ['round trip', ['direct', 'chain-tls', 'chain-h2', ...tunnels], 0],

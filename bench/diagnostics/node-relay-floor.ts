@@ -21,12 +21,13 @@
  * destination), chain-tls, chain-h2, and ours (konnectivity-server and
  * konnectivity-agent in HTTP-CONNECT mode, started as the bench starts
  * them), and, when a Go toolchain with grpc-go is installed, go-grpc: the
- * same hops in Go (go-relay-floor/main.go), what upstream's runtime reaches
- * on this machine (`--go-read-bytes 4096` gives it upstream's read size;
- * the default, 32768, is Go's io.Copy). grpc:ours and grpc:go-grpc are
- * the same two in gRPC mode: the client speaks ProxyService over h2c on
- * the unix socket, one stream per dial, as kube-apiserver does. The destination and the client are the bench's own
- * (bench/destination.ts, MiniHttpConnection). Nothing here asserts a speed.
+ * same hops in Go (go-relay-floor/), what upstream's runtime reaches on
+ * this machine (`--go-read-bytes 4096` gives it upstream's read size; the
+ * default, 32768, is Go's io.Copy). grpc:ours and grpc:go-grpc are the
+ * same two in gRPC mode: the client speaks ProxyService over h2c on the
+ * unix socket, one stream per dial, as kube-apiserver does. The
+ * destination and the client are the bench's own (bench/destination.ts,
+ * MiniHttpConnection). Nothing here asserts a speed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -265,6 +266,9 @@ function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (n
   };
 }
 
+/** Width of the target column in progress lines and tables ("grpc:go-grpc"). */
+const NAME_WIDTH = 12;
+
 type Measure = 'round-trip' | 'dial' | 'bulk';
 const allMeasures: readonly Measure[] = ['round-trip', 'dial', 'bulk'];
 const MiB = 1024 * 1024;
@@ -365,7 +369,7 @@ async function main(): Promise<void> {
     cleanups.push(() => grpcCluster.stop());
     addTunnelTarget('grpc:ours', 'grpc', grpcCluster.udsPath, [grpcCluster.server.pid, grpcCluster.agent.pid]);
     if (!('skipped' in goFloor)) addTunnelTarget('grpc:go-grpc', 'grpc', goFloor.grpcUds, goFloor.pids);
-    progress('grpc:ours, grpc:go-grpc: the same servers and agents in gRPC mode, the client speaking ProxyService over the unix socket');
+    progress(`grpc:ours${'skipped' in goFloor ? '' : ', grpc:go-grpc'}: as above in gRPC mode, the client speaking ProxyService over the unix socket`);
 
     if (measures.includes('round-trip')) {
       progress(`round trips: ${count} per run after ${warmup} warm-up`);
@@ -386,7 +390,7 @@ async function main(): Promise<void> {
             sortNumbers(samples);
             (p50[target.name] ??= []).push(percentile(samples, 50));
             (p99[target.name] ??= []).push(percentile(samples, 99));
-            progress(`${target.name.padEnd(12)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
+            progress(`${target.name.padEnd(NAME_WIDTH)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms`);
           } finally {
             conn.close();
           }
@@ -396,10 +400,10 @@ async function main(): Promise<void> {
       const chainH2 = median(p50['chain-h2']!);
       console.log('\nround trip, medians of the runs (ms):');
       const go = goColumn(p50);
-      console.log(`${'target'.padEnd(12)} p50     p99   ×direct   ÷chain-h2${go.title}`);
+      console.log(`${'target'.padEnd(NAME_WIDTH)} p50     p99   ×direct   ÷chain-h2${go.title}`);
       for (const target of roundTripTargets) {
         const m = median(p50[target.name]!);
-        console.log(`${target.name.padEnd(12)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(target.name, m)}`);
+        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${median(p99[target.name]!).toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(target.name, m)}`);
       }
     }
 
@@ -420,18 +424,18 @@ async function main(): Promise<void> {
           (p50[target.name] ??= []).push(percentile(samples, 50));
           (cpuPerDial[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perDial[i]!));
           const cpuText = perDial.length ? `; CPU per dial ${perDial.map((us) => `${us.toFixed(0)} µs`).join(' + ')}` : '';
-          progress(`${target.name.padEnd(12)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
+          progress(`${target.name.padEnd(NAME_WIDTH)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
         }
       }
       const direct = median(p50['direct']!);
       const chain = median(p50['chain-h2']!);
       console.log('\ndial + first byte, medians of the runs (ms; CPU µs per dial in relay 1 / relay 2, or server / agent):');
       const go = goColumn(p50);
-      console.log(`${'target'.padEnd(12)} p50    ×direct  ÷chain-h2${go.title}   CPU per dial`);
+      console.log(`${'target'.padEnd(NAME_WIDTH)} p50    ×direct  ÷chain-h2${go.title}   CPU per dial`);
       for (const target of dialTargets) {
         const m = median(p50[target.name]!);
         const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
-        console.log(`${target.name.padEnd(12)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
+        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
       }
     }
 
@@ -456,7 +460,7 @@ async function main(): Promise<void> {
             (rate[target.name] ??= []).push(bulkBytes / 1e6 / seconds);
             (cpuPerGiB[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perGiB[i]!));
             const cpuText = perGiB.length ? `; CPU s per GiB ${perGiB.map((c) => c.toFixed(2)).join(' + ')}` : '';
-            progress(`${target.name.padEnd(12)} run ${rep + 1}/${reps}: ${(bulkBytes / 1e6 / seconds).toFixed(0)} MB/s${cpuText}`);
+            progress(`${target.name.padEnd(NAME_WIDTH)} run ${rep + 1}/${reps}: ${(bulkBytes / 1e6 / seconds).toFixed(0)} MB/s${cpuText}`);
           } finally {
             conn.close();
           }
@@ -466,11 +470,11 @@ async function main(): Promise<void> {
       const chainH2 = median(rate['chain-h2']!);
       console.log(`\nbulk download of ${bulkBytes / MiB} MiB, medians of the runs (MB/s; CPU s per GiB in relay 1 / relay 2, or server / agent):`);
       const go = goColumn(rate);
-      console.log(`${'target'.padEnd(12)}  MB/s   ÷direct  ÷chain-h2${go.title}   CPU s per GiB`);
+      console.log(`${'target'.padEnd(NAME_WIDTH)}  MB/s   ÷direct  ÷chain-h2${go.title}   CPU s per GiB`);
       for (const target of roundTripTargets) {
         const m = median(rate[target.name]!);
         const cpu = (cpuPerGiB[target.name] ?? []).map((runs) => median(runs).toFixed(2)).join(' / ');
-        console.log(`${target.name.padEnd(12)} ${m.toFixed(0).padStart(6)}  ${(m / direct).toFixed(2).padStart(7)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
+        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(0).padStart(6)}  ${(m / direct).toFixed(2).padStart(7)}×  ${(m / chainH2).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
       }
     }
   } finally {

@@ -2,8 +2,9 @@
 // with konnectivity's hops, so that `npm run bench:relay-floor` can show what
 // Go and grpc-go (upstream's runtime) reach on the machine being measured.
 //
-// Shape, as upstream's HTTP-CONNECT mode: the "server" accepts HTTP CONNECT
-// on a unix socket and multiplexes every connection over ONE gRPC bidi
+// Shape, as upstream's: the "server" accepts HTTP CONNECT on a unix socket
+// (and, with -grpc-uds, ProxyService: grpc_frontend.go), and multiplexes
+// every connection over ONE gRPC bidi
 // stream (TLS, loopback TCP) opened by the "agent", which dials the
 // destination. Messages are a 9-byte header (type, connection id) plus a
 // payload, sent with a raw codec: no protobuf, no metrics, no logging, no
@@ -71,10 +72,16 @@ func (t *tunnel) send(m []byte) {
 	_ = t.stream.SendMsg(&m)
 }
 
-func (t *tunnel) recv() ([]byte, error) {
+// recv returns the next message's type, connection id and payload.
+func (t *tunnel) recv() (byte, uint64, []byte, error) {
 	var m []byte
-	err := t.stream.RecvMsg(&m)
-	return m, err
+	if err := t.stream.RecvMsg(&m); err != nil {
+		return 0, 0, nil, err
+	}
+	if len(m) < headerBytes {
+		return 0, 0, nil, fmt.Errorf("message of %d bytes is shorter than its %d-byte header", len(m), headerBytes)
+	}
+	return m[0], binary.BigEndian.Uint64(m[1:headerBytes]), m[headerBytes:], nil
 }
 
 // sink is where DATA for one connection goes: a socket, or a frontend gRPC stream.
@@ -147,22 +154,21 @@ func runServer(uds, grpcUDS, certPath, keyPath string, readBytes int) error {
 		t := &tunnel{stream: stream}
 		agent <- t
 		for {
-			m, err := t.recv()
+			kind, id, payload, err := t.recv()
 			if err != nil {
 				return err
 			}
-			kind, id := m[0], binary.BigEndian.Uint64(m[1:headerBytes])
 			if kind == msgDialRsp {
 				c.mu.Lock()
 				ch := c.dial[id]
 				delete(c.dial, id)
 				c.mu.Unlock()
 				if ch != nil {
-					ch <- m[headerBytes:]
+					ch <- payload
 				}
 				continue
 			}
-			deliver(c, kind, id, m[headerBytes:])
+			deliver(c, kind, id, payload)
 		}
 	}
 	desc := grpc.ServiceDesc{
@@ -262,13 +268,12 @@ func runAgent(serverPort, caPath, serverName string, readBytes int) error {
 	t := &tunnel{stream: stream}
 	c := &conns{byID: map[uint64]sink{}}
 	for {
-		m, err := t.recv()
+		kind, id, payload, err := t.recv()
 		if err != nil {
 			return nil // the server is gone: the run is over
 		}
-		kind, id := m[0], binary.BigEndian.Uint64(m[1:headerBytes])
 		if kind != msgDialReq {
-			deliver(c, kind, id, m[headerBytes:])
+			deliver(c, kind, id, payload)
 			continue
 		}
 		go func(id uint64, address string) {
@@ -282,7 +287,7 @@ func runAgent(serverPort, caPath, serverName string, readBytes int) error {
 			c.mu.Unlock()
 			t.send(message(msgDialRsp, id, nil))
 			pump(t, c, id, conn, readBytes)
-		}(id, string(m[headerBytes:]))
+		}(id, string(payload))
 	}
 }
 
