@@ -11,6 +11,7 @@ import { decodePacket } from '../protocol/codec.ts';
 import { GRPC_FRAME_HEADER, GrpcDeframer, writeFrameHeader } from '../protocol/grpc-frame.ts';
 import type { Packet } from '../protocol/packet.ts';
 import { ProtocolError } from '../protocol/protocol-error.ts';
+import { type ReadRestarter, readRestarterOf } from './read-restart.ts';
 
 /** grpc-go's default receive limit; upstream never changes it. */
 export const DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -49,11 +50,14 @@ export class PacketStream {
   /** The deframer failed (oversized or bad frame): later bytes are discarded, never parsed. */
   private framingBroken = false;
   private firstError: Error | null = null;
+  /** Keeps the session reading while packets flow (client sessions; see read-restart.ts). */
+  private readonly readRestarter: ReadRestarter | undefined;
 
   constructor(h2: Http2Stream, options: PacketStreamOptions = {}) {
     this.h2 = h2;
     this.deframer = new GrpcDeframer(options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES);
     this.highWater = options.sendHighWaterBytes ?? DEFAULT_SEND_HIGH_WATER_BYTES;
+    this.readRestarter = readRestarterOf(h2.session);
     const onMessage = (msg: Uint8Array): void => {
       let packet: Packet;
       try {
@@ -69,6 +73,7 @@ export class PacketStream {
     };
     h2.on('data', (chunk: Buffer) => {
       if (this.closed || this.framingBroken) return;
+      this.readRestarter?.touch();
       try {
         this.deframer.push(chunk, onMessage);
       } catch (err) {
@@ -106,6 +111,7 @@ export class PacketStream {
    */
   send(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
+    this.readRestarter?.touch();
     if (packet.type === PacketType.DATA && packet.data.data.length >= ZERO_COPY_MIN_PAYLOAD && packet.data.error === '') {
       // Header and payload as one writev: the payload is not copied.
       const payload = packet.data.data;

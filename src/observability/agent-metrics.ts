@@ -1,12 +1,13 @@
 /** konnectivity-agent metrics with upstream's exact names, labels and buckets (pkg/agent/metrics). */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from './process-metrics.ts';
 
 const NS = 'konnectivity_network_proxy_agent_';
 const agentBuckets = [0.005, 0.025, 0.1, 0.5, 2.5, 10, 30];
 
 export function createAgentMetrics(options: { processMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (options.processMetrics !== false) collectProcessMetrics(registry);
   const registers = [registry];
   return {
     registry,

@@ -3,7 +3,8 @@
  * buckets (pkg/server/metrics). Each server instance owns a registry so that
  * several servers in one process (tests, the quickstart) do not collide.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from './process-metrics.ts';
 
 const NS = 'konnectivity_network_proxy_server_';
 /** konnectivity-ts-only metrics carry a `_ts_` infix, so they can never collide with a future upstream name. */
@@ -15,7 +16,7 @@ export type StreamSegment = 'from_client' | 'to_client' | 'from_agent' | 'to_age
 
 export function createServerMetrics(options: { processMetrics?: boolean } = {}) {
   const registry = new Registry();
-  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (options.processMetrics !== false) collectProcessMetrics(registry);
   const registers = [registry];
   return {
     registry,
