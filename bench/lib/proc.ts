@@ -3,7 +3,7 @@
  * say what the server and the agent cost, not only how fast the tunnel was.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 let ticksPerSecond: number | undefined;
 
@@ -31,6 +31,24 @@ export function cpuSeconds(pid: number): number {
   const utime = Number(fields[11]);
   const stime = Number(fields[12]);
   return (utime + stime) / clockTicks();
+}
+
+/**
+ * Times any thread of `pid` has gone to sleep and been woken since it started
+ * (voluntary context switches, all threads): what an idle process costs a
+ * machine beyond its CPU seconds, as each wake-up is a scheduler round trip.
+ */
+export function wakeUps(pid: number): number {
+  let total = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+      if (m) total += Number(m[1]);
+    } catch {
+      // the thread exited between listing and reading
+    }
+  }
+  return total;
 }
 
 export interface MemoryFacts {

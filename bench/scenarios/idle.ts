@@ -1,10 +1,12 @@
 /**
  * (5) Memory of the server and agent processes: resident set size when idle
  * right after start (agent connected, no traffic yet), and again after the
- * load scenarios, with the peak (VmHWM) seen so far. The CPU seconds of each
- * process per scenario are reported by every other scenario.
+ * load scenarios, with the peak (VmHWM) seen so far. Right after start also
+ * the CPU and wake-ups of each idle process (an agent runs on every node, often
+ * with a 10–15m CPU request). The CPU seconds of each process per load
+ * scenario are reported by every other scenario.
  */
-import { memory } from '../lib/proc.ts';
+import { cpuSeconds, memory, wakeUps } from '../lib/proc.ts';
 import type { BenchContext, Metric, Scenario, ScenarioResult } from '../lib/scenario.ts';
 import { sleep } from '../lib/stats.ts';
 import type { TargetName } from '../lib/targets.ts';
@@ -56,6 +58,33 @@ function rssMetrics(ctx: BenchContext, phase: string, idPrefix: string, withPeak
   return metrics;
 }
 
+/** CPU (% of one core) and wake-ups per second of every idle server and agent, all measured over the same `ms`. */
+async function idleCostMetrics(ctx: BenchContext, ms: number): Promise<Metric[]> {
+  const procs = ctx.targets.flatMap((t) =>
+    t.serverPid === undefined || t.agentPid === undefined
+      ? []
+      : [
+          { target: t.name, role: 'server' as const, pid: t.serverPid },
+          { target: t.name, role: 'agent' as const, pid: t.agentPid },
+        ],
+  );
+  const before = procs.map((p) => ({ cpu: cpuSeconds(p.pid), wakes: wakeUps(p.pid) }));
+  await sleep(ms);
+  const cpu = { server: {} as Partial<Record<TargetName, number>>, agent: {} as Partial<Record<TargetName, number>> };
+  const wakes = { server: {} as Partial<Record<TargetName, number>>, agent: {} as Partial<Record<TargetName, number>> };
+  procs.forEach((p, i) => {
+    cpu[p.role][p.target] = ((cpuSeconds(p.pid) - before[i]!.cpu) / (ms / 1000)) * 100;
+    wakes[p.role][p.target] = (wakeUps(p.pid) - before[i]!.wakes) / (ms / 1000);
+  });
+  return (['server', 'agent'] as const).flatMap((role): Metric[] => {
+    const who = role === 'server' ? 'Server' : 'Agent';
+    return [
+      { id: `idle-cpu-${role}`, label: `${who} CPU, idle after start`, unit: '% of one core', better: 'lower', values: cpu[role], ratio: false, digits: 2 },
+      { id: `idle-wakeups-${role}`, label: `${who} wake-ups per second, idle after start`, unit: '/s', better: 'lower', values: wakes[role], ratio: false, digits: 0 },
+    ];
+  });
+}
+
 export const idle: Scenario = {
   id: 'idle',
   title: 'Idle memory of server and agent',
@@ -63,10 +92,15 @@ export const idle: Scenario = {
     await sleep(ctx.quick ? 500 : 2_000);
     const metrics = rssMetrics(ctx, 'idle after start', 'idle-start', false, { server: 35, agent: 37 }, true);
     for (const m of metrics) ctx.progress(`    ${m.label}: ${Object.entries(m.values).map(([k, v]) => `${k} ${v!.toFixed(1)} MB`).join(', ')}`);
+    const idleMs = ctx.quick ? 1_000 : 10_000;
+    ctx.progress(`    idle CPU and wake-ups over ${idleMs / 1000} s…`);
+    const costs = await idleCostMetrics(ctx, idleMs);
+    for (const m of costs) ctx.progress(`    ${m.label}: ${Object.entries(m.values).map(([k, v]) => `${k} ${v!.toFixed(m.digits)} ${m.unit}`).join(', ')}`);
+    metrics.push(...costs);
     return {
       id: 'idle',
       title: this.title,
-      method: 'VmRSS from /proc/<pid>/status of the server and agent processes (MB = 10^6 bytes), idle: once right after start with the agent connected and no traffic yet (after a short settle), once after the load scenarios (before the many-connections one), with VmHWM (peak RSS) so far. No GC is forced. Right after start, RSS is also split into RssAnon (the process\'s own heap, stacks and buffers) and RssFile (touched pages of the executable and shared libraries: shared by every process running the same binary; clean pages the kernel can drop under memory pressure before it resorts to an out-of-memory kill).',
+      method: `VmRSS from /proc/<pid>/status of the server and agent processes (MB = 10^6 bytes), idle: once right after start with the agent connected and no traffic yet (after a short settle), once after the load scenarios (before the many-connections one), with VmHWM (peak RSS) so far. No GC is forced. Right after start, RSS is also split into RssAnon (the process\'s own heap, stacks and buffers) and RssFile (touched pages of the executable and shared libraries: shared by every process running the same binary; clean pages the kernel can drop under memory pressure before it resorts to an out-of-memory kill). Then, with every server and agent idle at once for ${ctx.quick ? 1 : 10} s: CPU seconds (utime + stime from /proc/<pid>/stat, 10 ms ticks) as a share of one core, and wake-ups per second (voluntary context switches of all threads, /proc/<pid>/task/*/status). Agents run with --sync-interval=100ms here (upstream's default is 1s), which adds its own wake-ups.`,
       metrics,
       cpu: {},
       errors: {},
