@@ -1,7 +1,8 @@
 /**
  * The bench's idle-memory scenario splits each daemon's RSS into its own
  * anonymous memory and the file-backed pages of the executable, read from
- * /proc/<pid>/status of the real server and agent processes.
+ * /proc/<pid>/status of the real server and agent processes, and reports what
+ * each idle daemon costs in CPU and wake-ups.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ interface IdleJson {
   results: { id: string; metrics: { id: string; values: Record<string, number> }[] }[];
 }
 
-test('bench idle: RSS after start is reported with its RssAnon and RssFile parts, which add up to it', { timeout: 90_000 }, async (t) => {
+test('bench idle: RSS after start is reported with its RssAnon and RssFile parts, which add up to it, and idle CPU and wake-ups', { timeout: 90_000 }, async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'kts-bench-idle-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const json = path.join(dir, 'out.json');
@@ -38,4 +39,14 @@ test('bench idle: RSS after start is reported with its RssAnon and RssFile parts
     }
   }
   assert.match(stdout, /Server private memory \(RssAnon\), idle after start/);
+  // Idle cost, read from /proc of the same processes: a live daemon has timers, so it wakes at least once in the window.
+  for (const who of ['server', 'agent']) {
+    const cpu = metric(`idle-cpu-${who}`);
+    const wakes = metric(`idle-wakeups-${who}`);
+    for (const mode of ['grpc', 'http-connect']) {
+      assert.ok(Number.isFinite(cpu[mode]) && cpu[mode]! >= 0, `${who} ${mode}: idle CPU ${cpu[mode]}`);
+      assert.ok(Number.isFinite(wakes[mode]) && wakes[mode]! > 0, `${who} ${mode}: idle wake-ups ${wakes[mode]}`);
+    }
+  }
+  assert.match(stdout, /Agent wake-ups per second, idle after start/);
 });
