@@ -122,6 +122,13 @@ test('bench --upstream-server/--upstream-agent: upstream targets run the given e
     const cpu = rtt.cpu[`upstream-${mode}`];
     assert.ok(cpu && cpu.server !== undefined && cpu.agent !== undefined && cpu.server + cpu.agent > 0, `cpu: ${JSON.stringify(rtt.cpu)}`);
   }
+  // Server + agent CPU per round trip: the CPU figures of each tunnel target over the round trips of one run (200 with --quick).
+  const perRoundTrip = rtt.metrics.find((m) => m.id === 'rtt-cpu')!;
+  for (const target of ['grpc', 'upstream-grpc', 'http-connect', 'upstream-http-connect']) {
+    const cpu = rtt.cpu[target]!;
+    assert.ok(Math.abs(perRoundTrip.values[target]! - ((cpu.server! + cpu.agent!) / 200) * 1e6) < 1e-6, `${target}: ${JSON.stringify(perRoundTrip.values)} from ${JSON.stringify(cpu)}`);
+  }
+  assert.equal(perRoundTrip.values.direct, undefined, 'direct has no server or agent');
 
   // The console table has the upstream columns and shows the same ratio.
   const header = stdout.split('\n').find((l) => l.startsWith('metric'))!;

@@ -30,7 +30,7 @@ function ratioText(r: number | undefined): string {
 
 /** Text explaining the ours ÷ upstream column (console and markdown). */
 export const VS_UPSTREAM_TEXT =
-  '"grpc÷upstream" and "http-connect÷upstream" are ours ÷ upstream: our figure divided by upstream\'s in the same mode, from this run. For higher-is-better metrics (MB/s, req/s, conn/s, %) above 1× means ours is better; for lower-is-better ones (ms, MB, KB) below 1× means ours is better.';
+  '"grpc÷upstream" and "http-connect÷upstream" are ours ÷ upstream: our figure divided by upstream\'s in the same mode, from this run. For higher-is-better metrics (MB/s, req/s, conn/s, %) above 1× means ours is better; for lower-is-better ones (ms, MB, KB, CPU s, CPU µs) below 1× means ours is better.';
 
 export function fmt(v: number | undefined, digits = 1): string {
   if (v === undefined || !Number.isFinite(v)) return '—';

@@ -55,6 +55,20 @@ export interface CpuFigures {
   wallS: number;
 }
 
+/**
+ * Server + agent CPU per unit of work (per GiB, per dial, per round trip),
+ * from a scenario's CPU figures: an efficiency figure that compares two
+ * implementations run side by side with less of the machine's spread than a
+ * wall-clock figure. `unitsPerRun` is how many units one measured run did.
+ */
+export function tunnelCpuPerUnit(cpu: Partial<Record<TargetName, CpuFigures>>, unitsPerRun: number, scale = 1): Partial<Record<TargetName, number>> {
+  const out: Partial<Record<TargetName, number>> = {};
+  for (const [name, f] of Object.entries(cpu) as [TargetName, CpuFigures][]) {
+    if (f.server !== undefined && f.agent !== undefined) out[name] = ((f.server + f.agent) / unitsPerRun) * scale;
+  }
+  return out;
+}
+
 export interface ScenarioResult {
   id: ScenarioId;
   title: string;

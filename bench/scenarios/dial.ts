@@ -3,7 +3,7 @@
  * writes `GET /` and stops the clock at the first response byte; then reads
  * the rest and closes the connection before the next sample.
  */
-import { CpuMeter, forEachRun, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
+import { CpuMeter, forEachRun, tunnelCpuPerUnit, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 import type { Target, TargetName } from '../lib/targets.ts';
 import { createTunnel } from '../../src/client/create-tunnel.ts';
@@ -84,6 +84,7 @@ export const dial: Scenario = {
       };
     }, ctx.reps, cpu);
     const med = (r: Partial<Record<TargetName, number[]>>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median(v)]));
+    const cpuFigures = cpu.figures();
     return {
       id: 'dial',
       title: this.title,
@@ -91,10 +92,11 @@ export const dial: Scenario = {
       metrics: [
         { id: 'dial-p50', label: 'Dial + first byte p50', unit: 'ms', better: 'lower', values: med(p50), runs: p50, reference: { direct: 0.37, grpc: 2.3, 'http-connect': 1.25 }, goal: 1.0, digits: 3 },
         { id: 'dial-p99', label: 'Dial + first byte p99', unit: 'ms', better: 'lower', values: med(p99), runs: p99, digits: 3 },
+        { id: 'dial-cpu', label: 'Server + agent CPU per dial', unit: 'CPU µs', better: 'lower', values: tunnelCpuPerUnit(cpuFigures, count, 1e6), ratio: false, digits: 0 },
         { id: 'dial-cold-p50', label: `Dial + first byte p50, first ${coldCount} dials (code not yet optimised)`, unit: 'ms', better: 'lower', values: med(coldP50), runs: coldP50, digits: 3 },
         { id: 'dial-single-use-p50', label: 'Dial + first byte p50, new gRPC connection per dial', unit: 'ms', better: 'lower', values: med(singleUseP50), runs: singleUseP50, digits: 3 },
       ],
-      cpu: cpu.figures(),
+      cpu: cpuFigures,
       errors,
       notes: [],
     };

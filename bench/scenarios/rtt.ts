@@ -3,7 +3,7 @@
  * 2000 sequential `GET /` (quick: 200), each answered with a ~70-byte body.
  */
 import { MiniHttpConnection } from '../lib/mini-http.ts';
-import { CpuMeter, forEachRun, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
+import { CpuMeter, forEachRun, tunnelCpuPerUnit, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 import type { TargetName } from '../lib/targets.ts';
 
@@ -41,6 +41,7 @@ export const rtt: Scenario = {
       }
     }, ctx.reps, cpu);
     const med = (r: Partial<Record<TargetName, number[]>>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, median(v)]));
+    const cpuFigures = cpu.figures();
     return {
       id: 'rtt',
       title: this.title,
@@ -48,8 +49,9 @@ export const rtt: Scenario = {
       metrics: [
         { id: 'rtt-p50', label: 'Round trip p50', unit: 'ms', better: 'lower', values: med(p50), runs: p50, reference: { direct: 0.16, grpc: 0.53, 'http-connect': 0.42 }, goal: 0.4, digits: 3 },
         { id: 'rtt-p99', label: 'Round trip p99', unit: 'ms', better: 'lower', values: med(p99), runs: p99, reference: { direct: 2.3, grpc: 2.6, 'http-connect': 2.9 }, digits: 3 },
+        { id: 'rtt-cpu', label: 'Server + agent CPU per round trip', unit: 'CPU µs', better: 'lower', values: tunnelCpuPerUnit(cpuFigures, count, 1e6), ratio: false, digits: 0 },
       ],
-      cpu: cpu.figures(),
+      cpu: cpuFigures,
       errors,
       notes: [],
     };

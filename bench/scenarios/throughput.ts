@@ -4,7 +4,7 @@
  * dial is not included). N = 512 MiB (quick: 32 MiB).
  */
 import { MiniHttpConnection } from '../lib/mini-http.ts';
-import { CpuMeter, forEachRun, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
+import { CpuMeter, forEachRun, tunnelCpuPerUnit, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
 import { median } from '../lib/stats.ts';
 import type { Target, TargetName } from '../lib/targets.ts';
 
@@ -44,14 +44,16 @@ export const throughput: Scenario = {
       };
     }, ctx.reps, cpu);
     const values = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
+    const cpuFigures = cpu.figures();
     return {
       id: 'throughput',
       title: this.title,
       method: `GET /bytes/${bytes} (${bytes / MiB} MiB) over one fresh connection per run, timed from the request to the last body byte; ${ctx.reps} run(s) per target after a ${warmup / MiB} MiB warm-up, median reported. MB = 10^6 bytes.`,
       metrics: [
         { id: 'throughput', label: `Download ${bytes / MiB} MiB, one connection`, unit: 'MB/s', better: 'higher', values, runs, reference: { direct: 4236, grpc: 174, 'http-connect': 186 }, goal: 350, digits: 0 },
+        { id: 'throughput-cpu', label: 'Server + agent CPU per GiB downloaded', unit: 'CPU s', better: 'lower', values: tunnelCpuPerUnit(cpuFigures, bytes / (1024 * MiB)), ratio: false, digits: 2 },
       ],
-      cpu: cpu.figures(),
+      cpu: cpuFigures,
       errors,
       notes: [],
     };
