@@ -99,35 +99,50 @@ function usageError(msg: string): never {
   process.exit(2);
 }
 
-const { values: opts } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    only: { type: 'string' },
-    modes: { type: 'string' },
-    'skip-many': { type: 'boolean', default: false },
-    profile: { type: 'string' },
-    v: { type: 'string' },
-    write: { type: 'boolean' },
-    'no-write': { type: 'boolean' },
-    json: { type: 'string' },
-    compiled: { type: 'boolean', default: false },
-    'frontend-buffer-limit': { type: 'string' },
-    'wait-quiet': { type: 'boolean', default: false },
-    'server-arg': { type: 'string', multiple: true },
-    'node-arg': { type: 'string', multiple: true },
-    'keep-logs': { type: 'boolean', default: false },
-    'agent-arg': { type: 'string', multiple: true },
-    'upstream-server': { type: 'string' },
-    'upstream-agent': { type: 'string' },
-    'upstream-server-arg': { type: 'string', multiple: true },
-    'upstream-agent-arg': { type: 'string', multiple: true },
-    reps: { type: 'string' },
-    'variant-node-arg': { type: 'string', multiple: true },
-    'variant-env': { type: 'string', multiple: true },
-  },
-  allowPositionals: false,
-  strict: true,
-});
+/** `--profile` takes an optional directory: a bare one (last, or followed by another option) means "a temp dir". */
+const argv = process.argv.slice(2).map((arg, i, all) => (arg === '--profile' && (i === all.length - 1 || all[i + 1]!.startsWith('-')) ? '--profile=' : arg));
+
+let parsed: ReturnType<typeof parseBenchArgs>;
+try {
+  parsed = parseBenchArgs(argv);
+} catch (err) {
+  // parseArgs' own errors (unknown option, missing value) as a usage error, not a stack trace.
+  usageError(err instanceof Error ? err.message : String(err));
+}
+const { values: opts } = parsed;
+
+function parseBenchArgs(args: string[]) {
+  return parseArgs({
+    args,
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      modes: { type: 'string' },
+      'skip-many': { type: 'boolean', default: false },
+      profile: { type: 'string' },
+      v: { type: 'string' },
+      write: { type: 'boolean' },
+      'no-write': { type: 'boolean' },
+      json: { type: 'string' },
+      compiled: { type: 'boolean', default: false },
+      'frontend-buffer-limit': { type: 'string' },
+      'wait-quiet': { type: 'boolean', default: false },
+      'server-arg': { type: 'string', multiple: true },
+      'node-arg': { type: 'string', multiple: true },
+      'keep-logs': { type: 'boolean', default: false },
+      'agent-arg': { type: 'string', multiple: true },
+      'upstream-server': { type: 'string' },
+      'upstream-agent': { type: 'string' },
+      'upstream-server-arg': { type: 'string', multiple: true },
+      'upstream-agent-arg': { type: 'string', multiple: true },
+      reps: { type: 'string' },
+      'variant-node-arg': { type: 'string', multiple: true },
+      'variant-env': { type: 'string', multiple: true },
+    },
+    allowPositionals: false,
+    strict: true,
+  });
+}
 
 const quick = opts.quick!;
 const reps = opts.reps === undefined ? 3 : Number(opts.reps);

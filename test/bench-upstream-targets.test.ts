@@ -167,6 +167,16 @@ test('bench --reps: usage errors for a count that is not 1 to 99, or with --quic
   await expectUsageErrors(cases);
 });
 
+test('bench options: unknown or incomplete options are usage errors, and a bare --profile does not swallow the next option', async () => {
+  const cases: { args: string[]; error: RegExp }[] = [
+    { args: ['--bogus'], error: /bench: Unknown option '--bogus'/ },
+    { args: ['--only'], error: /bench: Option '--only <value>' argument missing/ },
+    // --profile with no directory, followed by another option: profiling is on (a temp dir), and the next option is read as one.
+    { args: ['--profile', '--variant-node-arg=--trace-gc'], error: /--profile profiles only the A arm/ },
+  ];
+  await expectUsageErrors(cases);
+});
+
 test('bench --variant-node-arg/--variant-env: the upstream-* slot runs our own binaries with the extra Node.js flags and environment, and nothing is written to docs', { timeout: 90_000 }, async (t) => {
   const dir = tempDir(t);
   const marks = path.join(dir, 'variant.pids');
