@@ -70,8 +70,9 @@ async function idleCostMetrics(ctx: BenchContext, ms: number): Promise<Metric[]>
   );
   const before = procs.map((p) => ({ cpu: cpuSeconds(p.pid), wakes: wakeUps(p.pid) }));
   await sleep(ms);
-  const cpu = { server: {} as Partial<Record<TargetName, number>>, agent: {} as Partial<Record<TargetName, number>> };
-  const wakes = { server: {} as Partial<Record<TargetName, number>>, agent: {} as Partial<Record<TargetName, number>> };
+  type PerRole = Record<'server' | 'agent', Partial<Record<TargetName, number>>>;
+  const cpu: PerRole = { server: {}, agent: {} };
+  const wakes: PerRole = { server: {}, agent: {} };
   procs.forEach((p, i) => {
     cpu[p.role][p.target] = ((cpuSeconds(p.pid) - before[i]!.cpu) / (ms / 1000)) * 100;
     wakes[p.role][p.target] = (wakeUps(p.pid) - before[i]!.wakes) / (ms / 1000);
@@ -100,7 +101,7 @@ export const idle: Scenario = {
     return {
       id: 'idle',
       title: this.title,
-      method: `VmRSS from /proc/<pid>/status of the server and agent processes (MB = 10^6 bytes), idle: once right after start with the agent connected and no traffic yet (after a short settle), once after the load scenarios (before the many-connections one), with VmHWM (peak RSS) so far. No GC is forced. Right after start, RSS is also split into RssAnon (the process\'s own heap, stacks and buffers) and RssFile (touched pages of the executable and shared libraries: shared by every process running the same binary; clean pages the kernel can drop under memory pressure before it resorts to an out-of-memory kill). Then, with every server and agent idle at once for ${ctx.quick ? 1 : 10} s: CPU seconds (utime + stime from /proc/<pid>/stat, 10 ms ticks) as a share of one core, and wake-ups per second (voluntary context switches of all threads, /proc/<pid>/task/*/status). Agents run with --sync-interval=100ms here (upstream's default is 1s), which adds its own wake-ups.`,
+      method: `VmRSS from /proc/<pid>/status of the server and agent processes (MB = 10^6 bytes), idle: once right after start with the agent connected and no traffic yet (after a short settle), once after the load scenarios (before the many-connections one), with VmHWM (peak RSS) so far. No GC is forced. Right after start, RSS is also split into RssAnon (the process's own heap, stacks and buffers) and RssFile (touched pages of the executable and shared libraries: shared by every process running the same binary; clean pages the kernel can drop under memory pressure before it resorts to an out-of-memory kill). Then, with every server and agent idle at once for ${ctx.quick ? 1 : 10} s: CPU seconds (utime + stime from /proc/<pid>/stat, 10 ms ticks) as a share of one core, and wake-ups per second (voluntary context switches of all threads, /proc/<pid>/task/*/status). Agents run with --sync-interval=100ms here (upstream's default is 1s), which adds its own wake-ups.`,
       metrics,
       cpu: {},
       errors: {},
