@@ -131,7 +131,7 @@ export function runRouterCase(seed: number, maxSteps = 60): RouterCaseResult {
     const holder: { fe: FeState | null } = { fe: null };
     const peer: FrontendPeer = {
       dialResponse: (random, connectID, error) => log.push({ side: 'fe', fe: holder.fe!, ev: { kind: 'dialResponse', random, connectID, error } }),
-      data: (connectID, data) => log.push({ side: 'fe', fe: holder.fe!, ev: { kind: 'data', connectID, data } }),
+      data: (connectID, payload) => log.push({ side: 'fe', fe: holder.fe!, ev: { kind: 'data', connectID, data: payload.data } }),
       closeResponse: (connectID, error) => log.push({ side: 'fe', fe: holder.fe!, ev: { kind: 'closeResponse', connectID, error } }),
       dialClosed: (random) => log.push({ side: 'fe', fe: holder.fe!, ev: { kind: 'dialClosed', random } }),
       get bufferedBytes() {

@@ -84,6 +84,14 @@ export class EndpointConnection {
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
   }
 
+  /** Queues a payload that arrived in pieces, as one writev. */
+  writePieces(pieces: readonly Uint8Array[]): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    this.socket.cork();
+    for (const piece of pieces) this.socket.write(piece);
+    this.socket.uncork();
+  }
+
   pauseReading(reason: number = PauseReason.PIPE_FULL): void {
     if (this.released) return;
     const wasPaused = this.pausedFor !== 0;

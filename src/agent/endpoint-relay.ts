@@ -19,7 +19,7 @@ import type { Socket } from 'node:net';
 import type { AgentMetrics } from '../observability/agent-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
 import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
-import { PacketType, packetTypeName, packets, type DialRequest, type Packet } from '../protocol/packet.ts';
+import { PacketType, packetTypeName, packets, payloadLength, type DialRequest, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics } from './agent-ts-metrics.ts';
 import { EndpointConnection, PauseReason } from './endpoint-connection.ts';
@@ -128,13 +128,16 @@ export class EndpointRelay {
         this.handleDialRequest(packet.dialRequest);
         return;
       case PacketType.DATA: {
-        const { connectID, data } = packet.data;
+        const { connectID } = packet.data;
         const conn = this.connections.get(connectID);
         if (conn === undefined) {
           this.send(packets.closeResponse(connectID, UNRECOGNIZED_CONNECT_ID));
           return;
         }
-        conn.write(data);
+        const length = payloadLength(packet.data);
+        const pieces = packet.data.pieces;
+        if (pieces === undefined) conn.write(packet.data.data);
+        else conn.writePieces(pieces);
         if (conn.bufferedBytes > this.maxBuffered) {
           // A server with credit cannot get here unless it ignores its window.
           if (conn.credit || !this.pipe.pauseReceive || this.stallTimeoutMs === 0) this.closeStalled(conn);
@@ -142,7 +145,7 @@ export class EndpointRelay {
           return;
         }
         if (conn.credit) {
-          conn.credit.received(data.length);
+          conn.credit.received(length);
           this.returnCredit(conn, false);
         }
         return;

@@ -196,7 +196,11 @@ export class ProxyStreamSocket extends Duplex implements SocketLike {
     switch (packet.type) {
       case PacketType.DATA: {
         const id = packet.data.connectID;
-        if (id === this.connectID) this.deliver(packet.data.data);
+        if (id === this.connectID) {
+          const pieces = packet.data.pieces;
+          if (pieces === undefined) this.deliver(packet.data.data);
+          else for (const piece of pieces) this.deliver(piece);
+        }
         else if (id === 0n) this.logger.v(2, 'DATA without connection ID ignored', { dialID: this.dialID });
         // Upstream client behaviour: data for a connection we do not know gets closed.
         else sendPacket(this.call, this.metrics, packets.closeRequest(id));

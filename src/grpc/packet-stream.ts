@@ -5,10 +5,9 @@
  * the per-packet path.
  */
 import type { Http2Stream } from 'node:http2';
-import { encodeDataPacketHeader, encodePacketWithHeadroom } from '../protocol/codec.ts';
-import { PacketType } from '../protocol/packet.ts';
-import { decodePacket } from '../protocol/codec.ts';
-import { GRPC_FRAME_HEADER, GrpcDeframer, writeFrameHeader } from '../protocol/grpc-frame.ts';
+import { decodePacket, encodeDataPacketHeader, encodePacketWithHeadroom, peekDataPacketHeader } from '../protocol/codec.ts';
+import { PacketType, packets, payloadLength } from '../protocol/packet.ts';
+import { GRPC_FRAME_HEADER, GrpcDeframer, writeFrameHeader, type MessagePiecesHandler } from '../protocol/grpc-frame.ts';
 import type { Packet } from '../protocol/packet.ts';
 import { ProtocolError } from '../protocol/protocol-error.ts';
 import { type ReadRestarter, readRestarterOf } from './read-restart.ts';
@@ -71,11 +70,22 @@ export class PacketStream {
       }
       this.onPacket(packet);
     };
+    // A DATA packet that spanned reads stays in the pieces it arrived in (the
+    // common case in a download: 64 KiB packets over 16 KiB TLS records);
+    // anything else is joined and decoded as usual.
+    const onPieces: MessagePiecesHandler = (pieces, byteLength) => {
+      const first = pieces[0]!;
+      const header = peekDataPacketHeader(first, byteLength);
+      if (header === null) return false;
+      const payload = header.payloadOffset === first.length ? pieces.slice(1) : [first.subarray(header.payloadOffset), ...pieces.slice(1)];
+      this.onPacket(packets.dataInPieces(header.connectID, payload, byteLength - header.payloadOffset));
+      return true;
+    };
     h2.on('data', (chunk: Buffer) => {
       if (this.closed || this.framingBroken) return;
       this.readRestarter?.touch();
       try {
-        this.deframer.push(chunk, onMessage);
+        this.deframer.push(chunk, onMessage, onPieces);
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         // Framing is broken: nothing after this point can be trusted. Parsing on
@@ -112,16 +122,20 @@ export class PacketStream {
   send(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
     this.readRestarter?.touch();
-    if (packet.type === PacketType.DATA && packet.data.data.length >= ZERO_COPY_MIN_PAYLOAD && packet.data.error === '') {
-      // Header and payload as one writev: the payload is not copied.
-      const payload = packet.data.data;
-      const header = encodeDataPacketHeader(packet.data.connectID, payload.length, GRPC_FRAME_HEADER);
-      writeFrameHeader(header, header.length - GRPC_FRAME_HEADER + payload.length);
-      this.h2.cork();
-      this.h2.write(header);
-      this.h2.write(payload);
-      this.h2.uncork();
-      return this.h2.writableLength < this.highWater;
+    if (packet.type === PacketType.DATA && packet.data.error === '') {
+      const length = payloadLength(packet.data);
+      if (length >= ZERO_COPY_MIN_PAYLOAD) {
+        // Header and payload (or its pieces) as one writev: the payload is not copied.
+        const header = encodeDataPacketHeader(packet.data.connectID, length, GRPC_FRAME_HEADER);
+        writeFrameHeader(header, header.length - GRPC_FRAME_HEADER + length);
+        this.h2.cork();
+        this.h2.write(header);
+        const pieces = packet.data.pieces;
+        if (pieces === undefined) this.h2.write(packet.data.data);
+        else for (const piece of pieces) this.h2.write(piece);
+        this.h2.uncork();
+        return this.h2.writableLength < this.highWater;
+      }
     }
     const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
     writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);

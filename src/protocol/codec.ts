@@ -321,3 +321,32 @@ export function encodeDataPacketHeader(connectID: bigint, payloadLength: number,
   if (pos !== buf.length) throw new Error(`codec size mismatch: wrote ${pos}, sized ${buf.length}`);
   return buf;
 }
+
+/**
+ * Reads a DATA packet's header from the first bytes of its message when the
+ * packet has the layout every known encoder writes (grpc-go, ours): type
+ * DATA, then Data{connectID, data} with the payload running to the end of
+ * the message. Returns the connect ID and where the payload starts, or null
+ * for any other shape or a header that does not fit in `head`; decodePacket
+ * then handles the joined message. Whenever this
+ * returns a header, decodePacket on the whole message yields the same
+ * packet, so a relay can pass the payload on in the pieces it arrived in.
+ */
+export function peekDataPacketHeader(head: Uint8Array, messageLength: number): { connectID: bigint; payloadOffset: number } | null {
+  const r = new WireReader(head);
+  try {
+    if (r.uint32() !== TAG_VARINT(1) || r.uint32() !== PacketType.DATA) return null;
+    if (r.uint32() !== TAG_LEN(4)) return null;
+    const bodyLength = r.uint32();
+    if (r.pos + bodyLength !== messageLength) return null;
+    if (r.uint32() !== TAG_VARINT(1)) return null;
+    const connectID = r.int64();
+    if (r.uint32() !== TAG_LEN(3)) return null;
+    const payloadLength = r.uint32();
+    if (r.pos + payloadLength !== messageLength) return null;
+    return { connectID, payloadOffset: r.pos };
+  } catch (err) {
+    if (err instanceof ProtocolError) return null; // ran past `head`, or a malformed varint: let decodePacket judge
+    throw err;
+  }
+}

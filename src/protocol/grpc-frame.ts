@@ -9,6 +9,10 @@ export const GRPC_FRAME_HEADER = 5;
 const SLAB_BYTES = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
+function joinPieces(pieces: readonly Uint8Array[], byteLength: number): Uint8Array {
+  return Buffer.concat(pieces, byteLength);
+}
+
 /** Writes the frame header into the first 5 bytes of a buffer built with headroom. */
 export function writeFrameHeader(buf: Uint8Array, messageLength: number): void {
   buf[0] = 0;
@@ -19,10 +23,22 @@ export function writeFrameHeader(buf: Uint8Array, messageLength: number): void {
 }
 
 /**
+ * A message that spanned chunks, as views of those chunks in order
+ * (`byteLength` bytes in all). Returning false asks for the message as one
+ * buffer instead (`onMessage` is then called with the pieces joined).
+ */
+export type MessagePiecesHandler = (pieces: readonly Uint8Array[], byteLength: number) => boolean;
+
+/** Messages at least this long that span chunks go to a pieces handler, when there is one, instead of being joined. */
+export const PIECES_MIN_MESSAGE_BYTES = 8 * 1024;
+
+/**
  * Incremental deframer. Feed it transport chunks; it calls `onMessage` with
  * each complete message (a view into the chunk when the message did not span
- * chunks, otherwise one copy). A length above `maxMessageBytes` raises
- * before any of the body is buffered, so an oversized frame costs nothing.
+ * chunks, otherwise one copy). With `onPieces`, a large message that spans
+ * chunks is offered as views of the chunks instead, with no copy. A length
+ * above `maxMessageBytes` raises before any of the body is buffered, so an
+ * oversized frame costs nothing.
  */
 export class GrpcDeframer {
   private readonly maxMessageBytes: number;
@@ -30,6 +46,10 @@ export class GrpcDeframer {
   private headerFilled = 0;
   private body: Uint8Array | null = null;
   private bodyFilled = 0;
+  /** The message being collected as chunk views (pieces mode), or null. */
+  private pieces: Uint8Array[] | null = null;
+  private piecesFilled = 0;
+  private piecesLength = 0;
 
   constructor(maxMessageBytes: number) {
     this.maxMessageBytes = maxMessageBytes;
@@ -37,13 +57,25 @@ export class GrpcDeframer {
 
   /** True while a partially received message is buffered. */
   get midMessage(): boolean {
-    return this.headerFilled > 0 || this.body !== null;
+    return this.headerFilled > 0 || this.body !== null || this.pieces !== null;
   }
 
-  push(chunk: Uint8Array, onMessage: (message: Uint8Array) => void): void {
+  push(chunk: Uint8Array, onMessage: (message: Uint8Array) => void, onPieces?: MessagePiecesHandler): void {
     let pos = 0;
     const len = chunk.length;
     while (pos < len) {
+      if (this.pieces !== null) {
+        const take = Math.min(this.piecesLength - this.piecesFilled, len - pos);
+        this.pieces.push(chunk.subarray(pos, pos + take));
+        this.piecesFilled += take;
+        pos += take;
+        if (this.piecesFilled === this.piecesLength) {
+          const pieces = this.pieces;
+          this.pieces = null;
+          if (!onPieces!(pieces, this.piecesLength)) onMessage(joinPieces(pieces, this.piecesLength));
+        }
+        continue;
+      }
       if (this.body === null) {
         // Fast path: a whole frame inside this chunk, no copying.
         if (this.headerFilled === 0 && len - pos >= GRPC_FRAME_HEADER) {
@@ -66,6 +98,18 @@ export class GrpcDeframer {
           onMessage(new Uint8Array(0));
           continue;
         }
+        if (len - pos >= msgLen) {
+          // Only the 5-byte header spanned chunks: the body is whole in this one.
+          onMessage(chunk.subarray(pos, pos + msgLen));
+          pos += msgLen;
+          continue;
+        }
+        if (onPieces !== undefined && msgLen >= PIECES_MIN_MESSAGE_BYTES) {
+          this.pieces = [];
+          this.piecesFilled = 0;
+          this.piecesLength = msgLen;
+          continue;
+        }
         this.body = this.takeBody(msgLen);
         this.bodyFilled = 0;
       }
@@ -82,6 +126,7 @@ export class GrpcDeframer {
   }
 
   private slab: Buffer = EMPTY;
+
   private slabUsed = 0;
 
   /**

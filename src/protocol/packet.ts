@@ -56,6 +56,36 @@ export interface Data {
   /** Declared upstream but never set by any upstream component. */
   error: string;
   data: Uint8Array;
+  /**
+   * The payload as it arrived, in order, when it spanned transport reads
+   * (see `packets.dataInPieces`). Relays write these as one writev instead
+   * of joining them; reading `data` joins them once.
+   */
+  readonly pieces?: readonly Uint8Array[];
+}
+
+/** Payload bytes of a DATA packet, without joining pieces. */
+export function payloadLength(d: Data): number {
+  return d.pieces === undefined ? d.data.length : (d as PiecewiseData).byteLength;
+}
+
+/** A DATA payload kept as the pieces it arrived in; `data` is joined on first use. */
+class PiecewiseData implements Data {
+  readonly connectID: bigint;
+  readonly error = '';
+  readonly pieces: readonly Uint8Array[];
+  readonly byteLength: number;
+  private joined: Uint8Array | null = null;
+
+  constructor(connectID: bigint, pieces: readonly Uint8Array[], byteLength: number) {
+    this.connectID = connectID;
+    this.pieces = pieces;
+    this.byteLength = byteLength;
+  }
+
+  get data(): Uint8Array {
+    return (this.joined ??= Buffer.concat(this.pieces, this.byteLength));
+  }
 }
 
 export type DialRequestPacket = { type: typeof PacketType.DIAL_REQ; dialRequest: DialRequest };
@@ -94,6 +124,10 @@ export const packets = {
   },
   data(connectID: bigint, data: Uint8Array): DataPacket {
     return { type: PacketType.DATA, data: { connectID, error: '', data } };
+  },
+  /** DATA whose payload is `pieces` in order (`byteLength` bytes in all), not copied into one buffer. */
+  dataInPieces(connectID: bigint, pieces: readonly Uint8Array[], byteLength: number): DataPacket {
+    return { type: PacketType.DATA, data: new PiecewiseData(connectID, pieces, byteLength) };
   },
   closeDial(random: bigint): CloseDialPacket {
     return { type: PacketType.DIAL_CLS, closeDial: { random } };

@@ -5,7 +5,7 @@
  * frontends and agent streams plug in through small peer interfaces, so the
  * whole state machine runs in memory in tests.
  */
-import { PacketType, packets, type Packet } from '../protocol/packet.ts';
+import { PacketType, packets, payloadLength, type Data, type Packet } from '../protocol/packet.ts';
 import type { Logger } from '../observability/logger.ts';
 import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
 import type { DialFailureReason, ServerMetrics } from '../observability/server-metrics.ts';
@@ -28,7 +28,8 @@ import {
 /** What the router needs from a frontend transport (gRPC Proxy stream or HTTP-CONNECT socket). */
 export interface FrontendPeer {
   dialResponse(random: bigint, connectID: bigint, error: string): void;
-  data(connectID: bigint, data: Uint8Array): void;
+  /** DATA for the client; its payload may be in pieces (`payload.pieces`), best written as one writev. */
+  data(connectID: bigint, payload: Data): void;
   closeResponse(connectID: bigint, error: string): void;
   dialClosed(random: bigint): void;
   /** Bytes queued toward the frontend and not yet taken by its transport. */
@@ -350,10 +351,10 @@ export class ProxyRouter {
           return;
         }
         if (!conn.frontend) return; // closing: the agent's CLOSE_RSP is on its way
-        const n = p.data.data.length;
+        const n = payloadLength(p.data);
         conn.bytesFromAgent += n;
         const fe = conn.frontend;
-        fe.peer.data(conn.connectID, p.data.data);
+        fe.peer.data(conn.connectID, p.data);
         if (fe.peer.bufferedBytes > this.options.maxFrontendBufferBytes) {
           // A peer with credit cannot get here unless it ignores its window.
           if (conn.credit || !b.transport.pauseReceive || this.options.frontendStallTimeoutMs === 0) this.closeStalledFrontend(conn);
@@ -486,12 +487,13 @@ export class ProxyRouter {
         const conn = this.ownConnection(fe, id);
         if (!conn) return;
         const b = conn.backend;
-        conn.bytesToAgent += p.data.data.length;
+        const n = payloadLength(p.data);
+        conn.bytesToAgent += n;
         if (!this.sendToBackend(b, p)) {
           b.pausedFrontends.add(fe);
           fe.peer.pauseReading();
         }
-        if (conn.credit?.consume(p.data.data.length) && !conn.pausedForCredit) {
+        if (conn.credit?.consume(n) && !conn.pausedForCredit) {
           conn.pausedForCredit = true;
           fe.peer.pauseReading();
         }

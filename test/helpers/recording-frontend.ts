@@ -2,6 +2,7 @@
  * A frontend for ProxyRouter tests driven in memory: records every call the
  * router makes, and whether it asked the frontend to stop reading.
  */
+import type { Data } from '../../src/protocol/packet.ts';
 import type { FrontendPeer } from '../../src/server/proxy-router.ts';
 
 export type FrontendEvent = ['dialResponse', bigint, bigint, string] | ['data', bigint, string] | ['closeResponse', bigint, string] | ['dialClosed', bigint];
@@ -13,8 +14,8 @@ export class RecordingFrontend implements FrontendPeer {
   dialResponse(random: bigint, connectID: bigint, error: string): void {
     this.events.push(['dialResponse', random, connectID, error]);
   }
-  data(connectID: bigint, data: Uint8Array): void {
-    this.events.push(['data', connectID, Buffer.from(data).toString()]);
+  data(connectID: bigint, payload: Data): void {
+    this.events.push(['data', connectID, Buffer.from(payload.data).toString()]);
   }
   closeResponse(connectID: bigint, error: string): void {
     this.events.push(['closeResponse', connectID, error]);

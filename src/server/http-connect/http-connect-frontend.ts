@@ -108,9 +108,17 @@ export class HttpConnectFrontend {
         pipelined = new Uint8Array(0);
         socket.resume();
       },
-      data: (_id, data) => {
+      data: (_id, payload) => {
         const start = performance.now();
-        socket.write(data);
+        const pieces = payload.pieces;
+        if (pieces === undefined) {
+          socket.write(payload.data);
+        } else {
+          // One writev for a payload that arrived in pieces, instead of joining them first.
+          socket.cork();
+          for (const piece of pieces) socket.write(piece);
+          socket.uncork();
+        }
         metrics.frontendWriteDuration.observe((performance.now() - start) / 1000);
       },
       closeResponse: () => closeSocket(),
