@@ -45,7 +45,7 @@ import type { Tunnel } from '../src/client/tunnel-options.ts';
 import { GrpcChannel, GrpcClientCall, type GrpcTarget } from '../src/grpc/grpc-client.ts';
 import { encodePacketWithHeadroom } from '../src/protocol/codec.ts';
 import { FLOW_CONTROL_HEADER } from '../src/protocol/flow-control.ts';
-import { GRPC_FRAME_HEADER, writeFrameHeader } from '../src/protocol/grpc-frame.ts';
+import { frameMessage } from '../src/protocol/grpc-frame.ts';
 import { packetTypeName, packets, type Packet } from '../src/protocol/packet.ts';
 import { SERVER_DRAIN_NOTICE_HEADER } from '../src/protocol/server-drain-notice.ts';
 import type { Backend } from '../src/server/proxy-router.ts';
@@ -341,10 +341,7 @@ export class GrpcWireFuzzRig {
   }
 
   private frame(message: Uint8Array): Buffer {
-    const f = Buffer.alloc(GRPC_FRAME_HEADER + message.length);
-    writeFrameHeader(f, message.length);
-    f.set(message, GRPC_FRAME_HEADER);
-    return f;
+    return frameMessage(message);
   }
 
   private mutate(rng: Rng, encoded: Uint8Array): Uint8Array {

@@ -7,16 +7,11 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { GRPC_FRAME_HEADER, GrpcDeframer, PIECES_MIN_MESSAGE_BYTES, writeFrameHeader } from '../src/protocol/grpc-frame.ts';
+import { GRPC_FRAME_HEADER, GrpcDeframer, PIECES_MIN_MESSAGE_BYTES, frameMessage, writeFrameHeader } from '../src/protocol/grpc-frame.ts';
 import { decodePacket, encodePacket, encodePacketWithHeadroom, peekDataPacketHeader } from '../src/protocol/codec.ts';
 import { PacketType, packets, payloadLength, type Packet } from '../src/protocol/packet.ts';
 
-function frame(message: Uint8Array): Buffer {
-  const out = Buffer.alloc(GRPC_FRAME_HEADER + message.length);
-  writeFrameHeader(out, message.length);
-  out.set(message, GRPC_FRAME_HEADER);
-  return out;
-}
+const frame = frameMessage;
 
 function bytesOf(length: number, seed: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (i * 131 + seed) & 0xff);

@@ -22,6 +22,14 @@ export function writeFrameHeader(buf: Uint8Array, messageLength: number): void {
   buf[4] = messageLength & 0xff;
 }
 
+/** `message` with its gRPC frame header in front (one copy; the send path uses headroom instead). */
+export function frameMessage(message: Uint8Array): Buffer {
+  const out = Buffer.alloc(GRPC_FRAME_HEADER + message.length);
+  writeFrameHeader(out, message.length);
+  out.set(message, GRPC_FRAME_HEADER);
+  return out;
+}
+
 /**
  * A message that spanned chunks, as views of those chunks in order
  * (`byteLength` bytes in all). Returning false asks for the message as one
