@@ -5,6 +5,7 @@
  */
 import type { Socket } from 'node:net';
 import type { ConnectionCredit } from '../protocol/flow-control.ts';
+import { writePayloadToSocket, type Data } from '../protocol/packet.ts';
 
 export interface EndpointConnectionHooks {
   /** One socket read; becomes one DATA packet. */
@@ -79,17 +80,9 @@ export class EndpointConnection {
     return this.socket.writableLength;
   }
 
-  /** Queues bytes for the destination. Never blocks; the relay enforces the bound. */
-  write(data: Uint8Array): void {
-    if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
-  }
-
-  /** Queues a payload that arrived in pieces, as one writev. */
-  writePieces(pieces: readonly Uint8Array[]): void {
-    if (this.socket.destroyed || !this.socket.writable) return;
-    this.socket.cork();
-    for (const piece of pieces) this.socket.write(piece);
-    this.socket.uncork();
+  /** Queues a DATA payload for the destination (pieces as one writev). Never blocks; the relay enforces the bound. */
+  write(payload: Data): void {
+    if (!this.socket.destroyed && this.socket.writable) writePayloadToSocket(this.socket, payload);
   }
 
   pauseReading(reason: number = PauseReason.PIPE_FULL): void {

@@ -135,9 +135,7 @@ export class EndpointRelay {
           return;
         }
         const length = payloadLength(packet.data);
-        const pieces = packet.data.pieces;
-        if (pieces === undefined) conn.write(packet.data.data);
-        else conn.writePieces(pieces);
+        conn.write(packet.data);
         if (conn.bufferedBytes > this.maxBuffered) {
           // A server with credit cannot get here unless it ignores its window.
           if (conn.credit || !this.pipe.pauseReceive || this.stallTimeoutMs === 0) this.closeStalled(conn);

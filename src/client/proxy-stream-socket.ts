@@ -22,7 +22,7 @@ import type { GrpcClientCall, GrpcStatus } from '../grpc/grpc-client.ts';
 import { GrpcCode } from '../grpc/status.ts';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
-import { PacketType, packets, type Packet } from '../protocol/packet.ts';
+import { PacketType, packets, writePayload, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import { countReceived, countStreamError, type ConnectionStatusGauge } from './client-instrumentation.ts';
 import { KonnectivityDialError } from './dial-error.ts';
@@ -196,11 +196,7 @@ export class ProxyStreamSocket extends Duplex implements SocketLike {
     switch (packet.type) {
       case PacketType.DATA: {
         const id = packet.data.connectID;
-        if (id === this.connectID) {
-          const pieces = packet.data.pieces;
-          if (pieces === undefined) this.deliver(packet.data.data);
-          else for (const piece of pieces) this.deliver(piece);
-        }
+        if (id === this.connectID) writePayload(this.deliverySink, packet.data);
         else if (id === 0n) this.logger.v(2, 'DATA without connection ID ignored', { dialID: this.dialID });
         // Upstream client behaviour: data for a connection we do not know gets closed.
         else sendPacket(this.call, this.metrics, packets.closeRequest(id));
@@ -218,6 +214,9 @@ export class ProxyStreamSocket extends Duplex implements SocketLike {
         this.logger.v(2, 'unexpected packet on established connection ignored', { type: packet.type, connectID: this.connectID });
     }
   }
+
+  /** `deliver` as a write sink for `writePayload` (bound once, not per packet). */
+  private readonly deliverySink = { write: (chunk: Uint8Array): void => this.deliver(chunk) };
 
   private deliver(data: Uint8Array): void {
     if (this.destroyed || this.eofPushed) return;

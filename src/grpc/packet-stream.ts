@@ -6,7 +6,7 @@
  */
 import type { Http2Stream } from 'node:http2';
 import { decodePacket, encodeDataPacketHeader, encodePacketWithHeadroom, peekDataPacketHeader } from '../protocol/codec.ts';
-import { PacketType, packets, payloadLength } from '../protocol/packet.ts';
+import { PacketType, packets, payloadLength, writePayload } from '../protocol/packet.ts';
 import { GRPC_FRAME_HEADER, GrpcDeframer, writeFrameHeader, type MessagePiecesHandler } from '../protocol/grpc-frame.ts';
 import type { Packet } from '../protocol/packet.ts';
 import { ProtocolError } from '../protocol/protocol-error.ts';
@@ -130,9 +130,7 @@ export class PacketStream {
         writeFrameHeader(header, header.length - GRPC_FRAME_HEADER + length);
         this.h2.cork();
         this.h2.write(header);
-        const pieces = packet.data.pieces;
-        if (pieces === undefined) this.h2.write(packet.data.data);
-        else for (const piece of pieces) this.h2.write(piece);
+        writePayload(this.h2, packet.data);
         this.h2.uncork();
         return this.h2.writableLength < this.highWater;
       }

@@ -64,6 +64,26 @@ export interface Data {
   readonly pieces?: readonly Uint8Array[];
 }
 
+/**
+ * Hands a DATA payload to `sink` as it is, without joining pieces: one write,
+ * or one per piece (a caller that corks gets a single writev). No allocation.
+ */
+export function writePayload(sink: { write(chunk: Uint8Array): unknown }, d: Data): void {
+  if (d.pieces === undefined) sink.write(d.data);
+  else for (const piece of d.pieces) sink.write(piece);
+}
+
+/** `writePayload` to a socket, with the pieces of a split payload corked into one writev. */
+export function writePayloadToSocket(socket: { cork(): void; write(chunk: Uint8Array): unknown; uncork(): void }, d: Data): void {
+  if (d.pieces === undefined) {
+    socket.write(d.data);
+    return;
+  }
+  socket.cork();
+  writePayload(socket, d);
+  socket.uncork();
+}
+
 /** Payload bytes of a DATA packet, without joining pieces. */
 export function payloadLength(d: Data): number {
   return d.pieces === undefined ? d.data.length : (d as PiecewiseData).byteLength;

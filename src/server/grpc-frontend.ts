@@ -2,7 +2,7 @@
 import http2 from 'node:http2';
 import type { GrpcHandler } from '../grpc/grpc-server.ts';
 import { GrpcCode } from '../grpc/status.ts';
-import { packets, payloadLength, type Packet } from '../protocol/packet.ts';
+import { PacketType, packets, type Packet } from '../protocol/packet.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { ServerMetrics } from '../observability/server-metrics.ts';
 import type { FrontendPeer, ProxyRouter } from './proxy-router.ts';
@@ -26,7 +26,8 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
     let lingerTimer: NodeJS.Timeout | null = null;
     const peer: FrontendPeer = {
       dialResponse: (random, connectID, error) => send(packets.dialResponse(random, connectID, error)),
-      data: (connectID, payload) => send(payload.pieces === undefined ? packets.data(connectID, payload.data) : packets.dataInPieces(connectID, payload.pieces, payloadLength(payload))),
+      // The agent's payload for this connection ID, passed on as it is (pieces included); an error field is not relayed.
+      data: (connectID, payload) => send(payload.error === '' ? { type: PacketType.DATA, data: payload } : packets.data(connectID, payload.data)),
       closeResponse: (connectID, error) => send(packets.closeResponse(connectID, error)),
       dialClosed: (random) => send(packets.closeDial(random)),
       get bufferedBytes() {

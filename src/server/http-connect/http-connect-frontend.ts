@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { packets } from '../../protocol/packet.ts';
+import { packets, writePayloadToSocket } from '../../protocol/packet.ts';
 import { randomInt63 } from '../../protocol/random-int63.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { ServerMetrics } from '../../observability/server-metrics.ts';
@@ -110,15 +110,7 @@ export class HttpConnectFrontend {
       },
       data: (_id, payload) => {
         const start = performance.now();
-        const pieces = payload.pieces;
-        if (pieces === undefined) {
-          socket.write(payload.data);
-        } else {
-          // One writev for a payload that arrived in pieces, instead of joining them first.
-          socket.cork();
-          for (const piece of pieces) socket.write(piece);
-          socket.uncork();
-        }
+        writePayloadToSocket(socket, payload);
         metrics.frontendWriteDuration.observe((performance.now() - start) / 1000);
       },
       closeResponse: () => closeSocket(),
