@@ -311,9 +311,13 @@ test('rolling restart of 2 servers (haproxy) and 2 agents under 50 live sha256-c
       }
     })();
     await cluster.stopServer(index, SERVER_GRACE_MS);
+    const took = Date.now() - started;
     stopDone = true;
     await watch;
-    const took = Date.now() - started;
+    // The stop returns before its grace period only once every tunnel has
+    // ended; the 20 ms watch can miss that moment when the stop's own poll
+    // sees it first and the server then stops within a few milliseconds.
+    if (drainedAt === null && took < SERVER_GRACE_MS) drainedAt = started + took;
     // A stop that ran into its grace period cut whatever was left: then the
     // test's sizing is wrong for this machine, which must not look like a pass.
     assert.notEqual(drainedAt, null, `server s${index}: grace period of ${SERVER_GRACE_MS} ms ran out with tunnels still open (stop took ${took} ms)`);
