@@ -20,6 +20,12 @@ export const DEFAULT_SEND_HIGH_WATER_BYTES = 1024 * 1024;
 /** Below this, copying the payload into one buffer is cheaper than a second write. */
 const ZERO_COPY_MIN_PAYLOAD = 2048;
 
+/**
+ * How long a deferred CLOSE_REQ / CLOSE_RSP may wait for another packet to
+ * ride with (`deferClosePackets`). Node's timers have millisecond resolution.
+ */
+export const CLOSE_PACKET_MAX_DELAY_MS = 1;
+
 export interface PacketStreamOptions {
   maxReceiveMessageBytes?: number;
   sendHighWaterBytes?: number;
@@ -51,6 +57,15 @@ export class PacketStream {
   private firstError: Error | null = null;
   /** Keeps the session reading while packets flow (client sessions; see read-restart.ts). */
   private readonly readRestarter: ReadRestarter | undefined;
+  private closePacketsDeferred = false;
+  /** Framed CLOSE_REQ / CLOSE_RSP packets not yet written, in send order. */
+  private deferred: Buffer[] = [];
+  private deferredBytes = 0;
+  private deferredTimer: NodeJS.Timeout | undefined;
+  private readonly flushDeferredOnTimer = (): void => {
+    this.deferredTimer = undefined;
+    this.flush();
+  };
 
   constructor(h2: Http2Stream, options: PacketStreamOptions = {}) {
     this.h2 = h2;
@@ -102,6 +117,7 @@ export class PacketStream {
     h2.on('close', () => {
       if (this.closed) return;
       this.closed = true;
+      this.flush(); // drops what is still deferred: the stream is gone
       this.onClose(this.firstError);
     });
   }
@@ -112,7 +128,35 @@ export class PacketStream {
 
   /** Bytes queued in Node for this stream, not yet handed to the socket. */
   get bufferedBytes(): number {
-    return this.h2.writableLength;
+    return this.h2.writableLength + this.deferredBytes;
+  }
+
+  /**
+   * From now on CLOSE_REQ and CLOSE_RSP wait up to CLOSE_PACKET_MAX_DELAY_MS
+   * and go out in one write with the next packet (or with each other). For
+   * the long-lived agent streams, where a client that closes one connection
+   * and dials the next otherwise costs the peer an extra wake-up and the
+   * sender an extra write per close (docs/design.md, "Close packets ride
+   * with the next packet"). The order of packets on the stream never changes.
+   */
+  deferClosePackets(): void {
+    this.closePacketsDeferred = true;
+  }
+
+  /** Writes deferred close packets now. Call before ending the stream. */
+  flush(): void {
+    if (this.deferredTimer !== undefined) {
+      clearTimeout(this.deferredTimer);
+      this.deferredTimer = undefined;
+    }
+    if (this.deferred.length === 0) return;
+    const frames = this.deferred;
+    this.deferred = [];
+    this.deferredBytes = 0;
+    if (this.closed || !this.h2.writable) return;
+    this.h2.cork();
+    for (const frame of frames) this.h2.write(frame);
+    this.h2.uncork();
   }
 
   /**
@@ -122,6 +166,24 @@ export class PacketStream {
   send(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
     this.readRestarter?.touch();
+    if (this.closePacketsDeferred && (packet.type === PacketType.CLOSE_REQ || packet.type === PacketType.CLOSE_RSP)) {
+      const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
+      writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
+      this.deferred.push(frame);
+      this.deferredBytes += frame.length;
+      this.deferredTimer ??= setTimeout(this.flushDeferredOnTimer, CLOSE_PACKET_MAX_DELAY_MS);
+      return this.bufferedBytes < this.highWater;
+    }
+    if (this.deferred.length === 0) return this.write(packet);
+    // Corked, the deferred packets and this one leave as one writev.
+    this.h2.cork();
+    this.flush();
+    const ok = this.write(packet);
+    this.h2.uncork();
+    return ok;
+  }
+
+  private write(packet: Packet): boolean {
     if (packet.type === PacketType.DATA && packet.data.error === '') {
       const length = payloadLength(packet.data);
       if (length >= ZERO_COPY_MIN_PAYLOAD) {

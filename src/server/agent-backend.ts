@@ -68,6 +68,8 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
   };
   return (call) => {
     const stream = call.stream;
+    // Connections churn on this one stream: closes ride with the next packet.
+    stream.deferClosePackets();
     stream.pauseReceive();
     const agentIds = metadataValues(call, 'agentid');
     if (agentIds.length !== 1) {
