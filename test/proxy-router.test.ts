@@ -119,6 +119,24 @@ test('frontend end: DIAL_CLS for pending dials, CLOSE_REQ for established', () =
   assert.equal(router.establishedCount, 0);
 });
 
+test('a CLOSE_REQ nobody waits for (the client is gone) is batched; one a client sent and waits on is sent at once', () => {
+  const { router } = setup();
+  const now: Packet[] = [];
+  const batched: Packet[] = [];
+  const b = new Backend('a1', parseAgentIdentifiers(''), { send: (p) => (now.push(p), true), sendBatched: (p) => (batched.push(p), true) });
+  router.addBackend(b);
+  const gone = router.openFrontend(new RecordingFrontend());
+  gone.handlePacket(packets.dialRequest('h:1', 21n));
+  router.handleBackendPacket(b, packets.dialResponse(21n, 1n));
+  const waiting = router.openFrontend(new RecordingFrontend());
+  waiting.handlePacket(packets.dialRequest('h:1', 22n));
+  router.handleBackendPacket(b, packets.dialResponse(22n, 2n));
+  gone.end();
+  waiting.handlePacket(packets.closeRequest(2n));
+  assert.deepEqual(batched, [packets.closeRequest(1n)]);
+  assert.deepEqual(now.slice(-1), [packets.closeRequest(2n)]);
+});
+
 test('agent disconnect: frontends get CLOSE_RSP for connections and a DIAL_RSP error for pending dials', () => {
   const { router, agent } = setup();
   const { b } = agent('a1');

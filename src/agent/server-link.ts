@@ -49,8 +49,6 @@ export class ServerLink {
     this.metrics = options.metrics;
     this.logger = options.logger.child({ serverID: session.serverID });
     const stream = session.call.stream;
-    // Connections churn on this one stream: closes ride with the next packet.
-    stream.deferClosePackets();
     this.relay = new EndpointRelay({
       pipe: stream,
       dial: options.dialEndpoint,

@@ -21,10 +21,10 @@ export const DEFAULT_SEND_HIGH_WATER_BYTES = 1024 * 1024;
 const ZERO_COPY_MIN_PAYLOAD = 2048;
 
 /**
- * How long a deferred CLOSE_REQ / CLOSE_RSP may wait for another packet to
- * ride with (`deferClosePackets`). Node's timers have millisecond resolution.
+ * How long a packet given to `sendBatched` may wait for another packet to
+ * ride with. Node's timers have millisecond resolution.
  */
-export const CLOSE_PACKET_MAX_DELAY_MS = 1;
+export const BATCHED_PACKET_MAX_DELAY_MS = 1;
 
 export interface PacketStreamOptions {
   maxReceiveMessageBytes?: number;
@@ -57,8 +57,7 @@ export class PacketStream {
   private firstError: Error | null = null;
   /** Keeps the session reading while packets flow (client sessions; see read-restart.ts). */
   private readonly readRestarter: ReadRestarter | undefined;
-  private closePacketsDeferred = false;
-  /** Framed CLOSE_REQ / CLOSE_RSP packets not yet written, in send order. */
+  /** Framed packets from `sendBatched` not yet written, in send order. */
   private deferred: Buffer[] = [];
   private deferredBytes = 0;
   private deferredTimer: NodeJS.Timeout | undefined;
@@ -117,7 +116,7 @@ export class PacketStream {
     h2.on('close', () => {
       if (this.closed) return;
       this.closed = true;
-      this.flush(); // drops what is still deferred: the stream is gone
+      this.flush(); // drops what is still batched: the stream is gone
       this.onClose(this.firstError);
     });
   }
@@ -132,18 +131,25 @@ export class PacketStream {
   }
 
   /**
-   * From now on CLOSE_REQ and CLOSE_RSP wait up to CLOSE_PACKET_MAX_DELAY_MS
-   * and go out in one write with the next packet (or with each other). For
-   * the long-lived agent streams, where a client that closes one connection
-   * and dials the next otherwise costs the peer an extra wake-up and the
-   * sender an extra write per close (docs/design.md, "Close packets ride
-   * with the next packet"). The order of packets on the stream never changes.
+   * Queues a packet that nobody waits for (the server's CLOSE_REQ for a
+   * connection whose client is gone): it leaves in one write with the next
+   * packet sent, or after BATCHED_PACKET_MAX_DELAY_MS. A client that closes
+   * one connection and dials the next then costs one write, and one wake-up
+   * of the peer, instead of two (docs/design.md, "Closes nobody waits for").
+   * Packets keep their send order on the stream.
    */
-  deferClosePackets(): void {
-    this.closePacketsDeferred = true;
+  sendBatched(packet: Packet): boolean {
+    if (this.closed || !this.h2.writable) return false;
+    this.readRestarter?.touch();
+    const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
+    writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
+    this.deferred.push(frame);
+    this.deferredBytes += frame.length;
+    this.deferredTimer ??= setTimeout(this.flushDeferredOnTimer, BATCHED_PACKET_MAX_DELAY_MS);
+    return this.bufferedBytes < this.highWater;
   }
 
-  /** Writes deferred close packets now. Call before ending the stream. */
+  /** Writes batched packets now. Call before ending the stream. */
   flush(): void {
     if (this.deferredTimer !== undefined) {
       clearTimeout(this.deferredTimer);
@@ -166,16 +172,8 @@ export class PacketStream {
   send(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
     this.readRestarter?.touch();
-    if (this.closePacketsDeferred && (packet.type === PacketType.CLOSE_REQ || packet.type === PacketType.CLOSE_RSP)) {
-      const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
-      writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
-      this.deferred.push(frame);
-      this.deferredBytes += frame.length;
-      this.deferredTimer ??= setTimeout(this.flushDeferredOnTimer, CLOSE_PACKET_MAX_DELAY_MS);
-      return this.bufferedBytes < this.highWater;
-    }
     if (this.deferred.length === 0) return this.write(packet);
-    // Corked, the deferred packets and this one leave as one writev.
+    // Corked, the batched packets and this one leave as one writev.
     this.h2.cork();
     this.flush();
     const ok = this.write(packet);

@@ -50,6 +50,8 @@ export interface FrontendPeer {
 export interface BackendTransport {
   /** Queues a packet; false means the shared stream is backpressured. */
   send(packet: Packet): boolean;
+  /** Queues a packet nobody waits for, to leave with the next one (PacketStream.sendBatched); `send` when absent. */
+  sendBatched?(packet: Packet): boolean;
   /** Stops/resumes reading the agent stream (HTTP/2 flow control then pushes back on the agent). */
   pauseReceive?(): void;
   resumeReceive?(): void;
@@ -585,7 +587,9 @@ export class ProxyRouter {
     for (const conn of fe.connections) {
       this.releaseBackendFor(conn);
       conn.frontend = null;
-      this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
+      // The client is gone, so nobody waits for this close: it may wait for
+      // the next packet to the agent (the next dial, typically) and share its write.
+      this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID), true);
     }
     fe.connections.clear();
     // Its connections may have paused it on agents other than fe.backend.
@@ -685,10 +689,10 @@ export class ProxyRouter {
     this.metrics.connectionDuration.observe((Date.now() - conn.startedAt) / 1000);
   }
 
-  private sendToBackend(b: Backend, p: Packet): boolean {
+  private sendToBackend(b: Backend, p: Packet, nobodyWaits = false): boolean {
     if (b.closed) return true;
     this.count.toAgent(p.type);
-    return b.transport.send(p);
+    return nobodyWaits && b.transport.sendBatched ? b.transport.sendBatched(p) : b.transport.send(p);
   }
 
   private updateBackendGauges(): void {

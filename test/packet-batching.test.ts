@@ -1,10 +1,12 @@
 /**
- * On the agent streams, CLOSE_REQ / CLOSE_RSP wait briefly and leave in one
- * write with the next packet: a client that closes one connection and dials
- * the next then costs one write (and one wake-up of the peer) instead of two.
- * The order of packets must never change, a close with nothing after it must
- * still go out, and ending the stream must not lose one. Real HTTP/2 over a
- * unix socket; writes are counted at the sending stream's Writable interface.
+ * `PacketStream.sendBatched`: a packet nobody waits for (the server's
+ * CLOSE_REQ for a connection whose client is gone) waits briefly and leaves
+ * in one write with the next packet, so a client that closes one connection
+ * and dials the next costs one write (and one wake-up of the agent) instead
+ * of two. The order of packets must never change, a batched packet with
+ * nothing after it must still go out, and ending the stream must not lose
+ * one. Real HTTP/2 over a unix socket; writes are counted at the sending
+ * stream's Writable interface.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,7 +31,7 @@ interface Pair {
 }
 
 async function openPair(): Promise<Pair> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'kts-close-defer-'));
+  const dir = mkdtempSync(path.join(tmpdir(), 'kts-packet-batching-'));
   const socketPath = path.join(dir, 'grpc.sock');
   const received: Packet[] = [];
   let ended = false;
@@ -91,32 +93,30 @@ function countWrites(h2: Http2Stream): { writes: number; chunks: number } {
 
 const types = (ps: Packet[]): string[] => ps.map((p) => packetTypeName(p.type));
 
-test('a deferred CLOSE_RSP leaves in one write with the next packet, and the order on the wire stays the send order', async () => {
+test('a batched CLOSE_REQ leaves in one write with the next packet, and the order on the wire stays the send order', async () => {
   const pair = await openPair();
   try {
-    pair.client.stream.deferClosePackets();
     const counts = countWrites(pair.client.stream.h2);
-    pair.client.stream.send(packets.closeResponse(5n));
+    pair.client.stream.sendBatched(packets.closeRequest(5n));
     await new Promise((resolve) => setImmediate(resolve)); // a later turn of the event loop, as the next dial's answer would be
     assert.equal(counts.writes, 0, 'the close was written on its own');
-    pair.client.stream.send(packets.dialResponse(9n, 6n));
+    pair.client.stream.send(packets.dialRequest('10.0.0.1:443', 9n));
     await waitFor(() => pair.received.length === 2, 'both packets at the server');
-    assert.deepEqual(types(pair.received), ['CLOSE_RSP', 'DIAL_RSP']);
-    assert.equal(counts.writes, 1, 'close and dial response in one write');
+    assert.deepEqual(types(pair.received), ['CLOSE_REQ', 'DIAL_REQ']);
+    assert.equal(counts.writes, 1, 'close and dial request in one write');
     assert.equal(counts.chunks, 2);
   } finally {
     await pair.close();
   }
 });
 
-test('a deferred close with nothing after it still goes out on its own', async () => {
+test('batched packets with nothing after them still go out on their own', async () => {
   const pair = await openPair();
   try {
-    pair.server.stream.deferClosePackets();
     const received: Packet[] = [];
     pair.client.stream.onPacket = (p) => received.push(p);
-    pair.server.stream.send(packets.closeRequest(11n));
-    pair.server.stream.send(packets.closeRequest(12n));
+    pair.server.stream.sendBatched(packets.closeRequest(11n));
+    pair.server.stream.sendBatched(packets.closeRequest(12n));
     await waitFor(() => received.length === 2, 'both CLOSE_REQs at the client');
     assert.deepEqual(
       received.map((p) => (p.type === PacketType.CLOSE_REQ ? p.closeRequest.connectID : -1n)),
@@ -127,11 +127,10 @@ test('a deferred close with nothing after it still goes out on its own', async (
   }
 });
 
-test('ending the stream writes a deferred close first', async () => {
+test('ending the stream writes batched packets first', async () => {
   const pair = await openPair();
   try {
-    pair.client.stream.deferClosePackets();
-    pair.client.stream.send(packets.closeRequest(3n));
+    pair.client.stream.sendBatched(packets.closeRequest(3n));
     pair.client.closeSend();
     await waitFor(() => pair.serverSawEnd(), 'the end of the client stream at the server');
     assert.deepEqual(types(pair.received), ['CLOSE_REQ']);
@@ -140,7 +139,7 @@ test('ending the stream writes a deferred close first', async () => {
   }
 });
 
-test('a stream that does not defer writes a close at once', async () => {
+test('send writes a close at once', async () => {
   const pair = await openPair();
   try {
     const counts = countWrites(pair.client.stream.h2);
