@@ -58,11 +58,11 @@ export class PacketStream {
   /** Keeps the session reading while packets flow (client sessions; see read-restart.ts). */
   private readonly readRestarter: ReadRestarter | undefined;
   /** Framed packets from `sendBatched` not yet written, in send order. */
-  private deferred: Buffer[] = [];
-  private deferredBytes = 0;
-  private deferredTimer: NodeJS.Timeout | undefined;
-  private readonly flushDeferredOnTimer = (): void => {
-    this.deferredTimer = undefined;
+  private batched: Buffer[] = [];
+  private batchedBytes = 0;
+  private batchedTimer: NodeJS.Timeout | undefined;
+  private readonly flushBatchedOnTimer = (): void => {
+    this.batchedTimer = undefined;
     this.flush();
   };
 
@@ -127,7 +127,7 @@ export class PacketStream {
 
   /** Bytes queued in Node for this stream, not yet handed to the socket. */
   get bufferedBytes(): number {
-    return this.h2.writableLength + this.deferredBytes;
+    return this.h2.writableLength + this.batchedBytes;
   }
 
   /**
@@ -143,22 +143,22 @@ export class PacketStream {
     this.readRestarter?.touch();
     const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
     writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
-    this.deferred.push(frame);
-    this.deferredBytes += frame.length;
-    this.deferredTimer ??= setTimeout(this.flushDeferredOnTimer, BATCHED_PACKET_MAX_DELAY_MS);
+    this.batched.push(frame);
+    this.batchedBytes += frame.length;
+    this.batchedTimer ??= setTimeout(this.flushBatchedOnTimer, BATCHED_PACKET_MAX_DELAY_MS);
     return this.bufferedBytes < this.highWater;
   }
 
   /** Writes batched packets now. Call before ending the stream. */
   flush(): void {
-    if (this.deferredTimer !== undefined) {
-      clearTimeout(this.deferredTimer);
-      this.deferredTimer = undefined;
+    if (this.batchedTimer !== undefined) {
+      clearTimeout(this.batchedTimer);
+      this.batchedTimer = undefined;
     }
-    if (this.deferred.length === 0) return;
-    const frames = this.deferred;
-    this.deferred = [];
-    this.deferredBytes = 0;
+    if (this.batched.length === 0) return;
+    const frames = this.batched;
+    this.batched = [];
+    this.batchedBytes = 0;
     if (this.closed || !this.h2.writable) return;
     this.h2.cork();
     for (const frame of frames) this.h2.write(frame);
@@ -172,7 +172,7 @@ export class PacketStream {
   send(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
     this.readRestarter?.touch();
-    if (this.deferred.length === 0) return this.write(packet);
+    if (this.batched.length === 0) return this.write(packet);
     // Corked, the batched packets and this one leave as one writev.
     this.h2.cork();
     this.flush();
