@@ -24,7 +24,7 @@ function tableRows(stdout: string, heading: string): Map<string, string[]> {
   return rows;
 }
 
-test('relay floor --quick: every chain and tunnel (ours and the Go relay, both frontends) report round trips, dials and downloads', { timeout: 180_000 }, async () => {
+test('relay floor --quick: every chain and tunnel (ours and the Go relay, both frontends) report round trips, dials and downloads, and the gRPC ones dials on new connections', { timeout: 180_000 }, async () => {
   // The diagnostic compiles src/ into a temp dir and runs that build, whose bin/ shims must not be sent to src/.
   const r = await runBenchScript(script, ['--quick'], 170_000, { KONNECTIVITY_TS_FROM_SOURCE: '0' });
   assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
@@ -37,6 +37,7 @@ test('relay floor --quick: every chain and tunnel (ours and the Go relay, both f
     ['round trip', ['direct', 'chain-tls', 'chain-h2', ...tunnels], 0],
     ['dial + first byte', ['direct', 'chain-tcp', 'chain-h2', ...tunnels], 0],
     ['bulk download', ['direct', 'chain-tls', 'chain-h2', ...tunnels], 0],
+    ['new gRPC connection per dial', ['direct', ...tunnels.filter((t) => t.startsWith('grpc:'))], 0],
   ];
   for (const [heading, targets, cell] of expectations) {
     const rows = tableRows(r.stdout, heading);
@@ -48,12 +49,13 @@ test('relay floor --quick: every chain and tunnel (ours and the Go relay, both f
   }
   // The relay processes' CPU is read for every target that has them: "900 / 900", never "—".
   for (const name of ['chain-tcp', 'chain-h2', ...tunnels]) assert.match(tableRows(r.stdout, 'dial + first byte').get(name)!.join(' '), /\d+ \/ \d+$/, name);
+  for (const name of tunnels.filter((t) => t.startsWith('grpc:'))) assert.match(tableRows(r.stdout, 'new gRPC connection per dial').get(name)!.join(' '), /\d+ \/ \d+$/, name);
 });
 
 test('relay floor: an unknown --only measure is a usage error before anything starts', async () => {
   const r = await runBenchScript(script, ['--only', 'dial,nope'], 30_000);
   assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  assert.match(r.stderr, /--only takes a comma-separated list of round-trip, dial, bulk; not "nope"/);
+  assert.match(r.stderr, /--only takes a comma-separated list of round-trip, dial, new-connection-dial, bulk; not "nope"/);
   assert.doesNotMatch(r.stdout, /compiling/);
 });
 

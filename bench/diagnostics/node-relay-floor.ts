@@ -26,8 +26,11 @@
  * default, 32768, is Go's io.Copy). grpc:ours and grpc:go-grpc are the
  * same two in gRPC mode: the client speaks ProxyService over h2c on the
  * unix socket, one stream per dial, as kube-apiserver does. The
- * destination and the client are the bench's own (bench/destination.ts,
- * MiniHttpConnection). Nothing here asserts a speed.
+ * `new-connection-dial` measure times those two with a new gRPC connection
+ * for every dial, as kube-apiserver releases with single-use tunnels dial
+ * (direct: a plain TCP dial). The destination and the client are the
+ * bench's own (bench/destination.ts, MiniHttpConnection). Nothing here
+ * asserts a speed.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -245,6 +248,17 @@ async function dialFirstByte(dial: () => Promise<Duplex>): Promise<number> {
   return firstByteAfter(t0, await dial());
 }
 
+/** The same with a gRPC tunnel of its own (a new HTTP/2 connection), set up inside the timing and closed after it. */
+async function newConnectionDialFirstByte(uds: string, address: string): Promise<number> {
+  const t0 = performance.now();
+  const tunnel = createTunnel({ mode: 'grpc', transport: { unix: uds } });
+  try {
+    return await firstByteAfter(t0, await tunnel.dial('tcp', address));
+  } finally {
+    await tunnel.close();
+  }
+}
+
 interface FloorTarget {
   name: string;
   /** A connection ready for requests to the destination (the tunnel dialed). */
@@ -255,7 +269,7 @@ interface FloorTarget {
 
 /** The optional "÷go-grpc" column: each target against the Go relay floor, when it ran. */
 function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (name: string, value: number) => string } {
-  if (!byTarget['go-grpc']) return { title: '', cell: () => '' };
+  if (!byTarget['go-grpc'] && !byTarget['grpc:go-grpc']) return { title: '', cell: () => '' };
   return {
     title: '   ÷go-grpc',
     cell: (name, value) => {
@@ -269,8 +283,8 @@ function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (n
 /** Width of the target column in progress lines and tables ("grpc:go-grpc"). */
 const NAME_WIDTH = 12;
 
-type Measure = 'round-trip' | 'dial' | 'bulk';
-const allMeasures: readonly Measure[] = ['round-trip', 'dial', 'bulk'];
+type Measure = 'round-trip' | 'dial' | 'new-connection-dial' | 'bulk';
+const allMeasures: readonly Measure[] = ['round-trip', 'dial', 'new-connection-dial', 'bulk'];
 const MiB = 1024 * 1024;
 
 async function main(): Promise<void> {
@@ -291,6 +305,7 @@ async function main(): Promise<void> {
   const bulkBytes = (quick ? 32 : 256) * MiB;
   const [warmup, count, reps] = quick ? [50, 300, 3] : [200, 2000, 3];
   const [dialWarmup, dialCount] = quick ? [20, 100] : [100, 1000];
+  const newConnectionCount = quick ? 50 : 300;
   // As in the bench's dial scenario: per-dial code is optimised only after
   // about a thousand dials, so each target's first run warms up that far.
   const firstRunDialWarmup = quick ? dialWarmup : 1000;
@@ -314,6 +329,10 @@ async function main(): Promise<void> {
     };
     const roundTripTargets: FloorTarget[] = [{ name: 'direct', dial: directDial, pids: [] }];
     const dialTargets: FloorTarget[] = [{ name: 'direct', dial: directDial, pids: [] }];
+    /** gRPC frontends dialled with a new connection each time; direct dials plain TCP. */
+    const newConnectionTargets: Array<{ name: string; dialFirstByte(): Promise<number>; pids: number[] }> = [
+      { name: 'direct', dialFirstByte: () => dialFirstByte(directDial), pids: [] },
+    ];
     const startChain = async (hop: ChainHop): Promise<{ uds: string; pids: number[] }> => {
       const port = await startChild(['--relay2', hop, dest.httpAddress, pki.server.certPath, pki.server.keyPath], children);
       const uds = path.join(dir, `relay1-${hop}.sock`);
@@ -368,7 +387,11 @@ async function main(): Promise<void> {
     const grpcCluster = await startCluster({ ...clusterOptions, mode: 'grpc' });
     cleanups.push(() => grpcCluster.stop());
     addTunnelTarget('grpc:ours', 'grpc', grpcCluster.udsPath, [grpcCluster.server.pid, grpcCluster.agent.pid]);
-    if (!('skipped' in goFloor)) addTunnelTarget('grpc:go-grpc', 'grpc', goFloor.grpcUds, goFloor.pids);
+    newConnectionTargets.push({ name: 'grpc:ours', dialFirstByte: () => newConnectionDialFirstByte(grpcCluster.udsPath, dest.httpAddress), pids: [grpcCluster.server.pid, grpcCluster.agent.pid] });
+    if (!('skipped' in goFloor)) {
+      addTunnelTarget('grpc:go-grpc', 'grpc', goFloor.grpcUds, goFloor.pids);
+      newConnectionTargets.push({ name: 'grpc:go-grpc', dialFirstByte: () => newConnectionDialFirstByte(goFloor.grpcUds, dest.httpAddress), pids: goFloor.pids });
+    }
     progress(`grpc:ours${'skipped' in goFloor ? '' : ', grpc:go-grpc'}: as above in gRPC mode, the client speaking ProxyService over the unix socket`);
 
     if (measures.includes('round-trip')) {
@@ -436,6 +459,36 @@ async function main(): Promise<void> {
         const m = median(p50[target.name]!);
         const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
         console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
+      }
+    }
+
+    if (measures.includes('new-connection-dial')) {
+      progress(`new-connection dials (a new gRPC connection, one Proxy stream, first byte of GET /, then close): ${newConnectionCount} per run after ${dialWarmup} warm-up (${firstRunDialWarmup} before each target's first run)`);
+      const p50: Record<string, number[]> = {};
+      const cpuPerDial: Record<string, number[][]> = {};
+      for (let rep = 0; rep < reps; rep++) {
+        for (const target of newConnectionTargets) {
+          for (let i = 0; i < (rep === 0 ? firstRunDialWarmup : dialWarmup); i++) await target.dialFirstByte();
+          const before = target.pids.map(cpuMs);
+          const samples: number[] = [];
+          for (let i = 0; i < newConnectionCount; i++) samples.push(await target.dialFirstByte());
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          const perDial = target.pids.map((pid, i) => ((cpuMs(pid) - before[i]!) * 1000) / newConnectionCount);
+          sortNumbers(samples);
+          (p50[target.name] ??= []).push(percentile(samples, 50));
+          (cpuPerDial[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perDial[i]!));
+          const cpuText = perDial.length ? `; CPU per dial ${perDial.map((us) => `${us.toFixed(0)} µs`).join(' + ')}` : '';
+          progress(`${target.name.padEnd(NAME_WIDTH)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
+        }
+      }
+      const direct = median(p50['direct']!);
+      console.log('\nnew gRPC connection per dial + first byte, medians of the runs (ms; CPU µs per dial in server / agent):');
+      const go = goColumn(p50);
+      console.log(`${'target'.padEnd(NAME_WIDTH)} p50    ×direct${go.title}   CPU per dial`);
+      for (const target of newConnectionTargets) {
+        const m = median(p50[target.name]!);
+        const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
+        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
       }
     }
 
