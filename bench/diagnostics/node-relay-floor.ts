@@ -50,7 +50,7 @@ import { applyHeapTuning } from '../../src/runtime/heap-tuning.ts';
 import { startGoRelayFloor } from './go-relay-floor.ts';
 import { compiledLayout, startCluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
-import { firstByteAfter } from '../lib/first-byte.ts';
+import { firstByteAfter, newGrpcConnectionFirstByte } from '../lib/first-byte.ts';
 import { MiniHttpConnection } from '../lib/mini-http.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 
@@ -248,16 +248,6 @@ async function dialFirstByte(dial: () => Promise<Duplex>): Promise<number> {
   return firstByteAfter(t0, await dial());
 }
 
-/** The same with a gRPC tunnel of its own (a new HTTP/2 connection), set up inside the timing and closed after it. */
-async function newConnectionDialFirstByte(uds: string, address: string): Promise<number> {
-  const t0 = performance.now();
-  const tunnel = createTunnel({ mode: 'grpc', transport: { unix: uds } });
-  try {
-    return await firstByteAfter(t0, await tunnel.dial('tcp', address));
-  } finally {
-    await tunnel.close();
-  }
-}
 
 interface FloorTarget {
   name: string;
@@ -282,6 +272,52 @@ function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (n
 
 /** Width of the target column in progress lines and tables ("grpc:go-grpc"). */
 const NAME_WIDTH = 12;
+
+interface DialTarget {
+  name: string;
+  /** Milliseconds from the dial to the first byte of the answer to `GET /`. */
+  dialFirstByte(): Promise<number>;
+  /** The two relay processes (relay 1 and 2, or server and agent); none for direct. */
+  pids: number[];
+}
+
+interface DialRuns {
+  /** Target → p50 of each run (ms). */
+  p50: Record<string, number[]>;
+  /** Target → per relay process, CPU µs per dial of each run. */
+  cpuPerDial: Record<string, number[][]>;
+}
+
+/** Interleaved runs of sequential dials: warm-up (longer before each target's first run), then `count` timed ones. */
+async function measureDials(
+  targets: readonly DialTarget[],
+  plan: { reps: number; count: number; warmup: number; firstRunWarmup: number },
+  progress: (msg: string) => void,
+): Promise<DialRuns> {
+  const runs: DialRuns = { p50: {}, cpuPerDial: {} };
+  for (let rep = 0; rep < plan.reps; rep++) {
+    for (const target of targets) {
+      for (let i = 0; i < (rep === 0 ? plan.firstRunWarmup : plan.warmup); i++) await target.dialFirstByte();
+      const before = target.pids.map(cpuMs);
+      const samples: number[] = [];
+      for (let i = 0; i < plan.count; i++) samples.push(await target.dialFirstByte());
+      // Closes finish after the last first byte; let them land in the CPU figures.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const perDial = target.pids.map((pid, i) => ((cpuMs(pid) - before[i]!) * 1000) / plan.count);
+      sortNumbers(samples);
+      (runs.p50[target.name] ??= []).push(percentile(samples, 50));
+      (runs.cpuPerDial[target.name] ??= target.pids.map(() => [])).forEach((cpu, i) => cpu.push(perDial[i]!));
+      const cpuText = perDial.length ? `; CPU per dial ${perDial.map((us) => `${us.toFixed(0)} µs`).join(' + ')}` : '';
+      progress(`${target.name.padEnd(NAME_WIDTH)} run ${rep + 1}/${plan.reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
+    }
+  }
+  return runs;
+}
+
+/** A target's CPU column: median CPU µs per dial of each relay process, "—" for direct. */
+function cpuColumn(runs: DialRuns, name: string): string {
+  return (runs.cpuPerDial[name] ?? []).map((cpu) => median(cpu).toFixed(0)).join(' / ') || '—';
+}
 
 type Measure = 'round-trip' | 'dial' | 'new-connection-dial' | 'bulk';
 const allMeasures: readonly Measure[] = ['round-trip', 'dial', 'new-connection-dial', 'bulk'];
@@ -330,7 +366,7 @@ async function main(): Promise<void> {
     const roundTripTargets: FloorTarget[] = [{ name: 'direct', dial: directDial, pids: [] }];
     const dialTargets: FloorTarget[] = [{ name: 'direct', dial: directDial, pids: [] }];
     /** gRPC frontends dialled with a new connection each time; direct dials plain TCP. */
-    const newConnectionTargets: Array<{ name: string; dialFirstByte(): Promise<number>; pids: number[] }> = [
+    const newConnectionTargets: DialTarget[] = [
       { name: 'direct', dialFirstByte: () => dialFirstByte(directDial), pids: [] },
     ];
     const startChain = async (hop: ChainHop): Promise<{ uds: string; pids: number[] }> => {
@@ -387,10 +423,10 @@ async function main(): Promise<void> {
     const grpcCluster = await startCluster({ ...clusterOptions, mode: 'grpc' });
     cleanups.push(() => grpcCluster.stop());
     addTunnelTarget('grpc:ours', 'grpc', grpcCluster.udsPath, [grpcCluster.server.pid, grpcCluster.agent.pid]);
-    newConnectionTargets.push({ name: 'grpc:ours', dialFirstByte: () => newConnectionDialFirstByte(grpcCluster.udsPath, dest.httpAddress), pids: [grpcCluster.server.pid, grpcCluster.agent.pid] });
+    newConnectionTargets.push({ name: 'grpc:ours', dialFirstByte: () => newGrpcConnectionFirstByte(grpcCluster.udsPath, dest.httpAddress), pids: [grpcCluster.server.pid, grpcCluster.agent.pid] });
     if (!('skipped' in goFloor)) {
       addTunnelTarget('grpc:go-grpc', 'grpc', goFloor.grpcUds, goFloor.pids);
-      newConnectionTargets.push({ name: 'grpc:go-grpc', dialFirstByte: () => newConnectionDialFirstByte(goFloor.grpcUds, dest.httpAddress), pids: goFloor.pids });
+      newConnectionTargets.push({ name: 'grpc:go-grpc', dialFirstByte: () => newGrpcConnectionFirstByte(goFloor.grpcUds, dest.httpAddress), pids: goFloor.pids });
     }
     progress(`grpc:ours${'skipped' in goFloor ? '' : ', grpc:go-grpc'}: as above in gRPC mode, the client speaking ProxyService over the unix socket`);
 
@@ -432,63 +468,29 @@ async function main(): Promise<void> {
 
     if (measures.includes('dial')) {
       progress(`dials (dial + first byte of GET /, then close): ${dialCount} per run after ${dialWarmup} warm-up (${firstRunDialWarmup} before each target's first run)`);
-      const p50: Record<string, number[]> = {};
-      const cpuPerDial: Record<string, number[][]> = {};
-      for (let rep = 0; rep < reps; rep++) {
-        for (const target of dialTargets) {
-          for (let i = 0; i < (rep === 0 ? firstRunDialWarmup : dialWarmup); i++) await dialFirstByte(target.dial);
-          const before = target.pids.map(cpuMs);
-          const samples: number[] = [];
-          for (let i = 0; i < dialCount; i++) samples.push(await dialFirstByte(target.dial));
-          // Closes finish after the last first byte; let them land in the CPU figures.
-          await new Promise((resolve) => setTimeout(resolve, 200));
-          const perDial = target.pids.map((pid, i) => ((cpuMs(pid) - before[i]!) * 1000) / dialCount);
-          sortNumbers(samples);
-          (p50[target.name] ??= []).push(percentile(samples, 50));
-          (cpuPerDial[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perDial[i]!));
-          const cpuText = perDial.length ? `; CPU per dial ${perDial.map((us) => `${us.toFixed(0)} µs`).join(' + ')}` : '';
-          progress(`${target.name.padEnd(NAME_WIDTH)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
-        }
-      }
-      const direct = median(p50['direct']!);
-      const chain = median(p50['chain-h2']!);
+      const targets = dialTargets.map((t): DialTarget => ({ name: t.name, dialFirstByte: () => dialFirstByte(t.dial), pids: t.pids }));
+      const runs = await measureDials(targets, { reps, count: dialCount, warmup: dialWarmup, firstRunWarmup: firstRunDialWarmup }, progress);
+      const direct = median(runs.p50['direct']!);
+      const chain = median(runs.p50['chain-h2']!);
       console.log('\ndial + first byte, medians of the runs (ms; CPU µs per dial in relay 1 / relay 2, or server / agent):');
-      const go = goColumn(p50);
+      const go = goColumn(runs.p50);
       console.log(`${'target'.padEnd(NAME_WIDTH)} p50    ×direct  ÷chain-h2${go.title}   CPU per dial`);
-      for (const target of dialTargets) {
-        const m = median(p50[target.name]!);
-        const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
-        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
+      for (const target of targets) {
+        const m = median(runs.p50[target.name]!);
+        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpuColumn(runs, target.name)}`);
       }
     }
 
     if (measures.includes('new-connection-dial')) {
       progress(`new-connection dials (a new gRPC connection, one Proxy stream, first byte of GET /, then close): ${newConnectionCount} per run after ${dialWarmup} warm-up (${firstRunDialWarmup} before each target's first run)`);
-      const p50: Record<string, number[]> = {};
-      const cpuPerDial: Record<string, number[][]> = {};
-      for (let rep = 0; rep < reps; rep++) {
-        for (const target of newConnectionTargets) {
-          for (let i = 0; i < (rep === 0 ? firstRunDialWarmup : dialWarmup); i++) await target.dialFirstByte();
-          const before = target.pids.map(cpuMs);
-          const samples: number[] = [];
-          for (let i = 0; i < newConnectionCount; i++) samples.push(await target.dialFirstByte());
-          await new Promise((resolve) => setTimeout(resolve, 200));
-          const perDial = target.pids.map((pid, i) => ((cpuMs(pid) - before[i]!) * 1000) / newConnectionCount);
-          sortNumbers(samples);
-          (p50[target.name] ??= []).push(percentile(samples, 50));
-          (cpuPerDial[target.name] ??= target.pids.map(() => [])).forEach((runs, i) => runs.push(perDial[i]!));
-          const cpuText = perDial.length ? `; CPU per dial ${perDial.map((us) => `${us.toFixed(0)} µs`).join(' + ')}` : '';
-          progress(`${target.name.padEnd(NAME_WIDTH)} run ${rep + 1}/${reps}: p50 ${percentile(samples, 50).toFixed(3)} ms, p99 ${percentile(samples, 99).toFixed(3)} ms${cpuText}`);
-        }
-      }
-      const direct = median(p50['direct']!);
+      const runs = await measureDials(newConnectionTargets, { reps, count: newConnectionCount, warmup: dialWarmup, firstRunWarmup: firstRunDialWarmup }, progress);
+      const direct = median(runs.p50['direct']!);
       console.log('\nnew gRPC connection per dial + first byte, medians of the runs (ms; CPU µs per dial in server / agent):');
-      const go = goColumn(p50);
+      const go = goColumn(runs.p50);
       console.log(`${'target'.padEnd(NAME_WIDTH)} p50    ×direct${go.title}   CPU per dial`);
       for (const target of newConnectionTargets) {
-        const m = median(p50[target.name]!);
-        const cpu = (cpuPerDial[target.name] ?? []).map((runs) => median(runs).toFixed(0)).join(' / ');
-        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×${go.cell(target.name, m)}   ${cpu || '—'}`);
+        const m = median(runs.p50[target.name]!);
+        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×${go.cell(target.name, m)}   ${cpuColumn(runs, target.name)}`);
       }
     }
 

@@ -4,6 +4,7 @@
  */
 import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
+import { createTunnel } from '../../src/client/create-tunnel.ts';
 
 /** Sends GET / on a fresh connection; milliseconds from `t0` to the first response byte. Destroys the socket. */
 export async function firstByteAfter(t0: number, socket: Duplex): Promise<number> {
@@ -15,5 +16,21 @@ export async function firstByteAfter(t0: number, socket: Duplex): Promise<number
     return ms;
   } finally {
     socket.destroy();
+  }
+}
+
+/**
+ * A kube-apiserver with a single-use tunnel per dial (CreateSingleUseGrpcTunnel,
+ * most releases in the field) opens a new gRPC connection for every dial:
+ * HTTP/2 handshake, then one Proxy stream. This times that, connection setup
+ * included; the tunnel is closed after the first byte.
+ */
+export async function newGrpcConnectionFirstByte(udsPath: string, address: string): Promise<number> {
+  const t0 = performance.now();
+  const tunnel = createTunnel({ mode: 'grpc', transport: { unix: udsPath } });
+  try {
+    return await firstByteAfter(t0, await tunnel.dial('tcp', address));
+  } finally {
+    await tunnel.close();
   }
 }

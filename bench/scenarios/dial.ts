@@ -6,29 +6,12 @@
 import { CpuMeter, forEachRun, tunnelCpuPerUnit, type BenchContext, type Scenario, type ScenarioResult } from '../lib/scenario.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 import type { Target, TargetName } from '../lib/targets.ts';
-import { createTunnel } from '../../src/client/create-tunnel.ts';
-import { firstByteAfter } from '../lib/first-byte.ts';
+import { firstByteAfter, newGrpcConnectionFirstByte } from '../lib/first-byte.ts';
 
 /** Milliseconds from starting the dial to the first response byte. */
 async function dialFirstByte(target: Target, address: string): Promise<number> {
   const t0 = performance.now();
   return firstByteAfter(t0, await target.dial(address));
-}
-
-/**
- * A kube-apiserver with a single-use tunnel per dial (CreateSingleUseGrpcTunnel,
- * most releases in the field) opens a new gRPC connection for every dial:
- * HTTP/2 handshake, then one Proxy stream. This times that, connection setup
- * included; the tunnel is closed after the first byte.
- */
-async function singleUseDialFirstByte(udsPath: string, address: string): Promise<number> {
-  const t0 = performance.now();
-  const tunnel = createTunnel({ mode: 'grpc', transport: { unix: udsPath } });
-  try {
-    return await firstByteAfter(t0, await tunnel.dial('tcp', address));
-  } finally {
-    await tunnel.close();
-  }
 }
 
 export const dial: Scenario = {
@@ -69,7 +52,7 @@ export const dial: Scenario = {
       const udsPath = target.cluster?.mode === 'grpc' ? target.cluster.udsPath : undefined;
       let singleUse: number[] | undefined;
       if (udsPath !== undefined || target.name === 'direct') {
-        const one = (): Promise<number> => (udsPath !== undefined ? singleUseDialFirstByte(udsPath, address) : dialFirstByte(target, address));
+        const one = (): Promise<number> => (udsPath !== undefined ? newGrpcConnectionFirstByte(udsPath, address) : dialFirstByte(target, address));
         for (let i = 0; i < warmupDials / 5; i++) await one();
         const out: number[] = [];
         for (let i = 0; i < singleUseCount; i++) out.push(await one());
