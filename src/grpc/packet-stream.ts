@@ -26,6 +26,13 @@ const ZERO_COPY_MIN_PAYLOAD = 2048;
  */
 export const BATCHED_PACKET_MAX_DELAY_MS = 1;
 
+/** One packet as a gRPC message: encoded with headroom, frame header filled in. */
+function framedPacket(packet: Packet): Buffer {
+  const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
+  writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
+  return frame;
+}
+
 export interface PacketStreamOptions {
   maxReceiveMessageBytes?: number;
   sendHighWaterBytes?: number;
@@ -141,8 +148,7 @@ export class PacketStream {
   sendBatched(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
     this.readRestarter?.touch();
-    const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
-    writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
+    const frame = framedPacket(packet);
     this.batched.push(frame);
     this.batchedBytes += frame.length;
     this.batchedTimer ??= setTimeout(this.flushBatchedOnTimer, BATCHED_PACKET_MAX_DELAY_MS);
@@ -195,9 +201,7 @@ export class PacketStream {
         return this.h2.writableLength < this.highWater;
       }
     }
-    const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
-    writeFrameHeader(frame, frame.length - GRPC_FRAME_HEADER);
-    this.h2.write(frame);
+    this.h2.write(framedPacket(packet));
     return this.h2.writableLength < this.highWater;
   }
 

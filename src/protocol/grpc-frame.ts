@@ -9,10 +9,6 @@ export const GRPC_FRAME_HEADER = 5;
 const SLAB_BYTES = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
-function joinPieces(pieces: readonly Uint8Array[], byteLength: number): Uint8Array {
-  return Buffer.concat(pieces, byteLength);
-}
-
 /** Writes the frame header into the first 5 bytes of a buffer built with headroom. */
 export function writeFrameHeader(buf: Uint8Array, messageLength: number): void {
   buf[0] = 0;
@@ -80,7 +76,7 @@ export class GrpcDeframer {
         if (this.piecesFilled === this.piecesLength) {
           const pieces = this.pieces;
           this.pieces = null;
-          if (!onPieces!(pieces, this.piecesLength)) onMessage(joinPieces(pieces, this.piecesLength));
+          if (!onPieces!(pieces, this.piecesLength)) onMessage(Buffer.concat(pieces, this.piecesLength));
         }
         continue;
       }
