@@ -27,6 +27,9 @@
  *   --compiled              run server and agent from a fresh tsc build of src/ in a temp dir (what
  *                           an installed package runs); by default the checkout's bin/ shims run,
  *                           which use dist/ if someone built it and the sources otherwise
+ *   --code DIR              run server and agent from another konnectivity-ts checkout instead (a fresh
+ *                           tsc build of DIR's src/, e.g. a git worktree of an older commit), for
+ *                           before/after comparisons such as `--profile`; never written to docs/
  *   --frontend-buffer-limit BYTES   diagnostic: run the server through bench/server-entry.ts with its
  *                           maxFrontendBufferBytes (no CLI flag; default 16 MiB) set to BYTES
  *   --write / --no-write    write docs/benchmarks.md and docs/bench/*.svg (default: only for a full
@@ -62,7 +65,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDevPki } from '../src/dev/pki.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
-import { checkoutLayout, compiledLayout, executableProblem, probeVersion, startCluster, type Cluster, type CodeLayout, type UpstreamBinaries } from './lib/cluster.ts';
+import { checkoutLayout, checkoutProblem, compiledLayout, executableProblem, probeVersion, startCluster, type Cluster, type CodeLayout, type UpstreamBinaries } from './lib/cluster.ts';
 import { startDestination, type Destination } from './lib/destination.ts';
 import { foreignCpuSeconds } from './lib/proc.ts';
 import { consoleTable, markdown, oursOverUpstream, preservedNotes, svgChart, hasChartData } from './lib/report.ts';
@@ -125,6 +128,7 @@ function parseBenchArgs(args: string[]) {
       'no-write': { type: 'boolean' },
       json: { type: 'string' },
       compiled: { type: 'boolean', default: false },
+      code: { type: 'string' },
       'frontend-buffer-limit': { type: 'string' },
       'wait-quiet': { type: 'boolean', default: false },
       'server-arg': { type: 'string', multiple: true },
@@ -175,13 +179,17 @@ function upstreamBinaries(): UpstreamBinaries | undefined {
     return undefined;
   }
   if (!server || !agent) usageError('--upstream-server and --upstream-agent go together: give both paths (upstream\'s proxy-server and proxy-agent executables)');
-  const base = process.env.npm_lifecycle_event === 'bench' && process.env.INIT_CWD ? process.env.INIT_CWD : process.cwd();
+  const base = invocationDir();
   const resolved = { serverPath: path.resolve(base, server), agentPath: path.resolve(base, agent) };
   for (const [flag, file] of [['--upstream-server', resolved.serverPath], ['--upstream-agent', resolved.agentPath]] as const) {
     const problem = executableProblem(file);
     if (problem) usageError(`${flag}: ${file} ${problem}`);
   }
   return { ...resolved, serverArgs: opts['upstream-server-arg'] ?? [], agentArgs: opts['upstream-agent-arg'] ?? [] };
+}
+/** Where relative paths on the command line start: the directory npm was started in, under `npm run bench`. */
+function invocationDir(): string {
+  return process.env.npm_lifecycle_event === 'bench' && process.env.INIT_CWD ? process.env.INIT_CWD : process.cwd();
 }
 /** Shell single-quoting, for the wrapper scripts. */
 const shellQuote = (arg: string): string => `'${arg.replaceAll("'", "'\\''")}'`;
@@ -225,12 +233,19 @@ if (variant !== null) {
   if (opts.profile !== undefined) usageError('--profile profiles only the A arm: not together with --variant-*');
   if (opts['frontend-buffer-limit'] !== undefined) usageError('--frontend-buffer-limit swaps the A arm\'s server entry only: not together with --variant-*');
 }
+/** Another checkout whose server and agent run instead of this one's (`--code`), or null. */
+const otherCheckout = opts.code === undefined ? null : path.resolve(invocationDir(), opts.code);
+if (otherCheckout !== null) {
+  const problem = checkoutProblem(otherCheckout);
+  if (problem) usageError(`--code: ${problem}`);
+  if (opts.write) usageError('--code measures another checkout, and docs/ describes this one: drop --write');
+}
 const upstream = variant === null ? upstreamBinaries() : variantWrappers();
 const upstreamExtras = [...(upstream?.serverArgs ?? []), ...(upstream?.agentArgs ?? [])];
 /** `--version` output of upstream's binaries (probed once at start). */
 let upstreamVersions: { server: string; agent: string } | undefined;
 const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0 && nodeArgs.length === 0 && upstreamExtras.length === 0;
-const write = variant !== null || opts['no-write'] ? false : (opts.write ?? fullRun);
+const write = variant !== null || otherCheckout !== null || opts['no-write'] ? false : (opts.write ?? fullRun);
 const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 
 const started = performance.now();
@@ -373,8 +388,9 @@ async function main(): Promise<number> {
     progress(`konnectivity-ts bench${quick ? ' (quick)' : ''}: scenarios ${selected.map((s) => s.id).join(', ')}; modes ${modes.join(', ')}${variant !== null ? `; A/B run: the upstream-* targets are OUR binaries with ${variant}` : upstream ? '; with upstream\'s binaries side by side' : ''}`);
     for (const line of machineFacts()) progress(`  ${line}`);
     code = checkoutLayout();
-    if (!opts.compiled && code.description.includes('WARNING')) progress("dist/ is older than src/ (the bin/ shims would run stale code): using a fresh build instead, as with --compiled");
-    if (opts.compiled || code.description.includes('WARNING')) code = compiledLayout(path.join(dir, 'build'));
+    if (otherCheckout === null && !opts.compiled && code.description.includes('WARNING')) progress("dist/ is older than src/ (the bin/ shims would run stale code): using a fresh build instead, as with --compiled");
+    if (otherCheckout !== null) code = compiledLayout(path.join(dir, 'build'), otherCheckout);
+    else if (opts.compiled || code.description.includes('WARNING')) code = compiledLayout(path.join(dir, 'build'));
     process.env.KTS_BENCH_VARIANT_BIN_DIR = code.binDir;
     progress(`server and agent run ${code.description}${frontendBufferLimit !== undefined ? `; DIAGNOSTIC server entry with maxFrontendBufferBytes=${frontendBufferLimit}` : ''}`);
     const pki = await createDevPki(path.join(dir, 'pki'));

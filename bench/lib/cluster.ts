@@ -24,6 +24,8 @@ export interface CodeLayout {
   codeDir: string;
   /** Human description for the report. */
   description: string;
+  /** `codeDir` is a tsc build: the shims must not be told to load sources (KONNECTIVITY_TS_FROM_SOURCE). */
+  compiled: boolean;
 }
 
 /** Newest modification time (ms) of files under `dir` ending in `ext`, or 0. */
@@ -46,15 +48,16 @@ export function checkoutLayout(env: NodeJS.ProcessEnv = process.env): CodeLayout
   const dist = path.join(repoRoot, 'dist');
   if (env.KONNECTIVITY_TS_FROM_SOURCE === '1') {
     // The shims read the same variable (the children inherit it).
-    return { binDir, codeDir: path.join(repoRoot, 'src'), description: 'TypeScript sources run directly (KONNECTIVITY_TS_FROM_SOURCE=1 makes the bin/ shims skip dist/; Node strips types at load time)' };
+    return { binDir, codeDir: path.join(repoRoot, 'src'), compiled: false, description: 'TypeScript sources run directly (KONNECTIVITY_TS_FROM_SOURCE=1 makes the bin/ shims skip dist/; Node strips types at load time)' };
   }
   if (!existsSync(path.join(dist, 'cli', 'server-main.js'))) {
-    return { binDir, codeDir: path.join(repoRoot, 'src'), description: 'TypeScript sources run directly (bin/ shims in a checkout without dist/; Node strips types at load time)' };
+    return { binDir, codeDir: path.join(repoRoot, 'src'), compiled: false, description: 'TypeScript sources run directly (bin/ shims in a checkout without dist/; Node strips types at load time)' };
   }
   const stale = newestMtime(path.join(repoRoot, 'src'), '.ts') > newestMtime(dist, '.js');
   return {
     binDir,
     codeDir: dist,
+    compiled: true,
     description: `compiled JavaScript from the checkout's dist/ (the bin/ shims prefer it when it exists)${stale ? ' — WARNING: dist/ is older than src/, so the figures are for stale code; run `npm run build` or use --compiled' : ''}`,
   };
 }
@@ -62,22 +65,43 @@ export function checkoutLayout(env: NodeJS.ProcessEnv = process.env): CodeLayout
 /**
  * Compiles src/ with tsconfig.build.json into `dir`/dist and lays out
  * `dir`/bin next to it, which is what an installed package runs (the bin
- * shims prefer ../dist). node_modules is linked, not copied.
+ * shims prefer ../dist). node_modules is linked, not copied. `sourceRoot`
+ * is this checkout unless another one (e.g. a worktree of an older commit,
+ * for before/after profiles) is named; it is built with this checkout's
+ * compiler and runs with this checkout's node_modules.
  */
-export function compiledLayout(dir: string): CodeLayout {
+export function compiledLayout(dir: string, sourceRoot: string = repoRoot): CodeLayout {
   process.stdout.write('compiling src/ (tsc -p tsconfig.build.json) into a temp dir…\n');
   mkdirSync(path.join(dir, 'bin'), { recursive: true });
   try {
-    execFileSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(sourceRoot, 'tsconfig.build.json'), '--outDir', path.join(dir, 'dist'), '--declaration', 'false', '--sourceMap', 'false'], { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     // Type errors (e.g. someone mid-edit) still emit JavaScript; only a missing output is fatal.
     if (!existsSync(path.join(dir, 'dist', 'cli', 'server-main.js'))) throw err;
     process.stdout.write('tsc reported errors; using the JavaScript it emitted anyway\n');
   }
-  for (const f of ['konnectivity-server', 'konnectivity-agent']) copyFileSync(path.join(repoRoot, 'bin', f), path.join(dir, 'bin', f));
+  for (const f of ['konnectivity-server', 'konnectivity-agent']) copyFileSync(path.join(sourceRoot, 'bin', f), path.join(dir, 'bin', f));
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
   symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
-  return { binDir: path.join(dir, 'bin'), codeDir: path.join(dir, 'dist'), description: 'compiled JavaScript (tsc -p tsconfig.build.json, as an installed package runs it)' };
+  const what = sourceRoot === repoRoot ? '' : ` of another checkout, ${sourceRoot}${describeCheckout(sourceRoot)}`;
+  return { binDir: path.join(dir, 'bin'), codeDir: path.join(dir, 'dist'), compiled: true, description: `compiled JavaScript${what} (tsc -p tsconfig.build.json, as an installed package runs it)` };
+}
+
+/** ` (commit abc1234)` when `root` is a git checkout, else nothing. */
+function describeCheckout(root: string): string {
+  try {
+    return ` (commit ${execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()})`;
+  } catch {
+    return '';
+  }
+}
+
+/** Why `root` cannot be run with --code (not a konnectivity-ts checkout), or null. */
+export function checkoutProblem(root: string): string | null {
+  for (const f of ['tsconfig.build.json', 'src/cli/server-main.ts', 'src/cli/agent-main.ts', 'bin/konnectivity-server', 'bin/konnectivity-agent']) {
+    if (!existsSync(path.join(root, f))) return `${root} has no ${f}: not a konnectivity-ts checkout`;
+  }
+  return null;
 }
 
 export interface PkiPaths {
@@ -326,24 +350,26 @@ async function startClusterOnce(options: ClusterOptions): Promise<Cluster> {
     ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${mode}.cpuprofile`] : []),
   ];
   const diagnostic = options.frontendBufferLimit !== undefined;
+  // A compiled layout has no sources next to its shims: a test's KONNECTIVITY_TS_FROM_SOURCE=1 must not reach them.
+  const env = options.code.compiled ? Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'KONNECTIVITY_TS_FROM_SOURCE')) : process.env;
   const serverLog = path.join(dir, `server-${tag}.log`);
   const server = upstream
-    ? spawnExecutable(`upstream server (${mode})`, upstream.serverPath, [...serverFlags, ...(upstream.serverArgs ?? [])], serverLog)
+    ? spawnExecutable(`upstream server (${mode})`, upstream.serverPath, [...serverFlags, ...(upstream.serverArgs ?? [])], serverLog, env)
     : spawnNode(
         `server (${mode})`,
         diagnostic ? fileURLToPath(new URL('../server-entry.ts', import.meta.url)) : path.join(options.code.binDir, 'konnectivity-server'),
         [...serverFlags, ...(options.serverArgs ?? [])],
         serverLog,
         prof('server'),
-        diagnostic ? { ...process.env, KONNECTIVITY_BENCH_CODE: options.code.codeDir, KONNECTIVITY_BENCH_FRONTEND_BUFFER_LIMIT: String(options.frontendBufferLimit) } : process.env,
+        diagnostic ? { ...env, KONNECTIVITY_BENCH_CODE: options.code.codeDir, KONNECTIVITY_BENCH_FRONTEND_BUFFER_LIMIT: String(options.frontendBufferLimit) } : env,
       );
   const procs = [server];
   try {
     await waitUntil(`the ${who} server's health port`, async () => (await getStatus(healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, 20_000);
     const agentLog = path.join(dir, `agent-${tag}.log`);
     const agent = upstream
-      ? spawnExecutable(`upstream agent (${mode})`, upstream.agentPath, [...agentFlags, ...(upstream.agentArgs ?? [])], agentLog)
-      : spawnNode(`agent (${mode})`, path.join(options.code.binDir, 'konnectivity-agent'), [...agentFlags, ...(options.agentArgs ?? [])], agentLog, prof('agent'));
+      ? spawnExecutable(`upstream agent (${mode})`, upstream.agentPath, [...agentFlags, ...(upstream.agentArgs ?? [])], agentLog, env)
+      : spawnNode(`agent (${mode})`, path.join(options.code.binDir, 'konnectivity-agent'), [...agentFlags, ...(options.agentArgs ?? [])], agentLog, prof('agent'), env);
     procs.push(agent);
     await waitUntil(`the ${who} agent to connect`, async () => (await getStatus(healthPort, '/readyz')) === 200, procs, 20_000);
     return {
