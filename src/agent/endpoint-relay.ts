@@ -19,6 +19,7 @@ import type { Socket } from 'node:net';
 import type { AgentMetrics } from '../observability/agent-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
 import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
+import { bindHistogramRecorder, type HistogramRecorder } from '../observability/histogram-recorder.ts';
 import { PacketType, packetTypeName, packets, payloadLength, type DialRequest, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics } from './agent-ts-metrics.ts';
@@ -85,6 +86,7 @@ export class EndpointRelay {
   // Pre-bound metric children: label lookups are too costly per packet.
   private readonly countSent: PacketCounter;
   private readonly countReceived: PacketCounter;
+  private readonly recordDialSeconds: HistogramRecorder;
 
   constructor(options: EndpointRelayOptions) {
     this.pipe = options.pipe;
@@ -99,6 +101,7 @@ export class EndpointRelay {
     this.flowControl = options.flowControl ?? null;
     this.countSent = bindPacketCounter(this.metrics.streamPackets, 'from_agent');
     this.countReceived = bindPacketCounter(this.metrics.streamPackets, 'to_agent');
+    this.recordDialSeconds = bindHistogramRecorder(this.metrics.dialDuration);
   }
 
   /** Established endpoint connections. */
@@ -227,7 +230,7 @@ export class EndpointRelay {
       socket.destroy();
       return;
     }
-    this.metrics.dialDuration.observe((performance.now() - started) / 1000);
+    this.recordDialSeconds((performance.now() - started) / 1000);
     const conn = new EndpointConnection(connectID, address, socket, this.connectionHooks);
     if (this.flowControl) conn.credit = new ConnectionCredit(this.flowControl.serverWindow, this.flowControl.ourWindow);
     this.connections.set(connectID, conn);

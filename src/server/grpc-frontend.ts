@@ -5,14 +5,15 @@ import { GrpcCode } from '../grpc/status.ts';
 import { PacketType, packets, type Packet } from '../protocol/packet.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { ServerMetrics } from '../observability/server-metrics.ts';
+import { bindHistogramRecorder } from '../observability/histogram-recorder.ts';
 import type { FrontendPeer, ProxyRouter } from './proxy-router.ts';
 
 export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMetrics, logger: Logger): GrpcHandler {
+  const recordWriteSeconds = bindHistogramRecorder(metrics.frontendWriteDuration);
   return (call) => {
     metrics.grpcConnections.inc({ service_method: 'Proxy' });
     if (logger.enabled(4)) logger.v(4, 'frontend stream opened', { userAgent: call.single('user-agent') ?? '' });
     const stream = call.stream;
-    const writeLatency = metrics.frontendWriteDuration;
     const send = (p: Packet): void => {
       // Upstream observes frontend_write_duration_seconds around every send to the frontend.
       const start = performance.now();
@@ -21,7 +22,7 @@ export function createProxyServiceHandler(router: ProxyRouter, metrics: ServerMe
       call.sendHeaders();
       router.countToClient(p.type);
       stream.send(p);
-      writeLatency.observe((performance.now() - start) / 1000);
+      recordWriteSeconds((performance.now() - start) / 1000);
     };
     let lingerTimer: NodeJS.Timeout | null = null;
     const peer: FrontendPeer = {

@@ -8,6 +8,7 @@
 import { PacketType, packets, payloadLength, type Data, type Packet } from '../protocol/packet.ts';
 import type { Logger } from '../observability/logger.ts';
 import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
+import { bindHistogramRecorder, type HistogramRecorder } from '../observability/histogram-recorder.ts';
 import type { DialFailureReason, ServerMetrics } from '../observability/server-metrics.ts';
 import type { AgentIdentifiers } from './agent-identifiers.ts';
 import { BackendRegistry, type ProxyStrategyName, type RoutableBackend } from './backend-registry.ts';
@@ -198,6 +199,8 @@ export class ProxyRouter {
   /** Times an agent stream without flow control was paused for a frontend over its bound. */
   frontendBoundPauses = 0;
   private readonly count: Record<'fromAgent' | 'toAgent' | 'fromClient' | 'toClient', PacketCounter>;
+  private readonly recordDialSeconds: HistogramRecorder;
+  private readonly recordConnectionSeconds: HistogramRecorder;
   readonly limits: ServerLimits;
   readonly limitMetrics: ServerLimitMetrics;
   private readonly idleSweeper: IdleSweeper<EstablishedConnection> | null;
@@ -218,6 +221,8 @@ export class ProxyRouter {
       fromClient: bindPacketCounter(c, 'from_client'),
       toClient: bindPacketCounter(c, 'to_client'),
     };
+    this.recordDialSeconds = bindHistogramRecorder(options.metrics.dialDuration);
+    this.recordConnectionSeconds = bindHistogramRecorder(options.metrics.connectionDuration);
   }
 
   /**
@@ -436,7 +441,7 @@ export class ProxyRouter {
     this.established++;
     this.metrics.establishedConnections.set(this.established);
     this.startIdleSweep();
-    this.metrics.dialDuration.observe((performance.now() - dial.startedAt) / 1000);
+    this.recordDialSeconds((performance.now() - dial.startedAt) / 1000);
     fe.peer.dialResponse(random, connectID, '');
   }
 
@@ -686,7 +691,7 @@ export class ProxyRouter {
     conn.frontend?.connections.delete(conn);
     this.established--;
     this.metrics.establishedConnections.set(this.established);
-    this.metrics.connectionDuration.observe((Date.now() - conn.startedAt) / 1000);
+    this.recordConnectionSeconds((Date.now() - conn.startedAt) / 1000);
   }
 
   private sendToBackend(b: Backend, p: Packet, nobodyWaits = false): boolean {

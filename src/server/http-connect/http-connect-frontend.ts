@@ -14,6 +14,7 @@ import { AGENT_GONE_ERROR, BACKEND_DIAL_TIMEOUT_ERROR, NO_AGENT_ERROR, type Fron
 import { ConnectRequestParser } from './connect-request-parser.ts';
 import * as responses from './connect-responses.ts';
 import { isServerLimitError, limitReachedResponse } from '../limits.ts';
+import { bindHistogramRecorder, type HistogramRecorder } from '../../observability/histogram-recorder.ts';
 
 export interface HttpConnectFrontendOptions {
   router: ProxyRouter;
@@ -37,9 +38,11 @@ export class HttpConnectFrontend {
   readonly server: net.Server;
   private readonly options: HttpConnectFrontendOptions;
   private readonly sockets = new Set<net.Socket>();
+  private readonly recordWriteSeconds: HistogramRecorder;
 
   constructor(options: HttpConnectFrontendOptions) {
     this.options = options;
+    this.recordWriteSeconds = bindHistogramRecorder(options.metrics.frontendWriteDuration);
     const onSocket = (socket: net.Socket): void => this.handle(socket);
     if (options.tls) {
       // HTTP/1.1 only, as upstream disables HTTP/2 on this listener.
@@ -111,7 +114,7 @@ export class HttpConnectFrontend {
       data: (_id, payload) => {
         const start = performance.now();
         writePayloadToSocket(socket, payload);
-        metrics.frontendWriteDuration.observe((performance.now() - start) / 1000);
+        this.recordWriteSeconds((performance.now() - start) / 1000);
       },
       closeResponse: () => closeSocket(),
       // Closed for stalling: end() flushes only if the client reads, and until
