@@ -51,7 +51,6 @@ test('bench --code: server and agent run from the other checkout, and docs/ is n
   const marked = new Set(readFileSync(marks, 'utf8').trim().split('\n').map(Number));
   assert.ok(marked.has(ran.server.pid) && marked.has(ran.agent.pid), `pids ${ran.server.pid}/${ran.agent.pid} not among the marked ${[...marked]}`);
   assert.match(stdout, new RegExp(`server and agent run compiled JavaScript of another checkout, ${checkout.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
-  assert.ok(out.machine.some((l) => l.includes('another checkout')) || stdout.includes('another checkout'));
   assert.match(stdout, /docs not written/);
 });
 
