@@ -61,7 +61,7 @@ test('in-cluster: needs KUBERNETES_SERVICE_HOST/PORT and the token file; authent
   await assert.rejects(kc.getLease('kube-system', 'absent'), (err: unknown) => isNotFound(err));
   assert.equal(api.requests[before]?.headers.authorization, 'Bearer in-cluster-token');
   const v6 = loadKubeConfig({ kubeconfigPath: '', env: { KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' }, inClusterRoot: root });
-  assert.equal(v6.getCurrentCluster()?.server, 'https://[fd00::1]:443');
+  assert.equal(v6.server, 'https://[fd00::1]:443');
 });
 
 test('TokenReview: POSTs spec.token and spec.audiences; the fake decides by audience', async () => {

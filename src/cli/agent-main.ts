@@ -7,7 +7,7 @@ import type { AgentConfig } from '../agent/agent-config.ts';
 import { AgentHttpServers, pingCheck, serverConnectedCheck } from '../agent/agent-http-server.ts';
 import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, parseProxyServerAddress, type AgentOptions } from '../agent/agent-options.ts';
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
-// Loaded only with --count-server-leases: @kubernetes/client-node costs tens of MB of RSS.
+// Loaded only with --count-server-leases.
 import type { ServerLeaseCounter } from '../agent/lease-counter.ts';
 import { realDaemonProcess, startDaemon, type DaemonProcess } from './parse-daemon-options.ts';
 import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';

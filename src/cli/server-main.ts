@@ -4,7 +4,7 @@
  * --graceful-shutdown-timeout); a second one exits at once with code 1.
  */
 import { realDaemonProcess, startDaemon, type DaemonProcess } from './parse-daemon-options.ts';
-// Loaded only when needed: @kubernetes/client-node costs tens of MB of RSS at startup.
+// Loaded only when needed: most servers never call the Kubernetes API.
 import type { KubeClient } from '../kube/kube-client.ts';
 import type { Logger } from '../observability/logger.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';

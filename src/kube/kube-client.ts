@@ -1,31 +1,27 @@
 /**
  * The Kubernetes API calls konnectivity makes (TokenReview create; Lease
- * get/create/update/list/watch/delete), on @kubernetes/client-node, with
- * client-go's client-side rate limiting (--kubeconfig-qps/--kubeconfig-burst)
+ * get/create/update/list/watch/delete) as JSON over HTTPS (kube-transport.ts),
+ * with client-go's client-side rate limiting (--kubeconfig-qps/--kubeconfig-burst)
  * and a deadline on every request so a slow apiserver cannot hold a caller
  * forever. Failures surface as KubeApiError.
  *
- * Requests are JSON: the client library has no protobuf codec, so
- * --kube-api-content-type=application/vnd.kubernetes.protobuf (upstream's
- * default) is accepted and ignored. The apiserver serves JSON for every
- * resource, so this changes only the encoding on the wire.
+ * This is not a general client: six calls need a few hundred lines, where
+ * a general client library cost ~50 MB of resident memory to load (see
+ * docs/operations.md).
+ *
+ * Requests are JSON: --kube-api-content-type=application/vnd.kubernetes.protobuf
+ * (upstream's default) is accepted and ignored. The apiserver serves JSON for
+ * every resource, so this changes only the encoding on the wire.
  */
-import {
-  AuthenticationV1Api,
-  CoordinationV1Api,
-  IsomorphicFetchHttpLibrary,
-  Watch,
-  type ConfigurationOptions,
-  type HttpLibrary,
-  type KubeConfig,
-  type RequestContext,
-  type V1Lease,
-} from '@kubernetes/client-node';
+import type http from 'node:http';
 import { silentLogger, type Logger } from '../observability/logger.ts';
-import { kubeServerUrl, loadKubeConfig, type KubeConfigSource } from './kube-config.ts';
+import { loadKubeConfig, type KubeConfigSource, type KubeConnectionConfig } from './kube-config.ts';
+import { KubeCredentials } from './kube-credentials.ts';
 import { KubeApiError, statusError, toKubeApiError } from './kube-errors.ts';
-import { leaseFromApi, microTime, type Lease } from './lease.ts';
+import { KubeTransport, readBody, type KubeHttpRequest } from './kube-transport.ts';
+import { leaseFromApi, microTime, type Lease, type LeaseObject } from './lease.ts';
 import { createKubeRateLimiter, kubeRateLimits, type RateLimiter } from './rate-limiter.ts';
+import { WatchLineSplitter } from './watch-lines.ts';
 
 /** Deadline for requests that do not name their own (client-go has none; a stuck call must not stall a controller). */
 export const DEFAULT_KUBE_REQUEST_TIMEOUT_MS = 30_000;
@@ -47,6 +43,10 @@ export interface KubeClientOptions {
   rateLimiter?: RateLimiter;
   requestTimeoutMs?: number;
   logger?: Logger;
+  /** Environment for exec credential plugins (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Clock for credential refresh (tests). */
+  now?: () => number;
 }
 
 export interface RequestOptions {
@@ -100,57 +100,68 @@ export interface WatchOptions {
   onEstablished?: () => void;
 }
 
-/** A per-request HTTP library that attaches the request's abort signal (the generated API has no signal parameter). */
-class SignalledHttp implements HttpLibrary {
-  private readonly base: HttpLibrary;
-  private readonly signal: AbortSignal;
-  constructor(base: HttpLibrary, signal: AbortSignal) {
-    this.base = base;
-    this.signal = signal;
-  }
-  send(request: RequestContext) {
-    request.setSignal(this.signal);
-    return this.base.send(request);
-  }
-}
-
 const LEASE_API_VERSION = 'coordination.k8s.io/v1';
 
+const LEASES_PATH = (namespace: string): string => `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
+const LEASE_PATH = (namespace: string, name: string): string => `${LEASES_PATH(namespace)}/${encodeURIComponent(name)}`;
+
+function isMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A 2xx answer's body as a JSON object; anything else is the API server misbehaving. */
+function jsonObject(body: Buffer, what: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new KubeApiError(`${what}: the Kubernetes API answered with something that is not JSON`, 0, '');
+  }
+  if (!isMap(parsed)) throw new KubeApiError(`${what}: the Kubernetes API answered with JSON that is not an object`, 0, '');
+  return parsed;
+}
+
 export class KubeClient {
-  readonly kubeConfig: KubeConfig;
+  readonly config: KubeConnectionConfig;
   /** API server URL, for logs. */
   readonly server: string;
   private readonly limiter: RateLimiter;
   private readonly requestTimeoutMs: number;
   private readonly logger: Logger;
-  private readonly auth: AuthenticationV1Api;
-  private readonly coordination: CoordinationV1Api;
-  private readonly http = new IsomorphicFetchHttpLibrary();
+  private readonly credentials: KubeCredentials;
+  private readonly transport: KubeTransport;
 
-  constructor(kubeConfig: KubeConfig, options: KubeClientOptions = {}) {
-    this.kubeConfig = kubeConfig;
-    this.server = kubeServerUrl(kubeConfig);
+  constructor(config: KubeConnectionConfig, options: KubeClientOptions = {}) {
+    this.config = config;
+    this.server = config.server;
     this.limiter = options.rateLimiter ?? createKubeRateLimiter(0, 0);
     this.requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_KUBE_REQUEST_TIMEOUT_MS;
     this.logger = options.logger ?? silentLogger;
-    this.auth = kubeConfig.makeApiClient(AuthenticationV1Api);
-    this.coordination = kubeConfig.makeApiClient(CoordinationV1Api);
+    this.credentials = new KubeCredentials(config, { ...(options.env ? { env: options.env } : {}), ...(options.now ? { now: options.now } : {}) });
+    this.transport = new KubeTransport(config, this.credentials);
+  }
+
+  /** How many times the kubeconfig's exec credential plugin ran (0 without one). */
+  get execPluginRuns(): number {
+    return this.credentials.execRuns;
   }
 
   /** Builds a client from the command-line flags; throws when the configuration cannot be loaded. */
   static fromFlags(flags: KubeClientFlags): KubeClient {
     const logger = flags.logger ?? silentLogger;
-    const kc = loadKubeConfig(flags);
+    const config = loadKubeConfig(flags);
     const limits = kubeRateLimits(flags.qps ?? 0, flags.burst ?? 0);
-    const client = new KubeClient(kc, {
+    const client = new KubeClient(config, {
       rateLimiter: createKubeRateLimiter(flags.qps ?? 0, flags.burst ?? 0),
       logger,
+      ...(flags.env ? { env: { ...flags.env } } : {}),
       ...(flags.requestTimeoutMs !== undefined ? { requestTimeoutMs: flags.requestTimeoutMs } : {}),
     });
     const contentType = flags.contentType ?? JSON_CONTENT_TYPE;
     logger.v(2, 'kubernetes client configured', {
       server: client.server,
-      source: flags.kubeconfigPath === '' ? 'in-cluster' : flags.kubeconfigPath,
+      source: config.source,
+      auth: config.credentials.kind === 'none' && config.clientCertificate ? 'client-certificate' : config.credentials.kind,
       qps: limits.qps,
       burst: limits.burst,
       contentType: JSON_CONTENT_TYPE,
@@ -159,8 +170,13 @@ export class KubeClient {
     return client;
   }
 
-  /** Rate limit, deadline and error mapping around one generated-API call. */
-  private async request<T>(what: string, options: RequestOptions, call: (config: ConfigurationOptions) => Promise<T>): Promise<T> {
+  /** Closes the client's connections to the API server. */
+  close(): void {
+    this.transport.close();
+  }
+
+  /** Rate limit, deadline and error mapping around one request; resolves with the 2xx answer's JSON object. */
+  private async request(what: string, options: RequestOptions, request: Omit<KubeHttpRequest, 'signal'>): Promise<Record<string, unknown>> {
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const timeout = new AbortController();
     const deadline = { timedOut: false, timeoutMs };
@@ -171,7 +187,9 @@ export class KubeClient {
     const signal = options.signal ? AbortSignal.any([timeout.signal, options.signal]) : timeout.signal;
     try {
       await this.limiter.take(signal);
-      return await call({ httpApi: new SignalledHttp(this.http, signal) });
+      const res = await this.transport.send({ ...request, signal });
+      if (res.status < 200 || res.status > 299) throw statusError(what, res.status, res.body.toString('utf8'));
+      return jsonObject(res.body, what);
     } catch (err) {
       throw toKubeApiError(err, what, deadline);
     } finally {
@@ -180,41 +198,42 @@ export class KubeClient {
   }
 
   async createTokenReview(token: string, audiences: readonly string[], options: RequestOptions = {}): Promise<TokenReviewResult> {
-    const review = await this.request('create TokenReview', options, (config) =>
-      this.auth.createTokenReview(
-        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [...audiences] } } },
-        config,
-      ),
-    );
-    const status = review.status;
+    const review = await this.request('create TokenReview', options, {
+      method: 'POST',
+      path: '/apis/authentication.k8s.io/v1/tokenreviews',
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [...audiences] } },
+    });
+    const status = isMap(review['status']) ? review['status'] : {};
+    const user = isMap(status['user']) ? status['user'] : {};
+    const audiencesBack = status['audiences'];
     return {
-      authenticated: status?.authenticated === true,
-      username: status?.user?.username ?? '',
-      error: status?.error ?? '',
-      audiences: status?.audiences ?? [],
+      authenticated: status['authenticated'] === true,
+      username: typeof user['username'] === 'string' ? user['username'] : '',
+      error: typeof status['error'] === 'string' ? status['error'] : '',
+      audiences: Array.isArray(audiencesBack) ? audiencesBack.filter((a): a is string => typeof a === 'string') : [],
     };
   }
 
   async getLease(namespace: string, name: string, options: RequestOptions = {}): Promise<Lease> {
-    const lease = await this.request(`get lease ${namespace}/${name}`, options, (config) => this.coordination.readNamespacedLease({ name, namespace }, config));
+    const lease = await this.request(`get lease ${namespace}/${name}`, options, { method: 'GET', path: LEASE_PATH(namespace, name) });
     return leaseFromApi(lease);
   }
 
   async createLease(namespace: string, lease: NewLease, options: RequestOptions = {}): Promise<Lease> {
-    const body: V1Lease = {
+    const body: LeaseObject = {
       apiVersion: LEASE_API_VERSION,
       kind: 'Lease',
       metadata: { name: lease.name, namespace, labels: { ...lease.labels } },
       spec: { holderIdentity: lease.holderIdentity, leaseDurationSeconds: lease.leaseDurationSeconds, renewTime: microTime(lease.renewTimeMs) },
     };
-    const created = await this.request(`create lease ${namespace}/${lease.name}`, options, (config) => this.coordination.createNamespacedLease({ namespace, body }, config));
+    const created = await this.request(`create lease ${namespace}/${lease.name}`, options, { method: 'POST', path: LEASES_PATH(namespace), body });
     return leaseFromApi(created);
   }
 
   /** PUT of `base` with `changes`: fails with Conflict if the lease changed since `base` was read. */
   async updateLease(base: Lease, changes: LeaseChanges, options: RequestOptions = {}): Promise<Lease> {
     const raw = base.raw;
-    const body: V1Lease = {
+    const body: LeaseObject = {
       ...raw,
       apiVersion: LEASE_API_VERSION,
       kind: 'Lease',
@@ -226,92 +245,141 @@ export class KubeClient {
         ...(changes.renewTimeMs !== undefined ? { renewTime: microTime(changes.renewTimeMs) } : {}),
       },
     };
-    const updated = await this.request(`update lease ${base.namespace}/${base.name}`, options, (config) =>
-      this.coordination.replaceNamespacedLease({ name: base.name, namespace: base.namespace, body }, config),
-    );
+    const updated = await this.request(`update lease ${base.namespace}/${base.name}`, options, { method: 'PUT', path: LEASE_PATH(base.namespace, base.name), body });
     return leaseFromApi(updated);
   }
 
   async listLeases(namespace: string, labelSelector: string, options: RequestOptions = {}): Promise<LeaseList> {
-    const list = await this.request(`list leases in ${namespace}`, options, (config) =>
-      this.coordination.listNamespacedLease({ namespace, ...(labelSelector !== '' ? { labelSelector } : {}) }, config),
-    );
-    return { items: list.items.map(leaseFromApi), resourceVersion: list.metadata?.resourceVersion ?? '' };
+    const list = await this.request(`list leases in ${namespace}`, options, {
+      method: 'GET',
+      path: LEASES_PATH(namespace),
+      query: { labelSelector: labelSelector !== '' ? labelSelector : undefined },
+    });
+    const items = Array.isArray(list['items']) ? list['items'].filter(isMap) : [];
+    const meta = isMap(list['metadata']) ? list['metadata'] : {};
+    return { items: items.map((item) => leaseFromApi(item)), resourceVersion: typeof meta['resourceVersion'] === 'string' ? meta['resourceVersion'] : '' };
   }
 
   /** Deletes a lease; with `resourceVersion`, only if it is still that version (Conflict otherwise). */
   async deleteLease(namespace: string, name: string, precondition: { resourceVersion?: string } = {}, options: RequestOptions = {}): Promise<void> {
-    await this.request(`delete lease ${namespace}/${name}`, options, (config) =>
-      this.coordination.deleteNamespacedLease(
-        { name, namespace, ...(precondition.resourceVersion ? { body: { preconditions: { resourceVersion: precondition.resourceVersion } } } : {}) },
-        config,
-      ),
-    );
+    await this.request(`delete lease ${namespace}/${name}`, options, {
+      method: 'DELETE',
+      path: LEASE_PATH(namespace, name),
+      ...(precondition.resourceVersion ? { body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion: precondition.resourceVersion } } } : {}),
+    });
   }
 
   /**
    * Streams lease events until the watch ends. Resolves when the apiserver
    * closes it (e.g. after `timeoutSeconds`); rejects with KubeApiError when
-   * it cannot start, breaks, or the apiserver sends an ERROR event (code 410
-   * means the resourceVersion is too old: list again).
+   * it cannot start, breaks, goes silent for the request timeout, or the
+   * apiserver sends an ERROR event (code 410 means the resourceVersion is
+   * too old: list again).
    */
   async watchLeases(namespace: string, options: WatchOptions, onEvent: (event: LeaseWatchEvent) => void): Promise<void> {
     const what = `watch leases in ${namespace}`;
-    const signal = options.signal;
+    const idleMs = this.requestTimeoutMs;
+    const controller = new AbortController();
+    const signal = options.signal ? AbortSignal.any([controller.signal, options.signal]) : controller.signal;
+    let idle: NodeJS.Timeout | undefined;
+    let idleFired = false;
+    const armIdle = (): void => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        idleFired = true;
+        controller.abort(new Error(`no event within ${idleMs} ms`));
+      }, idleMs);
+    };
     try {
       await this.limiter.take(signal);
-    } catch (err) {
-      throw toKubeApiError(err, what);
-    }
-    const path = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
-    const query: Record<string, string | number | boolean | undefined> = {
-      allowWatchBookmarks: true,
-      labelSelector: options.labelSelector || undefined,
-      resourceVersion: options.resourceVersion || undefined,
-      timeoutSeconds: options.timeoutSeconds,
-    };
-    return new Promise<void>((resolve, reject) => {
-      let controller: AbortController | undefined;
-      let settled = false;
-      const settle = (err?: KubeApiError): void => {
-        if (settled) return;
-        settled = true;
-        signal?.removeEventListener('abort', onAbort);
-        controller?.abort();
-        if (err) reject(err);
-        else resolve();
-      };
-      const onAbort = (): void => settle(new KubeApiError(`${what}: request aborted`, 0, ''));
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const onWatchEvent = (type: string, obj: unknown): void => {
-        if (settled) return;
-        if (type === 'ERROR') {
-          const code = (obj as { code?: unknown } | null)?.code;
-          settle(statusError(what, typeof code === 'number' ? code : 500, obj));
-          return;
-        }
-        if (typeof obj !== 'object' || obj === null) return;
-        const lease = obj as V1Lease;
-        if (type === 'BOOKMARK') onEvent({ type, resourceVersion: lease.metadata?.resourceVersion ?? '' });
-        else if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') onEvent({ type, lease: leaseFromApi(lease) });
-        else this.logger.v(4, 'ignoring unknown lease watch event type', { type });
-      };
-      const onDone = (err: unknown): void => {
-        if (!err) return settle();
-        // The library aborts a watch that has been silent for 30 s; that is an ordinary end.
-        if (err instanceof Error && err.name === 'TimeoutError') return settle(new KubeApiError(`${what}: no event within the idle timeout`, 0, '', { timedOut: true, cause: err }));
-        settle(toKubeApiError(err, what));
-      };
-      new Watch(this.kubeConfig).watch(path, query, onWatchEvent, onDone).then(
-        (c) => {
-          controller = c;
-          // The library resolves here after a non-200 answer too, having already reported it through onDone.
-          if (settled) c.abort();
-          else options.onEstablished?.();
+      armIdle();
+      const res = await this.transport.open({
+        method: 'GET',
+        path: LEASES_PATH(namespace),
+        query: {
+          watch: true,
+          allowWatchBookmarks: true,
+          labelSelector: options.labelSelector || undefined,
+          resourceVersion: options.resourceVersion || undefined,
+          timeoutSeconds: options.timeoutSeconds,
         },
-        (err: unknown) => settle(toKubeApiError(err, what)),
-      );
+        signal,
+      });
+      if (res.statusCode !== 200) {
+        const body = await readBody(res);
+        throw statusError(what, res.statusCode ?? 0, body.toString('utf8'));
+      }
+      armIdle();
+      options.onEstablished?.();
+      await this.readWatch(res, what, armIdle, onEvent);
+    } catch (err) {
+      if (idleFired) throw new KubeApiError(`${what}: no event within the idle timeout of ${idleMs} ms`, 0, '', { timedOut: true, cause: err });
+      if (options.signal?.aborted) throw new KubeApiError(`${what}: request aborted`, 0, '', { cause: err });
+      throw toKubeApiError(err, what);
+    } finally {
+      clearTimeout(idle);
+      controller.abort();
+    }
+  }
+
+  /** Reads watch events (one JSON object a line) until the stream ends. */
+  private readWatch(res: http.IncomingMessage, what: string, onData: () => void, onEvent: (event: LeaseWatchEvent) => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let failed = false;
+      const fail = (err: Error): void => {
+        if (failed) return;
+        failed = true;
+        res.destroy();
+        reject(err);
+      };
+      const lines = new WatchLineSplitter();
+      res.on('data', (chunk: Buffer) => {
+        onData();
+        let batch: string[];
+        try {
+          batch = lines.push(chunk);
+        } catch (err) {
+          return fail(new KubeApiError(`${what}: ${err instanceof Error ? err.message : String(err)}`, 0, ''));
+        }
+        for (const line of batch) {
+          if (failed) return;
+          const err = this.watchEvent(line, what, onEvent);
+          if (err) return fail(err);
+        }
+      });
+      res.on('end', () => {
+        if (!failed) resolve();
+      });
+      res.on('error', (err) => fail(err));
+      res.on('aborted', () => fail(new Error('the watch connection closed')));
     });
+  }
+
+  /** Handles one watch line; returns the error that ends the watch, if any. */
+  private watchEvent(line: string, what: string, onEvent: (event: LeaseWatchEvent) => void): KubeApiError | undefined {
+    let event: unknown;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      this.logger.v(2, 'ignoring a lease watch line that is not JSON', { bytes: line.length });
+      return undefined;
+    }
+    if (!isMap(event)) return undefined;
+    const type = event['type'];
+    const obj = event['object'];
+    if (type === 'ERROR') {
+      const code = isMap(obj) ? obj['code'] : undefined;
+      return statusError(what, typeof code === 'number' ? code : 500, obj);
+    }
+    if (!isMap(obj)) return undefined;
+    if (type === 'BOOKMARK') {
+      const meta = isMap(obj['metadata']) ? obj['metadata'] : {};
+      onEvent({ type, resourceVersion: typeof meta['resourceVersion'] === 'string' ? meta['resourceVersion'] : '' });
+    } else if (type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED') {
+      onEvent({ type, lease: leaseFromApi(obj) });
+    } else {
+      this.logger.v(4, 'ignoring unknown lease watch event type', { type });
+    }
+    return undefined;
   }
 }

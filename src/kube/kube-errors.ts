@@ -3,7 +3,6 @@
  * apiserver's Status reason when there was a response, code 0 when there
  * was none (connection refused, TLS failure, timeout).
  */
-import { ApiException } from '@kubernetes/client-node';
 
 /** metav1.StatusReason for the statuses client-go maps without a Status body (apierrors.NewGenericServerResponse). */
 const REASON_BY_CODE: Readonly<Record<number, string>> = {
@@ -43,6 +42,14 @@ export class KubeApiError extends Error {
   /** True when the apiserver answered (upstream records metrics only for these: apierrors.APIStatus). */
   get isApiStatus(): boolean {
     return this.code > 0;
+  }
+}
+
+/** A credential for the Kubernetes API could not be obtained (a token or certificate file, an exec plugin). */
+export class KubeCredentialError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KubeCredentialError';
   }
 }
 
@@ -87,7 +94,7 @@ function describeCause(err: unknown): string {
 }
 
 /**
- * Normalises whatever the client library threw. `timeoutMs` names the
+ * Normalises whatever a request threw (Node's socket and TLS errors, aborts). `timeoutMs` names the
  * deadline in the message when `timedOut` says it was ours that fired.
  */
 export function toKubeApiError(err: unknown, what: string, deadline?: { timedOut: boolean; timeoutMs: number }): KubeApiError {
@@ -95,9 +102,7 @@ export function toKubeApiError(err: unknown, what: string, deadline?: { timedOut
   if (deadline?.timedOut) {
     return new KubeApiError(`${what}: no response from the Kubernetes API within ${deadline.timeoutMs} ms`, 0, '', { timedOut: true, cause: err });
   }
-  if (err instanceof ApiException) return statusError(what, err.code, err.body);
-  const statusCode = (err as { statusCode?: unknown } | null)?.statusCode;
-  if (typeof statusCode === 'number') return statusError(what, statusCode);
+  if (err instanceof KubeCredentialError) return new KubeApiError(`${what}: ${err.message}`, 0, '', { cause: err });
   if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) {
     return new KubeApiError(`${what}: request aborted`, 0, '', { cause: err });
   }

@@ -2,7 +2,27 @@
  * coordination.k8s.io/v1 Leases as the proxy-server publishes and the agent
  * counts them, and upstream's validity rule (pkg/util/leases.go).
  */
-import { V1MicroTime, type V1Lease } from '@kubernetes/client-node';
+
+/** A coordination.k8s.io/v1 Lease as JSON, with the fields this code reads; others are kept as they came. */
+export interface LeaseObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    [field: string]: unknown;
+  };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    [field: string]: unknown;
+  };
+  [field: string]: unknown;
+}
 
 export interface Lease {
   readonly name: string;
@@ -14,15 +34,11 @@ export interface Lease {
   readonly acquireTime?: Date;
   readonly renewTime?: Date;
   /** The object as the API returned it, for read-modify-write updates that keep fields this code does not know. */
-  readonly raw: V1Lease;
+  readonly raw: LeaseObject;
 }
 
-/**
- * The client library types MicroTime fields as Date but hands back the
- * apiserver's string; accept both (and reject garbage as absent).
- */
+/** A MicroTime string as a Date; garbage counts as absent. */
 function toDate(value: unknown): Date | undefined {
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? undefined : value;
   if (typeof value === 'string' && value !== '') {
     const d = new Date(value);
     return Number.isNaN(d.getTime()) ? undefined : d;
@@ -30,19 +46,34 @@ function toDate(value: unknown): Date | undefined {
   return undefined;
 }
 
-/** A Lease from the typed client or from a raw watch event object. */
-export function leaseFromApi(obj: V1Lease): Lease {
-  const meta = obj.metadata ?? {};
-  const spec = obj.spec ?? {};
-  const acquireTime = toDate(spec.acquireTime);
-  const renewTime = toDate(spec.renewTime);
+function isMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const text = (value: unknown): string => (typeof value === 'string' ? value : '');
+
+/** String-valued labels only: an answer that is not JSON of the Lease schema must not put other types where strings are expected. */
+function stringLabels(value: unknown): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (isMap(value)) for (const [k, v] of Object.entries(value)) if (typeof v === 'string') labels[k] = v;
+  return labels;
+}
+
+/** A Lease from an API answer or a watch event object (decoded JSON, checked field by field). */
+export function leaseFromApi(obj: LeaseObject): Lease {
+  const meta: Record<string, unknown> = isMap(obj.metadata) ? obj.metadata : {};
+  const spec: Record<string, unknown> = isMap(obj.spec) ? obj.spec : {};
+  const acquireTime = toDate(spec['acquireTime']);
+  const renewTime = toDate(spec['renewTime']);
+  const holderIdentity = spec['holderIdentity'];
+  const leaseDurationSeconds = spec['leaseDurationSeconds'];
   return {
-    name: meta.name ?? '',
-    namespace: meta.namespace ?? '',
-    resourceVersion: meta.resourceVersion ?? '',
-    labels: { ...(meta.labels ?? {}) },
-    ...(spec.holderIdentity !== undefined ? { holderIdentity: spec.holderIdentity } : {}),
-    ...(typeof spec.leaseDurationSeconds === 'number' ? { leaseDurationSeconds: spec.leaseDurationSeconds } : {}),
+    name: text(meta['name']),
+    namespace: text(meta['namespace']),
+    resourceVersion: text(meta['resourceVersion']),
+    labels: stringLabels(meta['labels']),
+    ...(typeof holderIdentity === 'string' ? { holderIdentity } : {}),
+    ...(typeof leaseDurationSeconds === 'number' ? { leaseDurationSeconds } : {}),
     ...(acquireTime ? { acquireTime } : {}),
     ...(renewTime ? { renewTime } : {}),
     raw: obj,
@@ -50,8 +81,8 @@ export function leaseFromApi(obj: V1Lease): Lease {
 }
 
 /** A MicroTime the apiserver accepts: RFC 3339 with exactly six fractional digits (metav1.RFC3339Micro). */
-export function microTime(ms: number): V1MicroTime {
-  return new V1MicroTime(ms);
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
 /**

@@ -11,6 +11,10 @@
  *   PUT    /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}
  *   DELETE /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}   (DeleteOptions preconditions honoured)
  *
+ * Clients authenticate with a bearer token from `clientTokens`, or with a
+ * client certificate signed by the dev CA whose common name is in
+ * `clientCertUsers` (as the apiserver's x509 authenticator maps CN to user).
+ *
  * TokenReviews are decided as the apiserver's service-account authenticator
  * does: the token must be known, and one of its audiences must be among the
  * audiences the review asks for (the apiserver's own when none are given).
@@ -20,6 +24,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import https from 'node:https';
+import type tls from 'node:tls';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -37,6 +42,8 @@ export interface RecordedRequest {
   headers: http.IncomingHttpHeaders;
   /** Parsed JSON body, when there was one. */
   body: unknown;
+  /** The common name of the client certificate the connection presented and the CA verified. */
+  clientCertCN?: string;
   /** Whether the request was answered normally (not failed by injection). */
   injected?: 'failure' | 'destroy';
 }
@@ -144,6 +151,8 @@ export class FakeApiServer {
   readonly tokens = new Map<string, TokenIdentity>();
   /** Bearer tokens the server accepts from its clients. */
   readonly clientTokens = new Set<string>();
+  /** Client-certificate common names the server accepts (certificates signed by the dev CA). */
+  readonly clientCertUsers = new Set<string>();
   /** The apiserver's own audiences, used when a TokenReview names none. */
   apiAudiences: readonly string[] = [FAKE_APISERVER_AUDIENCE];
   port = 0;
@@ -167,7 +176,11 @@ export class FakeApiServer {
     this.pki = options.pki;
     this.clientTokens.add(options.clientToken ?? DEFAULT_CLIENT_TOKEN);
     this.kubeconfigPath = path.join(options.dir, 'fake-apiserver.kubeconfig');
-    this.server = https.createServer({ cert: options.pki.server.cert, key: options.pki.server.key }, (req, res) => this.handle(req, res));
+    // Client certificates are asked for, not required: token clients present none.
+    this.server = https.createServer(
+      { cert: options.pki.server.cert, key: options.pki.server.key, ca: options.pki.ca.cert, requestCert: true, rejectUnauthorized: false },
+      (req, res) => this.handle(req, res),
+    );
     this.server.on('connection', (socket: net.Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -345,7 +358,9 @@ export class FakeApiServer {
       }
       const method = req.method ?? 'GET';
       const isWatch = query['watch'] === 'true' || query['watch'] === '1';
-      const record: RecordedRequest = { method, path: url.pathname, query, headers: req.headers, body };
+      const tlsSocket = req.socket as tls.TLSSocket;
+      const clientCertCN = tlsSocket.authorized ? tlsSocket.getPeerCertificate().subject?.CN : undefined;
+      const record: RecordedRequest = { method, path: url.pathname, query, headers: req.headers, body, ...(typeof clientCertCN === 'string' ? { clientCertCN } : {}) };
       this.requests.push(record);
       const waiters = this.waiters;
       this.waiters = [];
@@ -394,7 +409,11 @@ export class FakeApiServer {
 
   private route(req: http.IncomingMessage, res: http.ServerResponse, method: string, pathname: string, query: Record<string, string>, body: unknown, isWatch: boolean): void {
     const auth = req.headers.authorization ?? '';
-    if (!auth.startsWith('Bearer ') || !this.clientTokens.has(auth.slice('Bearer '.length))) {
+    const tlsSocket = req.socket as tls.TLSSocket;
+    const cn = tlsSocket.authorized ? tlsSocket.getPeerCertificate().subject?.CN : undefined;
+    const byToken = auth.startsWith('Bearer ') && this.clientTokens.has(auth.slice('Bearer '.length));
+    const byCert = auth === '' && typeof cn === 'string' && this.clientCertUsers.has(cn);
+    if (!byToken && !byCert) {
       this.send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
       return;
     }
