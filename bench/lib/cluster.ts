@@ -68,7 +68,9 @@ export function checkoutLayout(env: NodeJS.ProcessEnv = process.env): CodeLayout
  * shims prefer ../dist). node_modules is linked, not copied. `sourceRoot`
  * is this checkout unless another one (e.g. a worktree of an older commit,
  * for before/after profiles) is named; it is built with this checkout's
- * compiler and runs with this checkout's node_modules.
+ * compiler, and runs with its own node_modules when it has them (its
+ * dependencies may differ: `npm ci --omit=dev` there), else with this
+ * checkout's.
  */
 export function compiledLayout(dir: string, sourceRoot: string = repoRoot): CodeLayout {
   process.stdout.write('compiling src/ (tsc -p tsconfig.build.json) into a temp dir…\n');
@@ -82,7 +84,8 @@ export function compiledLayout(dir: string, sourceRoot: string = repoRoot): Code
   }
   for (const f of ['konnectivity-server', 'konnectivity-agent']) copyFileSync(path.join(sourceRoot, 'bin', f), path.join(dir, 'bin', f));
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
-  symlinkSync(path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+  const ownModules = path.join(sourceRoot, 'node_modules');
+  symlinkSync(sourceRoot !== repoRoot && existsSync(ownModules) ? ownModules : path.join(repoRoot, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
   const what = sourceRoot === repoRoot ? '' : ` of another checkout, ${sourceRoot}${describeCheckout(sourceRoot)}`;
   return { binDir: path.join(dir, 'bin'), codeDir: path.join(dir, 'dist'), compiled: true, description: `compiled JavaScript${what} (tsc -p tsconfig.build.json, as an installed package runs it)` };
 }
