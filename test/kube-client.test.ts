@@ -228,3 +228,43 @@ test('rate limiter: client-go defaults, a full bucket at start, reservations in 
   await bucket.take();
   assert.ok(bucket.pendingDelayMs > 0, 'refill stops at burst');
 });
+
+test('bad answers: not JSON, not an object, wrong field types, oversized bodies and watch lines; each a precise error, and the client goes on working', async () => {
+  const kc = client();
+  const ns = 'bad-answers';
+  const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`;
+  const expectError = (pattern: RegExp) => (err: unknown) => {
+    assert.ok(err instanceof KubeApiError, String(err));
+    assert.match(err.message, pattern);
+    return true;
+  };
+  api.answerNext({ method: 'GET', path: `${leasePath}/x` }, { code: 200, chunks: ['<html>not json'] });
+  await assert.rejects(kc.getLease(ns, 'x'), expectError(/^get lease bad-answers\/x: the Kubernetes API answered with something that is not JSON$/));
+  api.answerNext({ method: 'GET', path: leasePath }, { code: 200, chunks: ['[1,2]'] });
+  await assert.rejects(kc.listLeases(ns, ''), expectError(/answered with JSON that is not an object/));
+  api.answerNext({ method: 'GET', path: `${leasePath}/x` }, { code: 500, chunks: ['oops'] });
+  await assert.rejects(kc.getLease(ns, 'x'), (err: unknown) => err instanceof KubeApiError && err.code === 500 && err.reason === 'InternalError' && /responded with HTTP 500/.test(err.message));
+
+  api.answerNext({ method: 'GET', path: `${leasePath}/x` }, { code: 200, chunks: [JSON.stringify({ metadata: { name: 5, labels: { a: 1, b: 'x' } }, spec: { renewTime: 'garbage', leaseDurationSeconds: '30', holderIdentity: ['h'] } })] });
+  const odd = await kc.getLease(ns, 'x');
+  assert.equal(odd.name, '');
+  assert.deepEqual(odd.labels, { b: 'x' });
+  assert.equal(odd.renewTime, undefined);
+  assert.equal(odd.leaseDurationSeconds, undefined);
+  assert.equal(odd.holderIdentity, undefined);
+
+  const mib = Buffer.alloc(1024 * 1024, 0x20);
+  api.answerNext({ method: 'GET', path: leasePath }, { code: 200, chunks: Array.from({ length: 33 }, () => mib) });
+  await assert.rejects(kc.listLeases(ns, ''), expectError(/the answer is larger than 33554432 bytes$/));
+
+  // A watch: a line that is not JSON is skipped, an event split across writes is joined, a line over 4 MiB ends the watch.
+  const event = JSON.stringify({ type: 'ADDED', object: { metadata: { name: 'w', namespace: ns, resourceVersion: '7' } } });
+  api.answerNext({ method: 'GET', path: leasePath, watch: true }, { code: 200, chunks: ['garbage\n', event.slice(0, 20), `${event.slice(20)}\n`, Buffer.alloc(5 * 1024 * 1024, 0x61)], keepOpen: true });
+  const seen: LeaseWatchEvent[] = [];
+  await assert.rejects(kc.watchLeases(ns, {}, (e) => seen.push(e)), expectError(/^watch leases in bad-answers: a watch event is longer than 4194304 bytes$/));
+  assert.deepEqual(seen.map((e) => (e.type === 'BOOKMARK' ? e.type : `${e.type} ${e.lease.name} ${e.lease.resourceVersion}`)), ['ADDED w 7']);
+  api.answerNext({ method: 'GET', path: leasePath, watch: true }, { code: 200, chunks: [`${event}\n`] });
+  await kc.watchLeases(ns, {}, () => {});
+
+  await assert.rejects(kc.getLease(ns, 'absent'), (err: unknown) => isNotFound(err));
+});

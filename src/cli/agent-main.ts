@@ -9,6 +9,7 @@ import { agentUsage, destinationPolicyFromOptions, parseAgentOptions, parseProxy
 import { KonnectivityAgent } from '../agent/konnectivity-agent.ts';
 // Loaded only with --count-server-leases.
 import type { ServerLeaseCounter } from '../agent/lease-counter.ts';
+import type { KubeClient } from '../kube/kube-client.ts';
 import { realDaemonProcess, startDaemon, type DaemonProcess } from './parse-daemon-options.ts';
 import type { AgentTlsReloadConfig } from '../tls/agent-tls.ts';
 
@@ -70,11 +71,12 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   const metrics = createAgentMetrics();
   // --count-server-leases: the server count follows the servers' Leases (the only use of --kubeconfig).
   let leaseCounter: ServerLeaseCounter | undefined;
+  let kube: KubeClient | undefined;
   if (options.countServerLeases) {
     try {
       const { KubeClient } = await import('../kube/kube-client.ts');
       const { ServerLeaseCounter } = await import('../agent/lease-counter.ts');
-      const kube = KubeClient.fromFlags({ kubeconfigPath: options.kubeconfig, contentType: options.kubeApiContentType, env: io.env, logger: logger.child({ component: 'kube-client' }) });
+      kube = KubeClient.fromFlags({ kubeconfigPath: options.kubeconfig, contentType: options.kubeApiContentType, env: io.env, logger: logger.child({ component: 'kube-client' }) });
       leaseCounter = new ServerLeaseCounter({ client: kube, namespace: options.leaseNamespace, selector: options.leaseLabelSelector, metrics, logger: logger.child({ component: 'lease-counter' }) });
     } catch (err) {
       logger.error('failed to create the Kubernetes client for --count-server-leases', { error: err instanceof Error ? err.message : String(err) });
@@ -122,6 +124,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
   io.onReady?.({ health: http.healthPort, admin: http.adminPort });
   await stopped;
   await Promise.allSettled([http.close(), agent.stop(), leaseCounter?.stop()]);
+  kube?.close();
   logger.v(1, 'agent stopped');
   return 0;
 }

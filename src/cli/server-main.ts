@@ -115,6 +115,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
         server
           .stop()
           .then(() => leases?.stop())
+          .finally(() => kube?.close())
           .then(() => resolve(0), () => resolve(1));
       } else {
         logger.info('received second shutdown signal; exiting now', { signal });

@@ -17,7 +17,7 @@ import type http from 'node:http';
 import { silentLogger, type Logger } from '../observability/logger.ts';
 import { loadKubeConfig, type KubeConfigSource, type KubeConnectionConfig } from './kube-config.ts';
 import { KubeCredentials } from './kube-credentials.ts';
-import { KubeApiError, statusError, toKubeApiError } from './kube-errors.ts';
+import { KubeAnswerError, KubeApiError, statusError, toKubeApiError } from './kube-errors.ts';
 import { KubeTransport, readBody, type KubeHttpRequest } from './kube-transport.ts';
 import { leaseFromApi, microTime, type Lease, type LeaseObject } from './lease.ts';
 import { createKubeRateLimiter, kubeRateLimits, type RateLimiter } from './rate-limiter.ts';
@@ -115,9 +115,9 @@ function jsonObject(body: Buffer, what: string): Record<string, unknown> {
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch {
-    throw new KubeApiError(`${what}: the Kubernetes API answered with something that is not JSON`, 0, '');
+    throw new KubeAnswerError('the Kubernetes API answered with something that is not JSON');
   }
-  if (!isMap(parsed)) throw new KubeApiError(`${what}: the Kubernetes API answered with JSON that is not an object`, 0, '');
+  if (!isMap(parsed)) throw new KubeAnswerError('the Kubernetes API answered with JSON that is not an object');
   return parsed;
 }
 
@@ -339,7 +339,7 @@ export class KubeClient {
         try {
           batch = lines.push(chunk);
         } catch (err) {
-          return fail(new KubeApiError(`${what}: ${err instanceof Error ? err.message : String(err)}`, 0, ''));
+          return fail(new KubeAnswerError(err instanceof Error ? err.message : String(err)));
         }
         for (const line of batch) {
           if (failed) return;
@@ -351,7 +351,7 @@ export class KubeClient {
         if (!failed) resolve();
       });
       res.on('error', (err) => fail(err));
-      res.on('aborted', () => fail(new Error('the watch connection closed')));
+      res.on('aborted', () => fail(new KubeAnswerError('the watch connection closed')));
     });
   }
 

@@ -53,6 +53,14 @@ export class KubeCredentialError extends Error {
   }
 }
 
+/** The API server's answer could not be used (too large, cut off, not the expected JSON). */
+export class KubeAnswerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KubeAnswerError';
+  }
+}
+
 export const isNotFound = (err: unknown): boolean => err instanceof KubeApiError && err.code === 404;
 export const isConflict = (err: unknown): boolean => err instanceof KubeApiError && err.code === 409;
 export const isGone = (err: unknown): boolean => err instanceof KubeApiError && err.code === 410;
@@ -102,6 +110,7 @@ export function toKubeApiError(err: unknown, what: string, deadline?: { timedOut
   if (deadline?.timedOut) {
     return new KubeApiError(`${what}: no response from the Kubernetes API within ${deadline.timeoutMs} ms`, 0, '', { timedOut: true, cause: err });
   }
+  if (err instanceof KubeAnswerError) return new KubeApiError(`${what}: ${err.message}`, 0, '', { cause: err });
   if (err instanceof KubeCredentialError) return new KubeApiError(`${what}: ${err.message}`, 0, '', { cause: err });
   if (err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')) {
     return new KubeApiError(`${what}: request aborted`, 0, '', { cause: err });

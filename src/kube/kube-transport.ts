@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { KubeConnectionConfig } from './kubeconfig-file.ts';
 import type { KubeCredentials, KubeTlsMaterial } from './kube-credentials.ts';
+import { KubeAnswerError } from './kube-errors.ts';
 
 /** An answer bigger than this is refused rather than buffered (a Lease list is kilobytes). */
 export const MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
@@ -40,14 +41,17 @@ export function readBody(res: http.IncomingMessage, limit = MAX_RESPONSE_BYTES):
     res.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
-        res.destroy(new Error(`the response is larger than ${limit} bytes`));
+        // Rejected first: destroying the response reports a cut-off answer, which is not the reason.
+        reject(new KubeAnswerError(`the answer is larger than ${limit} bytes`));
+        chunks.length = 0;
+        res.destroy();
         return;
       }
       chunks.push(chunk);
     });
     res.on('end', () => resolve(Buffer.concat(chunks)));
     res.on('error', reject);
-    res.on('aborted', () => reject(new Error('the connection closed before the response was complete')));
+    res.on('aborted', () => reject(new KubeAnswerError('the connection closed before the answer was complete')));
   });
 }
 

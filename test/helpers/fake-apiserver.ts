@@ -45,7 +45,7 @@ export interface RecordedRequest {
   /** The common name of the client certificate the connection presented and the CA verified. */
   clientCertCN?: string;
   /** Whether the request was answered normally (not failed by injection). */
-  injected?: 'failure' | 'destroy';
+  injected?: 'failure' | 'destroy' | 'raw';
 }
 
 export interface RequestFilter {
@@ -60,6 +60,14 @@ export interface InjectedFailure {
   code: number;
   reason?: string;
   message?: string;
+}
+
+/** A response written as given, not as an apiserver would (garbage, oversized, a broken watch stream). */
+export interface RawAnswer {
+  code: number;
+  /** Written in this order, each as its own chunk; the response then ends unless `keepOpen`. */
+  chunks: ReadonlyArray<string | Buffer>;
+  keepOpen?: boolean;
 }
 
 export interface TokenIdentity {
@@ -164,9 +172,11 @@ export class FakeApiServer {
   private readonly leaseStore = new Map<string, StoredLease>();
   private readonly history: WatchEvent[] = [];
   private readonly watches = new Set<ActiveWatch>();
-  private readonly failures: Array<{ filter: RequestFilter; failure: InjectedFailure | 'destroy'; remaining: number }> = [];
+  private readonly failures: Array<{ filter: RequestFilter; failure: InjectedFailure | 'destroy' | RawAnswer; remaining: number }> = [];
   private readonly delays: Array<{ filter: RequestFilter; ms: number }> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Raw answers left open (ended at close()). */
+  private readonly rawOpen = new Set<http.ServerResponse>();
   private resourceVersion = 1000;
   /** Events with rv ≤ this are gone (a watch from before it gets 410 Expired). */
   private compactedRv = 1000;
@@ -240,6 +250,11 @@ export class FakeApiServer {
   /** Fails the next `count` matching requests with an API Status (or by destroying the connection). */
   failNext(filter: RequestFilter, failure: InjectedFailure | 'destroy', count = 1): void {
     this.failures.push({ filter, failure, remaining: count });
+  }
+
+  /** Answers the next `count` matching requests with `answer`, byte for byte. */
+  answerNext(filter: RequestFilter, answer: RawAnswer, count = 1): void {
+    this.failures.push({ filter, failure: answer, remaining: count });
   }
 
   /** Delays every matching request by `ms` until clearFaults(). */
@@ -335,6 +350,8 @@ export class FakeApiServer {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.closeWatches();
+    for (const r of this.rawOpen) r.end();
+    this.rawOpen.clear();
     for (const s of this.sockets) s.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -372,6 +389,15 @@ export class FakeApiServer {
         if (failure.failure === 'destroy') {
           record.injected = 'destroy';
           req.socket.destroy();
+          return;
+        }
+        if ('chunks' in failure.failure) {
+          record.injected = 'raw';
+          const raw = failure.failure;
+          res.writeHead(raw.code, { 'content-type': 'application/json' });
+          for (const chunk of raw.chunks) res.write(chunk);
+          if (raw.keepOpen) this.rawOpen.add(res);
+          else res.end();
           return;
         }
         record.injected = 'failure';
