@@ -10,23 +10,26 @@ import { parseArgs } from 'node:util';
 import { runCodecCase } from './codec-fuzz.ts';
 import { GrpcWireFuzzRig } from './grpc-wire-fuzz.ts';
 import { runHttpConnectCase } from './http-connect-fuzz.ts';
+import { runKubeAnswerCase } from './kube-answer-fuzz.ts';
 import { Rng } from './prng.ts';
 import { runRelayCase } from './relay-fuzz.ts';
 import { runRouterCase } from './router-fuzz.ts';
 import { UnhandledRejections } from './unhandled-rejections.ts';
 
-type Target = 'router' | 'relay' | 'codec' | 'http' | 'wire';
-const TARGETS: readonly Target[] = ['router', 'relay', 'codec', 'http', 'wire'];
+type Target = 'router' | 'relay' | 'codec' | 'http' | 'kube' | 'wire';
+const TARGETS: readonly Target[] = ['router', 'relay', 'codec', 'http', 'kube', 'wire'];
 /** What `all` means: the in-memory targets. `wire` runs real sockets at about 100 cases/s and is asked for by name. */
-const ALL: readonly Target[] = ['router', 'relay', 'codec', 'http'];
+const ALL: readonly Target[] = ['router', 'relay', 'codec', 'http', 'kube'];
 
 const USAGE = `usage: npm run fuzz -- [options]
 
   --minutes N        run for N minutes (default 2)
   --cases N          stop after N cases instead
   --seed S           master seed (default: random); the same seed replays the same cases
-  --target T         router | relay | codec | http | wire | all, or a comma-separated list
-                     (default all: router, relay, codec and http, round-robin; wire throws
+  --target T         router | relay | codec | http | kube | wire | all, or a comma-separated list
+                     (default all: router, relay, codec, http and kube, round-robin; kube
+                     is what the Kubernetes client parses: kubeconfigs, ExecCredentials,
+                     Lease objects, watch streams; wire throws
                      random and mutated gRPC traffic at a real server over real sockets,
                      about 100 cases/s, so it runs only when named)
   --replay SEED      run one case of --target with that case seed, print its trace
@@ -80,6 +83,7 @@ async function runCase(target: Target, seed: number): Promise<void> {
   else if (target === 'relay') await runRelayCase(seed);
   else if (target === 'codec') runCodecCase(seed);
   else if (target === 'http') runHttpConnectCase(seed);
+  else if (target === 'kube') runKubeAnswerCase(seed);
   else {
     wireRig ??= await GrpcWireFuzzRig.start();
     await wireRig.runCase(seed);
@@ -111,7 +115,7 @@ const master = values.seed !== undefined ? Number(values.seed) >>> 0 : (Math.ran
 const maxCases = values.cases !== undefined ? Number(values.cases) : Infinity;
 const deadline = values.cases !== undefined && values.minutes === undefined ? Infinity : Date.now() + Number(values.minutes ?? 2) * 60_000;
 const rng = new Rng(master);
-const counts: Record<Target, number> = { router: 0, relay: 0, codec: 0, http: 0, wire: 0 };
+const counts: Record<Target, number> = { router: 0, relay: 0, codec: 0, http: 0, kube: 0, wire: 0 };
 let total = 0;
 const started = Date.now();
 let lastReport = started;
