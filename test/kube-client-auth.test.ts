@@ -186,7 +186,7 @@ test('basic auth and impersonation headers are sent as client-go sends them', as
 });
 
 /** An exec plugin: a Node script that logs KUBERNETES_EXEC_INFO and prints what `answer.json` holds. */
-function writePlugin(): { dir: string; setAnswer: (status: unknown, exitCode?: number, apiVersion?: string) => void; calls: () => Array<Record<string, unknown>> } {
+function writePlugin(): { dir: string; setAnswer: (status: unknown, exitCode?: number, apiVersion?: string, sleepMs?: number) => void; calls: () => Array<Record<string, unknown>> } {
   const pluginDir = mkdtempSync(path.join(dir, 'plugin-'));
   const script = path.join(pluginDir, 'plugin.cjs');
   writeFileSync(
@@ -195,6 +195,7 @@ function writePlugin(): { dir: string; setAnswer: (status: unknown, exitCode?: n
 const here = ${JSON.stringify(pluginDir)};
 fs.appendFileSync(here + '/calls.log', JSON.stringify({ info: JSON.parse(process.env.KUBERNETES_EXEC_INFO), extra: process.env.PLUGIN_EXTRA, args: process.argv.slice(2) }) + '\\n');
 const answer = JSON.parse(fs.readFileSync(here + '/answer.json', 'utf8'));
+if (answer.sleepMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, answer.sleepMs);
 if (answer.exitCode) { process.stderr.write('plugin says no\\n'); process.exit(answer.exitCode); }
 process.stdout.write(JSON.stringify({ apiVersion: answer.apiVersion, kind: 'ExecCredential', status: answer.status }));
 `,
@@ -202,8 +203,8 @@ process.stdout.write(JSON.stringify({ apiVersion: answer.apiVersion, kind: 'Exec
   chmodSync(script, 0o755);
   return {
     dir: pluginDir,
-    setAnswer: (statusValue, exitCode = 0, apiVersion = 'client.authentication.k8s.io/v1') =>
-      writeFileSync(path.join(pluginDir, 'answer.json'), JSON.stringify({ status: statusValue, exitCode, apiVersion })),
+    setAnswer: (statusValue, exitCode = 0, apiVersion = 'client.authentication.k8s.io/v1', sleepMs = 0) =>
+      writeFileSync(path.join(pluginDir, 'answer.json'), JSON.stringify({ status: statusValue, exitCode, apiVersion, sleepMs })),
     calls: () =>
       readFileSync(path.join(pluginDir, 'calls.log'), 'utf8')
         .trim()
@@ -287,4 +288,17 @@ test('exec plugin client certificate; a failing, missing or confused plugin fail
     assert.match(err.message, new RegExp(`exec credential plugin ${path.dirname(missing).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/no-such-plugin: executable not found \\(install it from example\\.com\\)`));
     return true;
   });
+});
+
+test('a slow exec plugin does not hold a request past its deadline; its credential is used once it arrives', async () => {
+  const plugin = writePlugin();
+  plugin.setAnswer({ token: 'slow-token' }, 0, 'client.authentication.k8s.io/v1', 1500);
+  api.clientTokens.add('slow-token');
+  const kc = KubeClient.fromFlags({ kubeconfigPath: writeConfig(trusted(), execUser(plugin.dir)) });
+  const started = Date.now();
+  await assert.rejects(kc.getLease('auth-tests', 'x', { timeoutMs: 200 }), (err: unknown) => err instanceof KubeApiError && err.timedOut && /within 200 ms/.test(err.message));
+  assert.ok(Date.now() - started < 1400, `rejected after ${Date.now() - started} ms, before the plugin answered`);
+  await authenticated(kc);
+  assert.equal(api.requests.at(-1)?.headers.authorization, 'Bearer slow-token');
+  assert.equal(kc.execPluginRuns, 1, 'the run the timed-out request started is the one the next request used');
 });

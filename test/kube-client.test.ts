@@ -268,3 +268,20 @@ test('bad answers: not JSON, not an object, wrong field types, oversized bodies 
 
   await assert.rejects(kc.getLease(ns, 'absent'), (err: unknown) => isNotFound(err));
 });
+
+test('a kept-alive connection dropped under a request is retried once on a new connection; a new connection that drops is an error', async () => {
+  const kc = client();
+  const ns = 'stale-connections';
+  const filter = { method: 'GET', path: `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/x` } as const;
+  await assert.rejects(kc.getLease(ns, 'x'), (err: unknown) => isNotFound(err)); // leaves a kept-alive connection
+  api.failNext(filter, 'destroy');
+  await assert.rejects(kc.getLease(ns, 'x'), (err: unknown) => isNotFound(err), 'answered on the retry');
+  assert.deepEqual(api.requestsTo(filter).map((r) => r.injected ?? 'answered'), ['answered', 'destroy', 'answered']);
+
+  const fresh = client();
+  api.failNext(filter, 'destroy');
+  await assert.rejects(fresh.getLease(ns, 'x'), (err: unknown) => err instanceof KubeApiError && err.code === 0 && /cannot reach the Kubernetes API: .*(socket hang up|ECONNRESET)/.test(err.message));
+  assert.deepEqual(api.requestsTo(filter).map((r) => r.injected ?? 'answered').slice(3), ['destroy']);
+  kc.close();
+  fresh.close();
+});

@@ -32,6 +32,34 @@ export interface KubeHttpResponse {
 }
 
 const USER_AGENT = 'konnectivity-ts';
+/** Idle kept-alive connections are closed by us before the API server's idle timeout closes them under a request. */
+const IDLE_CONNECTION_TIMEOUT_MS = 30_000;
+
+class StaleConnectionError extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+    this.name = 'StaleConnectionError';
+  }
+}
+
+/** `promise`, or a rejection with the signal's reason once it aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
 
 /** Reads a whole response, refusing more than `limit` bytes. */
 export function readBody(res: http.IncomingMessage, limit = MAX_RESPONSE_BYTES): Promise<Buffer> {
@@ -79,13 +107,14 @@ export class KubeTransport {
     this.agent = this.secure
       ? new https.Agent({
           keepAlive: true,
+          timeout: IDLE_CONNECTION_TIMEOUT_MS,
           ...(material.ca ? { ca: material.ca } : {}),
           ...(material.cert ? { cert: material.cert } : {}),
           ...(material.key ? { key: material.key } : {}),
           rejectUnauthorized: material.rejectUnauthorized,
           ...(material.servername ? { servername: material.servername } : {}),
         })
-      : new http.Agent({ keepAlive: true });
+      : new http.Agent({ keepAlive: true, timeout: IDLE_CONNECTION_TIMEOUT_MS });
     return this.agent;
   }
 
@@ -116,17 +145,32 @@ export class KubeTransport {
   async open(request: KubeHttpRequest): Promise<http.IncomingMessage> {
     if (this.closed) throw new Error('the Kubernetes client is closed');
     request.signal.throwIfAborted();
-    const auth = await this.credentials.forRequest();
+    // An exec plugin may take a while; the request's deadline still applies to the caller.
+    const auth = await untilAborted(this.credentials.forRequest(), request.signal);
     const body = request.body === undefined ? undefined : JSON.stringify(request.body);
     const url = this.url(request.path, request.query);
-    const transport = this.secure ? https : http;
-    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = transport.request(url, { method: request.method, headers: this.headers(auth.authorization, body), agent: this.agentFor(auth.tls), signal: request.signal }, resolve);
-      req.on('error', reject);
-      req.end(body);
-    });
+    const options: https.RequestOptions = { method: request.method, headers: this.headers(auth.authorization, body), agent: this.agentFor(auth.tls), signal: request.signal };
+    let res: http.IncomingMessage;
+    try {
+      res = await this.exchange(url, options, body);
+    } catch (err) {
+      // A kept-alive connection the API server closed just as it was reused: Node's documented case for one retry.
+      if (!(err instanceof StaleConnectionError)) throw err;
+      res = await this.exchange(url, options, body);
+    }
     if (res.statusCode === 401) auth.rejected();
     return res;
+  }
+
+  private exchange(url: URL, options: https.RequestOptions, body: string | undefined): Promise<http.IncomingMessage> {
+    const transport = this.secure ? https : http;
+    return new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = transport.request(url, options, resolve);
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        reject(req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') ? new StaleConnectionError(err) : err);
+      });
+      req.end(body);
+    });
   }
 
   /** A whole request: status and body. */
