@@ -40,9 +40,9 @@ test('an unknown option or target prints the usage and exits 2', () => {
 });
 
 test('a short run of every in-memory target passes and reports its counts', () => {
-  const r = run(['--cases', '400', '--seed', '7']);
+  const r = run(['--cases', '500', '--seed', '7']);
   assert.equal(r.status, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /done: 400 cases .*router 100, relay 100, codec 100, http 100\); master seed 7/);
+  assert.match(r.stdout, /done: 500 cases .*router 100, relay 100, codec 100, http 100, kube 100\); master seed 7/);
 });
 
 /** Runs a microtask-only case loop in a child process (a deliberate unhandled rejection would fail this test process). */
