@@ -25,6 +25,7 @@ import { createDevPki, type DevPki } from '../src/dev/pki.ts';
 import { GrpcChannel } from '../src/grpc/grpc-client.ts';
 import { GrpcCode, GrpcStatusError } from '../src/grpc/status.ts';
 import type { GrpcClientCall } from '../src/grpc/grpc-client.ts';
+import { Registry } from 'prom-client';
 import { KubeClient } from '../src/kube/kube-client.ts';
 import { packets } from '../src/protocol/packet.ts';
 import { TokenReviewAuthenticator, type TokenAuthenticatorOptions } from '../src/server/token-authenticator.ts';
@@ -429,4 +430,46 @@ test('--max-pending-agent-authentications=0 is unlimited', async (t) => {
   const calls = Array.from({ length: 120 }, (_, i) => channel.openStream('/AgentService/Connect', { agentid: `many-${i}`, agentidentifiers: '', authorization: `Bearer junk-${i}` }));
   for (const call of calls) assert.equal((await refusal(call)).code, GrpcCode.UNAUTHENTICATED);
   assert.equal(await limitRejections(c, 'pending_agent_authentications'), 0);
+});
+
+async function validations(registry: Registry): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const metric = registry.getSingleMetric('konnectivity_network_proxy_server_ts_agent_token_validations_total');
+  for (const v of (await metric?.get())?.values ?? []) out[`${v.labels['result']}/${v.labels['source']}`] = v.value;
+  return out;
+}
+
+test('--authentication-cache-ttl: an agent reconnecting with an accepted token is not reviewed again; a refused token is, every time; 0 reviews every connect', async (t) => {
+  api.addToken('cached-token', AGENT_USER, [AUDIENCE]);
+  const registry = new Registry();
+  const c = await cluster(t, authenticator({ registry }));
+  const reviewsOf = (token: string): number => api.tokenReviews().filter((r) => r.token === token).length;
+  const file = tokenFile('cached-token');
+  const first = await startAgent(t, c, file);
+  await c.waitForAgents(1, 15_000);
+  await first.agent.stop();
+  await waitUntil(() => c.server.router.backendList.length === 0, 'the first agent is gone');
+  await startAgent(t, c, file);
+  await c.waitForAgents(1, 15_000);
+  assert.equal(reviewsOf('cached-token'), 1, 'the second connection was accepted from the cache');
+  assert.deepEqual(await validations(registry), { 'accepted/review': 1, 'accepted/cache': 1 });
+  assert.match(await getThroughTunnel(c), /hello from the demo target/);
+
+  // A refused token is never remembered: each attempt is a review.
+  const refused = await startAgent(t, c, tokenFile('never-issued-token'));
+  await refused.firstFailure();
+  await waitUntil(() => reviewsOf('never-issued-token') >= 3, 'the refused agent retries and is reviewed each time');
+  assert.ok(((await validations(registry))['refused/review'] ?? 0) >= 3);
+
+  // 0: upstream's behaviour, a review per connect.
+  api.addToken('uncached-token', AGENT_USER, [AUDIENCE]);
+  const c0 = await cluster(t, authenticator({ cacheTtlMs: 0 }));
+  const file0 = tokenFile('uncached-token');
+  const a = await startAgent(t, c0, file0);
+  await c0.waitForAgents(1, 15_000);
+  await a.agent.stop();
+  await waitUntil(() => c0.server.router.backendList.length === 0, 'the agent is gone');
+  await startAgent(t, c0, file0);
+  await c0.waitForAgents(1, 15_000);
+  assert.equal(reviewsOf('uncached-token'), 2);
 });

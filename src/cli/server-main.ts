@@ -7,6 +7,7 @@ import { realDaemonProcess, startDaemon, type DaemonProcess } from './parse-daem
 // Loaded only when needed: most servers never call the Kubernetes API.
 import type { KubeClient } from '../kube/kube-client.ts';
 import type { Logger } from '../observability/logger.ts';
+import { createServerMetrics } from '../observability/server-metrics.ts';
 import { KonnectivityServer, type ServerConfig } from '../server/konnectivity-server.ts';
 import type { ServerLeaseController } from '../server/lease-controller.ts';
 import { parseServerOptions, serverUsage, type ServerOptions } from '../server/server-options.ts';
@@ -74,6 +75,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
       return 1;
     }
   }
+  const metrics = createServerMetrics();
   const authenticator =
     kube && options.tokenAuthEnabled
       ? new TokenReviewAuthenticator({
@@ -81,12 +83,14 @@ export async function main(argv: readonly string[] = process.argv.slice(2), io: 
           namespace: options.agentNamespace,
           serviceAccount: options.agentServiceAccount,
           audience: options.authenticationAudience,
+          cacheTtlMs: options.authenticationCacheTtlMs,
+          registry: metrics.registry,
           logger,
         })
       : undefined;
   let server: KonnectivityServer;
   try {
-    server = new KonnectivityServer({ ...serverConfigFromOptions(options, logger), ...(authenticator ? { authenticator } : {}) });
+    server = new KonnectivityServer({ ...serverConfigFromOptions(options, logger), metrics, ...(authenticator ? { authenticator } : {}) });
     await server.start();
   } catch (err) {
     logger.error('server failed to start', { error: err instanceof Error ? err.message : String(err) });

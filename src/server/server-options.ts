@@ -340,6 +340,8 @@ export interface ServerExtensionOptions {
   readonly tlsReloadIntervalMs: number;
   /** `--frontend-stall-timeout`: agents without flow control; 0 = close at the buffer bound, never pausing an agent stream. */
   readonly frontendStallTimeoutMs: number;
+  /** `--authentication-cache-ttl`: accepted agent tokens are accepted again without a TokenReview for this long; 0 = never. */
+  readonly authenticationCacheTtlMs: number;
 }
 
 function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOptions {
@@ -364,6 +366,12 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
     'With token authentication: agent connections awaiting their TokenReview at once; further Connect streams are refused with RESOURCE_EXHAUSTED (the agent retries) until reviews finish. Bounds what unauthenticated peers of the agent port can make the server hold and ask the apiserver. 0 = unlimited.',
     group,
   );
+  const authCacheTtl = flags.duration(
+    'authentication-cache-ttl',
+    '1m',
+    "With token authentication: how long an agent token the TokenReview accepted is accepted again without another review (never past the token's own expiry; refusals are not remembered). 0 = review every Connect, as upstream.",
+    group,
+  );
   const frontendStall = flags.duration(
     'frontend-stall-timeout',
     '30s',
@@ -371,6 +379,7 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
     group,
   );
   return () => ({
+    authenticationCacheTtlMs: authCacheTtl.milliseconds,
     frontendStallTimeoutMs: frontendStall.milliseconds,
     limits: {
       maxPendingDialsPerFrontend: perFrontend.value,
@@ -399,6 +408,7 @@ function validateServerExtensionOptions(options: ServerOptions): string | undefi
   for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
   if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
   if (options.frontendStallTimeoutMs < 0) return `--frontend-stall-timeout must be 0 (close at once) or more`;
+  if (options.authenticationCacheTtlMs < 0) return `--authentication-cache-ttl must be 0 (review every connect) or more`;
   if (l.httpConnectMaxHeaderBytes <= 0) return `--http-connect-max-header-bytes ${l.httpConnectMaxHeaderBytes} must be greater than 0`;
   if (l.maxGrpcReceiveMessageBytes <= 0 || l.maxGrpcReceiveMessageBytes > 2 ** 31 - 1) {
     return `--max-grpc-receive-message-bytes ${l.maxGrpcReceiveMessageBytes} must be between 1 and 2147483647`;

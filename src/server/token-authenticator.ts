@@ -3,18 +3,22 @@
  * `--authentication-audience`): upstream's authenticateAgentViaToken and
  * validateAuthToken (pkg/server/server.go). Every Connect carries exactly
  * one `authorization: Bearer <token>` value; the server creates one
- * TokenReview per connect (no caching) with the configured audience and
- * accepts only `system:serviceaccount:<namespace>:<service account>`.
+ * TokenReview per connect with the configured audience and accepts only
+ * `system:serviceaccount:<namespace>:<service account>`.
  *
  * Unlike upstream, the TokenReview has a deadline (10 s by default), so a
  * slow apiserver cannot hold agent streams open forever; the stream stays
- * paused (nothing relayed) until the review decides.
+ * paused (nothing relayed) until the review decides. And a token accepted
+ * once is accepted again for `--authentication-cache-ttl` without another
+ * review (token-review-cache.ts); 0 reviews every connect, as upstream.
  */
 import type { Http2Stream, IncomingHttpHeaders } from 'node:http2';
+import { Counter, type Registry } from 'prom-client';
 import type { GrpcServerCall } from '../grpc/grpc-server.ts';
 import type { RequestOptions, TokenReviewResult } from '../kube/kube-client.ts';
 import { silentLogger, type Logger } from '../observability/logger.ts';
 import type { AgentAuthenticator } from './agent-backend.ts';
+import { DEFAULT_AUTHENTICATION_CACHE_TTL_MS, TokenReviewCache } from './token-review-cache.ts';
 
 export const BEARER_PREFIX = 'Bearer ';
 export const DEFAULT_TOKEN_REVIEW_TIMEOUT_MS = 10_000;
@@ -34,8 +38,15 @@ export interface TokenAuthenticatorOptions {
   audience: string;
   /** Deadline for the TokenReview, including the wait for the client's rate limiter. */
   timeoutMs?: number;
+  /** `--authentication-cache-ttl`: how long an accepted token is accepted again without a review; 0 = review every connect. */
+  cacheTtlMs?: number;
+  /** Where `konnectivity_network_proxy_server_ts_agent_token_validations_total` is registered. */
+  registry?: Registry;
+  now?: () => number;
   logger?: Logger;
 }
+
+const VALIDATIONS_METRIC = 'konnectivity_network_proxy_server_ts_agent_token_validations_total';
 
 /** A rejected agent: the message goes to the agent (UNAUTHENTICATED) and to the log. */
 export class AgentAuthenticationError extends Error {
@@ -75,11 +86,32 @@ export class TokenReviewAuthenticator implements AgentAuthenticator {
   private readonly options: TokenAuthenticatorOptions;
   private readonly logger: Logger;
   private readonly timeoutMs: number;
+  private readonly cache: TokenReviewCache | undefined;
+  private readonly validations: Counter<'result' | 'source'> | undefined;
 
   constructor(options: TokenAuthenticatorOptions) {
     this.options = options;
     this.logger = options.logger ?? silentLogger;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TOKEN_REVIEW_TIMEOUT_MS;
+    const ttlMs = options.cacheTtlMs ?? DEFAULT_AUTHENTICATION_CACHE_TTL_MS;
+    this.cache = ttlMs > 0 ? new TokenReviewCache({ ttlMs, ...(options.now ? { now: options.now } : {}) }) : undefined;
+    if (options.registry) {
+      const existing = options.registry.getSingleMetric(VALIDATIONS_METRIC);
+      this.validations =
+        existing instanceof Counter
+          ? (existing as Counter<'result' | 'source'>)
+          : new Counter({
+              name: VALIDATIONS_METRIC,
+              help: 'Agent token validations by result (accepted, refused) and source: review (a TokenReview), cache (accepted within --authentication-cache-ttl), shared (the review another connection with the same token was waiting for).',
+              labelNames: ['result', 'source'],
+              registers: [options.registry],
+            });
+    }
+  }
+
+  /** Tokens currently remembered as accepted. */
+  get cachedTokens(): number {
+    return this.cache?.size ?? 0;
   }
 
   async authenticate(call: GrpcServerCall): Promise<void> {
@@ -88,12 +120,18 @@ export class TokenReviewAuthenticator implements AgentAuthenticator {
     if (values.length > 1) throw new AgentAuthenticationError(`too many (${values.length}) tokens are received`);
     const value = values[0] ?? '';
     if (!value.startsWith(BEARER_PREFIX)) throw new AgentAuthenticationError(`received token does not have ${JSON.stringify(BEARER_PREFIX)} prefix`);
-    try {
-      const username = await this.validate(value.slice(BEARER_PREFIX.length));
-      if (this.logger.enabled(5)) this.logger.v(5, 'agent successfully authenticated via token', { username });
-    } catch (err) {
+    const token = value.slice(BEARER_PREFIX.length);
+    const outcome = this.cache ? await this.cache.resolve(token, (t) => this.validate(t)) : await this.validate(token).then(
+      (username) => ({ username, source: 'review' as const }),
+      (error: unknown) => ({ error, source: 'review' as const }),
+    );
+    if ('error' in outcome) {
+      this.validations?.inc({ result: 'refused', source: outcome.source });
+      const err = outcome.error;
       throw new AgentAuthenticationError(`Failed to validate authentication token, err:${err instanceof Error ? err.message : String(err)}`);
     }
+    this.validations?.inc({ result: 'accepted', source: outcome.source });
+    if (this.logger.enabled(5)) this.logger.v(5, 'agent successfully authenticated via token', { username: outcome.username, source: outcome.source });
   }
 
   /** validateAuthToken: returns the service-account username or throws with upstream's wording. */
