@@ -37,28 +37,7 @@ let configs = 0;
 function writeConfig(cluster: string[], user: string[]): string {
   const sub = path.join(dir, `cfg-${++configs}`);
   mkdirSync(sub, { recursive: true });
-  const file = path.join(sub, 'kubeconfig');
-  writeFileSync(
-    file,
-    [
-      'apiVersion: v1',
-      'kind: Config',
-      'clusters:',
-      '- name: fake',
-      '  cluster:',
-      ...cluster.map((l) => `    ${l}`),
-      'users:',
-      '- name: me',
-      '  user:',
-      ...(user.length > 0 ? user.map((l) => `    ${l}`) : ['    {}']),
-      'contexts:',
-      '- name: fake',
-      '  context: {cluster: fake, user: me}',
-      'current-context: fake',
-      '',
-    ].join('\n'),
-  );
-  return file;
+  return api.writeKubeconfig(path.join(sub, 'kubeconfig'), { cluster, user });
 }
 
 const trusted = (): string[] => [`server: ${api.url}`, `certificate-authority: ${pki.ca.certPath}`];

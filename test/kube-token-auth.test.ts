@@ -439,18 +439,22 @@ async function validations(registry: Registry): Promise<Record<string, number>> 
   return out;
 }
 
-test('--authentication-cache-ttl: an agent reconnecting with an accepted token is not reviewed again; a refused token is, every time; 0 reviews every connect', async (t) => {
-  api.addToken('cached-token', AGENT_USER, [AUDIENCE]);
-  const registry = new Registry();
-  const c = await cluster(t, authenticator({ registry }));
-  const reviewsOf = (token: string): number => api.tokenReviews().filter((r) => r.token === token).length;
-  const file = tokenFile('cached-token');
+/** An agent connects with the token in `file`, leaves, and a new agent connects with the same token. */
+async function connectTwice(t: TestContext, c: LocalCluster, file: string): Promise<void> {
   const first = await startAgent(t, c, file);
   await c.waitForAgents(1, 15_000);
   await first.agent.stop();
   await waitUntil(() => c.server.router.backendList.length === 0, 'the first agent is gone');
   await startAgent(t, c, file);
   await c.waitForAgents(1, 15_000);
+}
+
+test('--authentication-cache-ttl: an agent reconnecting with an accepted token is not reviewed again; a refused token is, every time; 0 reviews every connect', async (t) => {
+  api.addToken('cached-token', AGENT_USER, [AUDIENCE]);
+  const registry = new Registry();
+  const c = await cluster(t, authenticator({ registry }));
+  const reviewsOf = (token: string): number => api.tokenReviews().filter((r) => r.token === token).length;
+  await connectTwice(t, c, tokenFile('cached-token'));
   assert.equal(reviewsOf('cached-token'), 1, 'the second connection was accepted from the cache');
   assert.deepEqual(await validations(registry), { 'accepted/review': 1, 'accepted/cache': 1 });
   assert.match(await getThroughTunnel(c), /hello from the demo target/);
@@ -464,12 +468,6 @@ test('--authentication-cache-ttl: an agent reconnecting with an accepted token i
   // 0: upstream's behaviour, a review per connect.
   api.addToken('uncached-token', AGENT_USER, [AUDIENCE]);
   const c0 = await cluster(t, authenticator({ cacheTtlMs: 0 }));
-  const file0 = tokenFile('uncached-token');
-  const a = await startAgent(t, c0, file0);
-  await c0.waitForAgents(1, 15_000);
-  await a.agent.stop();
-  await waitUntil(() => c0.server.router.backendList.length === 0, 'the agent is gone');
-  await startAgent(t, c0, file0);
-  await c0.waitForAgents(1, 15_000);
+  await connectTwice(t, c0, tokenFile('uncached-token'));
   assert.equal(reviewsOf('uncached-token'), 2);
 });

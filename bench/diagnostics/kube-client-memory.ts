@@ -28,9 +28,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDevPki } from '../../src/dev/pki.ts';
-import { unusedLoopbackPort } from '../../src/dev/loopback-ports.ts';
 import { FakeApiServer } from '../../test/helpers/fake-apiserver.ts';
-import { checkoutProblem, compiledLayout, type CodeLayout } from '../lib/cluster.ts';
+import { checkoutProblem, compiledLayout, loopbackAgentFlags, loopbackDaemonPorts, loopbackServerFlags, type CodeLayout } from '../lib/cluster.ts';
 import { median } from '../lib/stats.ts';
 
 const { values: args } = parseArgs({
@@ -101,36 +100,17 @@ async function stop(child: ChildProcess): Promise<void> {
 }
 
 async function measure(layout: CodeLayout, scenario: Scenario, tag: string): Promise<Sample> {
-  const [agentPort, healthPort, adminPort, agentHealthPort, agentAdminPort] = [
-    await unusedLoopbackPort(),
-    await unusedLoopbackPort(),
-    await unusedLoopbackPort(),
-    await unusedLoopbackPort(),
-    await unusedLoopbackPort(),
-  ];
+  const ports = await loopbackDaemonPorts();
   const kube = scenario !== 'plain';
   const leases = scenario === 'leases';
+  const pkiPaths = { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath };
   const serverFlags = [
-    '--mode=grpc',
-    `--uds-name=${path.join(work, `${tag}.socket`)}`,
-    '--delete-existing-uds-file=true',
-    '--server-port=0',
-    `--agent-port=${agentPort}`,
-    '--agent-bind-address=127.0.0.1',
-    `--health-port=${healthPort}`,
-    '--health-bind-address=127.0.0.1',
-    `--admin-port=${adminPort}`,
-    `--cluster-cert=${pki.server.certPath}`,
-    `--cluster-key=${pki.server.keyPath}`,
+    ...loopbackServerFlags('grpc', path.join(work, `${tag}.socket`), ports, pkiPaths),
     ...(kube ? [`--kubeconfig=${api.kubeconfigPath}`, `--authentication-audience=${AUDIENCE}`, '--agent-namespace=kube-system', '--agent-service-account=konnectivity-agent'] : []),
     ...(leases ? ['--enable-lease-controller', `--lease-namespace=${tag}`] : []),
   ];
   const agentFlags = [
-    `--ca-cert=${pki.ca.certPath}`,
-    '--proxy-server-host=127.0.0.1',
-    `--proxy-server-port=${agentPort}`,
-    `--health-server-port=${agentHealthPort}`,
-    `--admin-server-port=${agentAdminPort}`,
+    ...loopbackAgentFlags(ports, pkiPaths),
     ...(kube ? [`--service-account-token-path=${tokenPath}`] : []),
     ...(leases ? ['--count-server-leases', `--kubeconfig=${api.kubeconfigPath}`, `--lease-namespace=${tag}`] : []),
   ];

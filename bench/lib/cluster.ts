@@ -298,6 +298,47 @@ async function waitUntil(what: string, check: () => Promise<boolean>, procs: Man
   }
 }
 
+/** The TCP ports one server and one agent listen on, on loopback. */
+export interface LoopbackDaemonPorts {
+  agentPort: number;
+  healthPort: number;
+  adminPort: number;
+  agentHealthPort: number;
+  agentAdminPort: number;
+}
+
+export async function loopbackDaemonPorts(): Promise<LoopbackDaemonPorts> {
+  return { agentPort: await freePort(), healthPort: await freePort(), adminPort: await freePort(), agentHealthPort: await freePort(), agentAdminPort: await freePort() };
+}
+
+/** A server on loopback with a unix-socket frontend. Upstream flags only (upstream-protocol.md §6.1): the same for both implementations. */
+export function loopbackServerFlags(mode: TunnelMode, udsPath: string, ports: LoopbackDaemonPorts, pki: PkiPaths): string[] {
+  return [
+    `--mode=${mode}`,
+    `--uds-name=${udsPath}`,
+    '--delete-existing-uds-file=true',
+    '--server-port=0',
+    `--agent-port=${ports.agentPort}`,
+    '--agent-bind-address=127.0.0.1',
+    `--health-port=${ports.healthPort}`,
+    '--health-bind-address=127.0.0.1',
+    `--admin-port=${ports.adminPort}`,
+    `--cluster-cert=${pki.serverCertPath}`,
+    `--cluster-key=${pki.serverKeyPath}`,
+  ];
+}
+
+/** An agent of that server. Upstream flags only (upstream-protocol.md §7.1). */
+export function loopbackAgentFlags(ports: LoopbackDaemonPorts, pki: PkiPaths): string[] {
+  return [
+    `--ca-cert=${pki.caCertPath}`,
+    '--proxy-server-host=127.0.0.1',
+    `--proxy-server-port=${ports.agentPort}`,
+    `--health-server-port=${ports.agentHealthPort}`,
+    `--admin-server-port=${ports.agentAdminPort}`,
+  ];
+}
+
 /**
  * Starts server and agent for `mode` and waits until the server reports the
  * agent ready. The CLIs refuse port 0, so ports come from `freePort`, which
@@ -320,34 +361,10 @@ async function startClusterOnce(options: ClusterOptions): Promise<Cluster> {
   const tag = upstream ? `upstream-${mode}` : mode;
   const who = upstream ? `upstream ${mode}` : mode;
   const udsPath = path.join(dir, `konnectivity-${tag}.socket`);
-  const [agentPort, healthPort, adminPort, agentHealthPort, agentAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const ports = await loopbackDaemonPorts();
   const v = options.verbosity === undefined ? [] : [`-v=${options.verbosity}`];
-  // Upstream flags only (upstream-protocol.md §6.1, §7.1): the same for both implementations.
-  const serverFlags = [
-    `--mode=${mode}`,
-    `--uds-name=${udsPath}`,
-    '--delete-existing-uds-file=true',
-    '--server-port=0',
-    `--agent-port=${agentPort}`,
-    '--agent-bind-address=127.0.0.1',
-    `--health-port=${healthPort}`,
-    '--health-bind-address=127.0.0.1',
-    `--admin-port=${adminPort}`,
-    `--cluster-cert=${pki.serverCertPath}`,
-    `--cluster-key=${pki.serverKeyPath}`,
-    '--server-count=1',
-    ...v,
-  ];
-  const agentFlags = [
-    `--ca-cert=${pki.caCertPath}`,
-    '--proxy-server-host=127.0.0.1',
-    `--proxy-server-port=${agentPort}`,
-    `--health-server-port=${agentHealthPort}`,
-    `--admin-server-port=${agentAdminPort}`,
-    `--agent-id=bench-agent-${tag}`,
-    '--sync-interval=100ms',
-    ...v,
-  ];
+  const serverFlags = [...loopbackServerFlags(mode, udsPath, ports, pki), '--server-count=1', ...v];
+  const agentFlags = [...loopbackAgentFlags(ports, pki), `--agent-id=bench-agent-${tag}`, '--sync-interval=100ms', ...v];
   const prof = (name: string): string[] => [
     ...(options.nodeArgs ?? []),
     ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${mode}.cpuprofile`] : []),
@@ -368,20 +385,20 @@ async function startClusterOnce(options: ClusterOptions): Promise<Cluster> {
       );
   const procs = [server];
   try {
-    await waitUntil(`the ${who} server's health port`, async () => (await getStatus(healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, 20_000);
+    await waitUntil(`the ${who} server's health port`, async () => (await getStatus(ports.healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, 20_000);
     const agentLog = path.join(dir, `agent-${tag}.log`);
     const agent = upstream
       ? spawnExecutable(`upstream agent (${mode})`, upstream.agentPath, [...agentFlags, ...(upstream.agentArgs ?? [])], agentLog, env)
       : spawnNode(`agent (${mode})`, path.join(options.code.binDir, 'konnectivity-agent'), [...agentFlags, ...(options.agentArgs ?? [])], agentLog, prof('agent'), env);
     procs.push(agent);
-    await waitUntil(`the ${who} agent to connect`, async () => (await getStatus(healthPort, '/readyz')) === 200, procs, 20_000);
+    await waitUntil(`the ${who} agent to connect`, async () => (await getStatus(ports.healthPort, '/readyz')) === 200, procs, 20_000);
     return {
       mode,
       upstream: upstream !== undefined,
       udsPath,
       server,
       agent,
-      healthPort,
+      healthPort: ports.healthPort,
       async stop() {
         // Agent first, so the server does not log a lost agent as an error mid-profile.
         // Both agents drain on the first signal and stop on the second.

@@ -210,9 +210,15 @@ export class FakeApiServer {
     return `https://127.0.0.1:${this.port}`;
   }
 
-  /** Writes a kubeconfig for this server (or another URL, e.g. a closed port) trusting the dev CA. */
-  writeKubeconfig(file: string, options: { server?: string; token?: string } = {}): string {
+  /**
+   * Writes a kubeconfig for this server (or another URL, e.g. a closed port)
+   * trusting the dev CA and presenting a client token; `cluster` and `user`
+   * replace those sections' fields (one `key: value` line each).
+   */
+  writeKubeconfig(file: string, options: { server?: string; token?: string; cluster?: readonly string[]; user?: readonly string[] } = {}): string {
     const token = options.token ?? [...this.clientTokens][0] ?? DEFAULT_CLIENT_TOKEN;
+    const cluster = options.cluster ?? [`server: ${options.server ?? this.url}`, `certificate-authority: ${this.pki.ca.certPath}`];
+    const user = options.user ?? [`token: ${token}`];
     writeFileSync(
       file,
       [
@@ -221,17 +227,14 @@ export class FakeApiServer {
         'clusters:',
         '- name: fake',
         '  cluster:',
-        `    server: ${options.server ?? this.url}`,
-        `    certificate-authority: ${this.pki.ca.certPath}`,
+        ...cluster.map((l) => `    ${l}`),
         'users:',
         '- name: konnectivity',
         '  user:',
-        `    token: ${token}`,
+        ...(user.length > 0 ? user.map((l) => `    ${l}`) : ['    {}']),
         'contexts:',
         '- name: fake',
-        '  context:',
-        '    cluster: fake',
-        '    user: konnectivity',
+        '  context: {cluster: fake, user: konnectivity}',
         'current-context: fake',
         '',
       ].join('\n'),
