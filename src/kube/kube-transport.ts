@@ -1,9 +1,9 @@
 /**
  * HTTPS to the Kubernetes API server on node:https: keep-alive connections,
  * per-request credentials and abort signals, JSON bodies, and a bound on
- * how much of an answer is held in memory. Failures are thrown as
- * KubeApiError only by the caller (kube-client.ts); here they are the raw
- * Node errors or a KubeHttpStatus.
+ * how much of an answer is held in memory. Failures here are Node's socket
+ * and TLS errors, KubeCredentialError and KubeAnswerError; kube-client.ts
+ * turns them into KubeApiError.
  */
 import http from 'node:http';
 import https from 'node:https';
