@@ -51,6 +51,10 @@
  *                           second time with these extra Node.js flags / environment variables, in the
  *                           slot upstream's binaries would take (columns upstream-<mode>, "÷upstream" =
  *                           ours ÷ variant), interleaved with the others. Never written to docs/.
+ *   --token-auth            agents authenticate by service-account token (upstream's --authentication-audience,
+ *                           --agent-namespace, --agent-service-account, --kubeconfig; agent
+ *                           --service-account-token-path), reviewed by the test suite's fake apiserver
+ *                           (test/helpers/fake-apiserver.ts) over HTTPS on loopback; ours and upstream's alike
  *   --wait-quiet            for a shared machine: before each measured run, wait (up to 15 min)
  *                           until processes outside the bench use under 15 % of one core, and
  *                           repeat (up to 5 times) a run during which they used over 25 %
@@ -64,8 +68,9 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDevPki } from '../src/dev/pki.ts';
+import { FakeApiServer } from '../test/helpers/fake-apiserver.ts';
 import type { TunnelMode } from '../src/client/tunnel-options.ts';
-import { checkoutLayout, checkoutProblem, compiledLayout, executableProblem, probeVersion, startCluster, type Cluster, type CodeLayout, type UpstreamBinaries } from './lib/cluster.ts';
+import { checkoutLayout, checkoutProblem, compiledLayout, executableProblem, probeVersion, startCluster, type Cluster, type ClusterOptions, type CodeLayout, type UpstreamBinaries } from './lib/cluster.ts';
 import { startDestination, type Destination } from './lib/destination.ts';
 import { foreignCpuSeconds } from './lib/proc.ts';
 import { consoleTable, markdown, oursOverUpstream, preservedNotes, svgChart, hasChartData } from './lib/report.ts';
@@ -131,6 +136,7 @@ function parseBenchArgs(args: string[]) {
       code: { type: 'string' },
       'frontend-buffer-limit': { type: 'string' },
       'wait-quiet': { type: 'boolean', default: false },
+      'token-auth': { type: 'boolean', default: false },
       'server-arg': { type: 'string', multiple: true },
       'node-arg': { type: 'string', multiple: true },
       'keep-logs': { type: 'boolean', default: false },
@@ -165,6 +171,10 @@ if (frontendBufferLimit !== undefined && !(Number.isInteger(frontendBufferLimit)
 const serverArgs = opts['server-arg'] ?? [];
 const agentArgs = opts['agent-arg'] ?? [];
 const nodeArgs = opts['node-arg'] ?? [];
+/** --token-auth: upstream's flags for agent token authentication, plus --kubeconfig at run time. */
+const TOKEN_AUTH_AUDIENCE = 'system:konnectivity-server';
+const TOKEN_AUTH_SERVER_FLAGS = [`--authentication-audience=${TOKEN_AUTH_AUDIENCE}`, '--agent-namespace=kube-system', '--agent-service-account=konnectivity-agent'];
+const BENCH_AGENT_TOKEN = 'bench-agent-service-account-token';
 
 /**
  * Upstream's binaries, when both paths are given. npm runs scripts from the
@@ -244,7 +254,7 @@ const upstream = variant === null ? upstreamBinaries() : variantWrappers();
 const upstreamExtras = [...(upstream?.serverArgs ?? []), ...(upstream?.agentArgs ?? [])];
 /** `--version` output of upstream's binaries (probed once at start). */
 let upstreamVersions: { server: string; agent: string } | undefined;
-const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0 && nodeArgs.length === 0 && upstreamExtras.length === 0;
+const fullRun = !quick && !only && !opts['skip-many'] && modes.length === allModes.length && profileDir === undefined && frontendBufferLimit === undefined && serverArgs.length === 0 && agentArgs.length === 0 && nodeArgs.length === 0 && upstreamExtras.length === 0 && !opts['token-auth'];
 const write = variant !== null || otherCheckout !== null || opts['no-write'] ? false : (opts.write ?? fullRun);
 const command = ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
 
@@ -342,6 +352,11 @@ function setupFacts(code: CodeLayout): string[] {
           `Upstream side by side: upstream's Go \`proxy-server\` and \`proxy-agent\` (paths and versions under Machine) run as targets \`upstream-grpc\` / \`upstream-http-connect\`: a second server and agent per mode, executed directly with exactly the same upstream flags as ours (no Node flags, no konnectivity-ts extension flags${upstreamExtras.length ? `; extra upstream flags: server ${upstream.serverArgs?.join(' ') || '(none)'}, agent ${upstream.agentArgs?.join(' ') || '(none)'}` : ''}), their frontend on its own unix socket, reached by the same load generator with our client library (as kube-apiserver would reach it); their CPU and RSS are read from /proc like ours. Idle processes of the other targets stay up during each run.`,
         ]
       : []),
+    ...(opts['token-auth']
+      ? [
+          `Token authentication (\`--token-auth\`): every server runs with \`${TOKEN_AUTH_SERVER_FLAGS.join(' ')}\` and \`--kubeconfig\` pointing at the test suite's fake apiserver (\`test/helpers/fake-apiserver.ts\`, HTTPS on loopback), and every agent presents a service-account token (\`--service-account-token-path\`), so each agent connection is authenticated by a TokenReview.`,
+        ]
+      : []),
     ...(serverArgs.length || agentArgs.length ? [`**Extra flags${upstream ? ' (konnectivity-ts only)' : ''}:** server ${serverArgs.join(' ') || '(none)'}; agent ${agentArgs.join(' ') || '(none)'}.`] : []),
     `Frontend: unix socket (kube-apiserver's usual setup); agent → server: gRPC over TLS on loopback with a throwaway PKI (\`createDevPki\`). Log verbosity: ${verbosity === undefined ? "the binaries' default, logs written to files" : `-v=${verbosity}`}.`,
     'The client keeps one tunnel per mode for the whole run: in gRPC mode one HTTP/2 connection with one stream per dial (as current kube-apiserver\'s CreateGRPCTunnel); in HTTP-CONNECT mode one unix-socket connection per dial.',
@@ -377,6 +392,8 @@ async function main(): Promise<number> {
   gitDescribe();
   const targets: Target[] = [];
   let destination: Destination | null = null;
+  let apiserver: FakeApiServer | undefined;
+  let tokenAuth: ClusterOptions['tokenAuth'];
   let code: CodeLayout = checkoutLayout();
   const results: ScenarioResult[] = [];
   let failed = false;
@@ -394,6 +411,14 @@ async function main(): Promise<number> {
     process.env.KTS_BENCH_VARIANT_BIN_DIR = code.binDir;
     progress(`server and agent run ${code.description}${frontendBufferLimit !== undefined ? `; DIAGNOSTIC server entry with maxFrontendBufferBytes=${frontendBufferLimit}` : ''}`);
     const pki = await createDevPki(path.join(dir, 'pki'));
+    if (opts['token-auth']) {
+      apiserver = await FakeApiServer.start({ pki, dir });
+      apiserver.addToken(BENCH_AGENT_TOKEN, 'system:serviceaccount:kube-system:konnectivity-agent', [TOKEN_AUTH_AUDIENCE]);
+      const tokenPath = path.join(dir, 'agent-token');
+      writeFileSync(tokenPath, BENCH_AGENT_TOKEN);
+      tokenAuth = { serverFlags: [...TOKEN_AUTH_SERVER_FLAGS, `--kubeconfig=${apiserver.kubeconfigPath}`], agentFlags: [`--service-account-token-path=${tokenPath}`] };
+      progress(`token authentication: fake apiserver at ${apiserver.url}`);
+    }
     destination = await startDestination();
     progress(`destination process ${destination.process.pid}: HTTP ${destination.httpAddress}, echo ${destination.echoAddress}`);
     targets.push(directTarget());
@@ -409,6 +434,7 @@ async function main(): Promise<number> {
         serverArgs,
         agentArgs,
         nodeArgs,
+        ...(tokenAuth ? { tokenAuth } : {}),
         ...(asUpstream ? { upstream } : {}),
       });
       processes.push({
@@ -496,6 +522,10 @@ async function main(): Promise<number> {
     await Promise.allSettled(targets.map((t) => t.close()));
     await Promise.allSettled(clusters.map((c) => c.stop()));
     await destination?.stop();
+    if (apiserver) {
+      progress(`token authentication: the fake apiserver answered ${apiserver.tokenReviews().length} TokenReviews`);
+      await apiserver.close();
+    }
   }
 
   loadAverage('at end');

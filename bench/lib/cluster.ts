@@ -194,6 +194,8 @@ export interface ClusterOptions {
   agentArgs?: string[];
   /** Extra Node.js flags for server and agent (e.g. --max-semi-space-size=32, --trace-gc). */
   nodeArgs?: string[];
+  /** Upstream flags that turn on agent token authentication (--token-auth): for every server and agent, ours and upstream's. */
+  tokenAuth?: { serverFlags: readonly string[]; agentFlags: readonly string[] };
   /**
    * Start upstream's binaries instead of ours: same upstream flags, executed
    * directly (no Node, no profiling, none of the extras above, which may be
@@ -363,8 +365,8 @@ async function startClusterOnce(options: ClusterOptions): Promise<Cluster> {
   const udsPath = path.join(dir, `konnectivity-${tag}.socket`);
   const ports = await loopbackDaemonPorts();
   const v = options.verbosity === undefined ? [] : [`-v=${options.verbosity}`];
-  const serverFlags = [...loopbackServerFlags(mode, udsPath, ports, pki), '--server-count=1', ...v];
-  const agentFlags = [...loopbackAgentFlags(ports, pki), `--agent-id=bench-agent-${tag}`, '--sync-interval=100ms', ...v];
+  const serverFlags = [...loopbackServerFlags(mode, udsPath, ports, pki), '--server-count=1', ...v, ...(options.tokenAuth?.serverFlags ?? [])];
+  const agentFlags = [...loopbackAgentFlags(ports, pki), `--agent-id=bench-agent-${tag}`, '--sync-interval=100ms', ...v, ...(options.tokenAuth?.agentFlags ?? [])];
   const prof = (name: string): string[] => [
     ...(options.nodeArgs ?? []),
     ...(options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, `--cpu-prof-name=${name}-${mode}.cpuprofile`] : []),
