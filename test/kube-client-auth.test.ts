@@ -7,7 +7,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createDevPki, type DevPki } from '../src/dev/pki.ts';
@@ -165,7 +165,7 @@ test('basic auth and impersonation headers are sent as client-go sends them', as
 });
 
 /** An exec plugin: a Node script that logs KUBERNETES_EXEC_INFO and prints what `answer.json` holds. */
-function writePlugin(): { dir: string; setAnswer: (status: unknown, exitCode?: number, apiVersion?: string, sleepMs?: number) => void; calls: () => Array<Record<string, unknown>> } {
+function writePlugin(): { dir: string; setAnswer: (status: unknown, exitCode?: number, apiVersion?: string, holdUntilReleased?: boolean) => void; release: () => void; answered: () => boolean; calls: () => Array<Record<string, unknown>> } {
   const pluginDir = mkdtempSync(path.join(dir, 'plugin-'));
   const script = path.join(pluginDir, 'plugin.cjs');
   writeFileSync(
@@ -174,7 +174,9 @@ function writePlugin(): { dir: string; setAnswer: (status: unknown, exitCode?: n
 const here = ${JSON.stringify(pluginDir)};
 fs.appendFileSync(here + '/calls.log', JSON.stringify({ info: JSON.parse(process.env.KUBERNETES_EXEC_INFO), extra: process.env.PLUGIN_EXTRA, args: process.argv.slice(2) }) + '\\n');
 const answer = JSON.parse(fs.readFileSync(here + '/answer.json', 'utf8'));
-if (answer.sleepMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, answer.sleepMs);
+// With holdUntilReleased, the plugin answers only once the test creates the release file (or after 10 s), and says when it did.
+for (let i = 0; answer.holdUntilReleased && !fs.existsSync(here + '/release') && i < 500; i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+if (answer.holdUntilReleased) fs.writeFileSync(here + '/answered', '');
 if (answer.exitCode) { process.stderr.write('plugin says no\\n'); process.exit(answer.exitCode); }
 process.stdout.write(JSON.stringify({ apiVersion: answer.apiVersion, kind: 'ExecCredential', status: answer.status }));
 `,
@@ -182,8 +184,10 @@ process.stdout.write(JSON.stringify({ apiVersion: answer.apiVersion, kind: 'Exec
   chmodSync(script, 0o755);
   return {
     dir: pluginDir,
-    setAnswer: (statusValue, exitCode = 0, apiVersion = 'client.authentication.k8s.io/v1', sleepMs = 0) =>
-      writeFileSync(path.join(pluginDir, 'answer.json'), JSON.stringify({ status: statusValue, exitCode, apiVersion, sleepMs })),
+    setAnswer: (statusValue, exitCode = 0, apiVersion = 'client.authentication.k8s.io/v1', holdUntilReleased = false) =>
+      writeFileSync(path.join(pluginDir, 'answer.json'), JSON.stringify({ status: statusValue, exitCode, apiVersion, holdUntilReleased })),
+    release: () => writeFileSync(path.join(pluginDir, 'release'), ''),
+    answered: () => existsSync(path.join(pluginDir, 'answered')),
     calls: () =>
       readFileSync(path.join(pluginDir, 'calls.log'), 'utf8')
         .trim()
@@ -271,12 +275,13 @@ test('exec plugin client certificate; a failing, missing or confused plugin fail
 
 test('a slow exec plugin does not hold a request past its deadline; its credential is used once it arrives', async () => {
   const plugin = writePlugin();
-  plugin.setAnswer({ token: 'slow-token' }, 0, 'client.authentication.k8s.io/v1', 1500);
+  plugin.setAnswer({ token: 'slow-token' }, 0, 'client.authentication.k8s.io/v1', true);
   api.clientTokens.add('slow-token');
   const kc = KubeClient.fromFlags({ kubeconfigPath: writeConfig(trusted(), execUser(plugin.dir)) });
-  const started = Date.now();
+  // The plugin cannot answer before it is released, so this deadline can only pass while it still runs.
   await assert.rejects(kc.getLease('auth-tests', 'x', { timeoutMs: 200 }), (err: unknown) => err instanceof KubeApiError && err.timedOut && /within 200 ms/.test(err.message));
-  assert.ok(Date.now() - started < 1400, `rejected after ${Date.now() - started} ms, before the plugin answered`);
+  assert.equal(plugin.answered(), false, 'the request failed at its deadline, not once the plugin had answered');
+  plugin.release();
   await authenticated(kc);
   assert.equal(api.requests.at(-1)?.headers.authorization, 'Bearer slow-token');
   assert.equal(kc.execPluginRuns, 1, 'the run the timed-out request started is the one the next request used');
