@@ -109,11 +109,6 @@ export class TokenReviewAuthenticator implements AgentAuthenticator {
     }
   }
 
-  /** Tokens currently remembered as accepted. */
-  get cachedTokens(): number {
-    return this.cache?.size ?? 0;
-  }
-
   async authenticate(call: GrpcServerCall): Promise<void> {
     const values = metadataValuesOf(call, 'authorization');
     if (values.length === 0) throw new AgentAuthenticationError('Authentication context was not found in metadata');
