@@ -171,9 +171,12 @@ if (frontendBufferLimit !== undefined && !(Number.isInteger(frontendBufferLimit)
 const serverArgs = opts['server-arg'] ?? [];
 const agentArgs = opts['agent-arg'] ?? [];
 const nodeArgs = opts['node-arg'] ?? [];
-/** --token-auth: upstream's flags for agent token authentication, plus --kubeconfig at run time. */
+/**
+ * --token-auth: upstream's flags for agent token authentication, plus --kubeconfig at run time.
+ * JSON, because the fake apiserver speaks no protobuf and upstream's client-go asks for protobuf by default.
+ */
 const TOKEN_AUTH_AUDIENCE = 'system:konnectivity-server';
-const TOKEN_AUTH_SERVER_FLAGS = [`--authentication-audience=${TOKEN_AUTH_AUDIENCE}`, '--agent-namespace=kube-system', '--agent-service-account=konnectivity-agent'];
+const TOKEN_AUTH_SERVER_FLAGS = [`--authentication-audience=${TOKEN_AUTH_AUDIENCE}`, '--agent-namespace=kube-system', '--agent-service-account=konnectivity-agent', '--kube-api-content-type=application/json'];
 const BENCH_AGENT_TOKEN = 'bench-agent-service-account-token';
 
 /**
