@@ -11,6 +11,7 @@
  *   chunked, never holds more than its bound, and fails only by the bound.
  */
 import { parseExecCredential } from '../src/kube/exec-credential-plugin.ts';
+import { isMap } from '../src/kube/json-map.ts';
 import { parseKubeconfig } from '../src/kube/kubeconfig-file.ts';
 import { leaseFromApi, type LeaseObject } from '../src/kube/lease.ts';
 import { WatchLineSplitter } from '../src/kube/watch-lines.ts';
@@ -146,7 +147,7 @@ export function runKubeAnswerCase(seed: number): void {
 
   // A Lease from any JSON object.
   const obj = randomJson(rng, 0);
-  if (typeof obj === 'object' && obj !== null && !Array.isArray(obj)) {
+  if (isMap(obj)) {
     let lease;
     try {
       lease = leaseFromApi(obj as LeaseObject);

@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { KubeCredentialError } from './kube-errors.ts';
 import type { ExecPluginConfig } from './kubeconfig-file.ts';
+import { isMap } from './json-map.ts';
 
 export interface ExecCredential {
   readonly token?: string;
@@ -34,9 +35,6 @@ const MAX_PLUGIN_OUTPUT_BYTES = 1024 * 1024;
 /** client-go waits for the plugin without a limit; a daemon must not hang on one forever. */
 export const EXEC_PLUGIN_TIMEOUT_MS = 60_000;
 
-function isMap(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Parses and checks a plugin's stdout; throws with what is wrong. */
 export function parseExecCredential(stdout: string, apiVersion: string): ExecCredential {

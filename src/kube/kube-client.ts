@@ -22,6 +22,7 @@ import { KubeTransport, readBody, type KubeHttpRequest } from './kube-transport.
 import { leaseFromApi, microTime, type Lease, type LeaseObject } from './lease.ts';
 import { createKubeRateLimiter, kubeRateLimits, type RateLimiter } from './rate-limiter.ts';
 import { WatchLineSplitter } from './watch-lines.ts';
+import { isMap } from './json-map.ts';
 
 /** Deadline for requests that do not name their own (client-go has none; a stuck call must not stall a controller). */
 export const DEFAULT_KUBE_REQUEST_TIMEOUT_MS = 30_000;
@@ -105,9 +106,6 @@ const LEASE_API_VERSION = 'coordination.k8s.io/v1';
 const LEASES_PATH = (namespace: string): string => `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
 const LEASE_PATH = (namespace: string, name: string): string => `${LEASES_PATH(namespace)}/${encodeURIComponent(name)}`;
 
-function isMap(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** A 2xx answer's body as a JSON object; anything else is the API server misbehaving. */
 function jsonObject(body: Buffer, what: string): Record<string, unknown> {

@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { load as parseYaml } from 'js-yaml';
+import { isMap, type JsonMap } from './json-map.ts';
 
 /** Bytes from a file (read when needed, so rotation is seen) or inline in the kubeconfig. */
 export type PemSource = { readonly file: string } | { readonly data: Buffer };
@@ -66,15 +67,11 @@ export interface KubeConnectionConfig {
 
 export const EXEC_API_VERSIONS: readonly string[] = ['client.authentication.k8s.io/v1', 'client.authentication.k8s.io/v1beta1'];
 
-type YamlMap = Record<string, unknown>;
 
-function isMap(value: unknown): value is YamlMap {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 class KubeconfigError extends Error {}
 
-function str(obj: YamlMap, key: string, where: string): string | undefined {
+function str(obj: JsonMap, key: string, where: string): string | undefined {
   const value = obj[key];
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'string') return value;
@@ -82,14 +79,14 @@ function str(obj: YamlMap, key: string, where: string): string | undefined {
   throw new KubeconfigError(`${where}.${key} must be a string`);
 }
 
-function bool(obj: YamlMap, key: string, where: string): boolean {
+function bool(obj: JsonMap, key: string, where: string): boolean {
   const value = obj[key];
   if (value === undefined || value === null) return false;
   if (typeof value === 'boolean') return value;
   throw new KubeconfigError(`${where}.${key} must be true or false`);
 }
 
-function strList(obj: YamlMap, key: string, where: string): string[] {
+function strList(obj: JsonMap, key: string, where: string): string[] {
   const value = obj[key];
   if (value === undefined || value === null) return [];
   if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw new KubeconfigError(`${where}.${key} must be a list of strings`);
@@ -97,7 +94,7 @@ function strList(obj: YamlMap, key: string, where: string): string[] {
 }
 
 /** The `name`d entry of a kubeconfig list (clusters, users, contexts), or undefined. */
-function namedEntry(root: YamlMap, list: 'clusters' | 'users' | 'contexts', field: 'cluster' | 'user' | 'context', name: string): YamlMap | undefined {
+function namedEntry(root: JsonMap, list: 'clusters' | 'users' | 'contexts', field: 'cluster' | 'user' | 'context', name: string): JsonMap | undefined {
   const entries = root[list];
   if (entries === undefined || entries === null) return undefined;
   if (!Array.isArray(entries)) throw new KubeconfigError(`${list} must be a list`);
@@ -116,7 +113,7 @@ function resolvePath(baseDir: string, file: string): string {
 }
 
 /** `X` (a file) or `X-data` (base64), never both, as clientcmd validates. */
-function pemSource(obj: YamlMap, key: string, where: string, baseDir: string): PemSource | undefined {
+function pemSource(obj: JsonMap, key: string, where: string, baseDir: string): PemSource | undefined {
   const file = str(obj, key, where);
   const data = str(obj, `${key}-data`, where);
   if (file && data) throw new KubeconfigError(`${where}: ${key}-data and ${key} are both specified; only one is allowed`);
@@ -153,7 +150,7 @@ function execConfig(raw: unknown, where: string, baseDir: string): ExecPluginCon
   };
 }
 
-function credentials(user: YamlMap, where: string, baseDir: string): KubeCredentials {
+function credentials(user: JsonMap, where: string, baseDir: string): KubeCredentials {
   const token = str(user, 'token', where) ?? '';
   const tokenFileRaw = str(user, 'tokenFile', where) ?? '';
   const username = str(user, 'username', where) ?? '';
@@ -174,7 +171,7 @@ function credentials(user: YamlMap, where: string, baseDir: string): KubeCredent
   return { kind: 'none' };
 }
 
-function impersonation(user: YamlMap, where: string): Impersonation | undefined {
+function impersonation(user: JsonMap, where: string): Impersonation | undefined {
   const as = str(user, 'as', where) ?? '';
   const uid = str(user, 'as-uid', where) ?? '';
   const groups = strList(user, 'as-groups', where);

@@ -2,6 +2,7 @@
  * coordination.k8s.io/v1 Leases as the proxy-server publishes and the agent
  * counts them, and upstream's validity rule (pkg/util/leases.go).
  */
+import { isMap } from './json-map.ts';
 
 /** A coordination.k8s.io/v1 Lease as JSON, with the fields this code reads; others are kept as they came. */
 export interface LeaseObject {
@@ -46,9 +47,6 @@ function toDate(value: unknown): Date | undefined {
   return undefined;
 }
 
-function isMap(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 const text = (value: unknown): string => (typeof value === 'string' ? value : '');
 
