@@ -14,7 +14,8 @@
  * dialer, so the relay's state machine is untouched.
  */
 import type { Socket } from 'node:net';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { registeredCounter } from '../observability/registered-counter.ts';
 import type { EndpointDialer } from './endpoint-dialer.ts';
 import { EndpointDialError } from './go-dial-error.ts';
 
@@ -26,21 +27,15 @@ export const AGENT_LIMIT_DEFAULTS = {
 /** Label of `konnectivity_network_proxy_agent_ts_limit_rejections_total{limit}`. */
 export type AgentLimitName = 'endpoint_connections' | 'pending_endpoint_dials';
 
-function counter(registry: Registry, name: string, help: string, labelNames: readonly string[]): Counter<string> {
-  const existing = registry.getSingleMetric(name);
-  if (existing instanceof Counter) return existing as Counter<string>;
-  return new Counter({ name, help, labelNames, registers: [registry] });
-}
-
 export function createAgentLimitMetrics(registry: Registry) {
   return {
-    limitRejections: counter(
+    limitRejections: registeredCounter(
       registry,
       'konnectivity_network_proxy_agent_ts_limit_rejections_total',
       'Dial requests refused because an agent limit was reached, by limit (endpoint_connections, pending_endpoint_dials).',
       ['limit'],
     ),
-    policyDenials: counter(
+    policyDenials: registeredCounter(
       registry,
       'konnectivity_network_proxy_agent_ts_policy_denials_total',
       'Dial requests refused by the destination policy, by reason (denied: matched --denied-destinations; not_allowed: outside --allowed-destinations).',

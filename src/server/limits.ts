@@ -21,7 +21,8 @@
  * `kubectl exec`, `attach`, `logs -f` and watches are legitimately silent
  * for hours, and upstream never closes them.
  */
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { registeredCounter } from '../observability/registered-counter.ts';
 
 export interface ServerLimits {
   maxPendingDialsPerFrontend: number;
@@ -67,20 +68,14 @@ export type ServerLimitName =
   | 'grpc_message_size'
   | 'pending_agent_authentications';
 
-function counter(registry: Registry, name: string, help: string, labelNames: readonly string[] = []): Counter<string> {
-  const existing = registry.getSingleMetric(name);
-  if (existing instanceof Counter) return existing as Counter<string>;
-  return new Counter({ name, help, labelNames, registers: [registry] });
-}
-
 export function createServerLimitMetrics(registry: Registry) {
-  const rejections = counter(
+  const rejections = registeredCounter(
     registry,
     'konnectivity_network_proxy_server_ts_limit_rejections_total',
     'Dials, requests or streams refused because a konnectivity-ts limit was reached, by limit.',
     ['limit'],
   );
-  const idleCloses = counter(
+  const idleCloses = registeredCounter(
     registry,
     'konnectivity_network_proxy_server_ts_idle_connection_closes_total',
     'Established connections closed by --idle-connection-timeout.',

@@ -13,7 +13,8 @@
  * review (token-review-cache.ts); 0 reviews every connect, as upstream.
  */
 import type { Http2Stream, IncomingHttpHeaders } from 'node:http2';
-import { Counter, type Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
+import { registeredCounter } from '../observability/registered-counter.ts';
 import type { GrpcServerCall } from '../grpc/grpc-server.ts';
 import type { RequestOptions, TokenReviewResult } from '../kube/kube-client.ts';
 import { silentLogger, type Logger } from '../observability/logger.ts';
@@ -95,18 +96,14 @@ export class TokenReviewAuthenticator implements AgentAuthenticator {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TOKEN_REVIEW_TIMEOUT_MS;
     const ttlMs = options.cacheTtlMs ?? DEFAULT_AUTHENTICATION_CACHE_TTL_MS;
     this.cache = ttlMs > 0 ? new TokenReviewCache({ ttlMs, ...(options.now ? { now: options.now } : {}) }) : undefined;
-    if (options.registry) {
-      const existing = options.registry.getSingleMetric(VALIDATIONS_METRIC);
-      this.validations =
-        existing instanceof Counter
-          ? (existing as Counter<'result' | 'source'>)
-          : new Counter({
-              name: VALIDATIONS_METRIC,
-              help: 'Agent token validations by result (accepted, refused) and source: review (a TokenReview), cache (accepted within --authentication-cache-ttl), shared (the review another connection with the same token was waiting for).',
-              labelNames: ['result', 'source'],
-              registers: [options.registry],
-            });
-    }
+    this.validations = options.registry
+      ? registeredCounter(
+          options.registry,
+          VALIDATIONS_METRIC,
+          'Agent token validations by result (accepted, refused) and source: review (a TokenReview), cache (accepted within --authentication-cache-ttl), shared (the review another connection with the same token was waiting for).',
+          ['result', 'source'],
+        )
+      : undefined;
   }
 
   async authenticate(call: GrpcServerCall): Promise<void> {
