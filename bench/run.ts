@@ -51,6 +51,8 @@
  *                           second time with these extra Node.js flags / environment variables, in the
  *                           slot upstream's binaries would take (columns upstream-<mode>, "÷upstream" =
  *                           ours ÷ variant), interleaved with the others. Never written to docs/.
+ *   --variant-node PATH     A/B run: the variant runs our server and agent under this Node.js executable
+ *                           (another Node version); combines with --variant-node-arg / --variant-env
  *   --token-auth            agents authenticate by service-account token (upstream's --authentication-audience,
  *                           --agent-namespace, --agent-service-account, --kubeconfig; agent
  *                           --service-account-token-path), reviewed by the test suite's fake apiserver
@@ -148,6 +150,7 @@ function parseBenchArgs(args: string[]) {
       reps: { type: 'string' },
       'variant-node-arg': { type: 'string', multiple: true },
       'variant-env': { type: 'string', multiple: true },
+      'variant-node': { type: 'string' },
     },
     allowPositionals: false,
     strict: true,
@@ -204,6 +207,16 @@ function upstreamBinaries(): UpstreamBinaries | undefined {
 function invocationDir(): string {
   return process.env.npm_lifecycle_event === 'bench' && process.env.INIT_CWD ? process.env.INIT_CWD : process.cwd();
 }
+/** `--version` of a Node.js executable given with --variant-node; a usage error when it does not run. */
+function nodeVersionOf(executable: string): string {
+  const problem = executableProblem(executable);
+  if (problem) usageError(`--variant-node: ${executable} ${problem}`);
+  try {
+    return execFileSync(executable, ['--version'], { encoding: 'utf8', timeout: 10_000 }).trim();
+  } catch (err) {
+    usageError(`--variant-node: ${executable} --version failed: ${(err as Error).message}`);
+  }
+}
 /** Shell single-quoting, for the wrapper scripts. */
 const shellQuote = (arg: string): string => `'${arg.replaceAll("'", "'\\''")}'`;
 
@@ -222,7 +235,7 @@ function variantWrappers(): UpstreamBinaries {
     const script = [
       '#!/bin/sh',
       ...variantEnv.map(([name, value]) => `export ${name}=${shellQuote(value)}`),
-      `exec ${shellQuote(process.execPath)} ${[...nodeArgs, ...variantNodeArgs].map(shellQuote).join(' ')} "$KTS_BENCH_VARIANT_BIN_DIR/konnectivity-${who}" "$@"`,
+      `exec ${shellQuote(variantNode ?? process.execPath)} ${[...nodeArgs, ...variantNodeArgs].map(shellQuote).join(' ')} "$KTS_BENCH_VARIANT_BIN_DIR/konnectivity-${who}" "$@"`,
       '',
     ].join('\n');
     writeFileSync(file, script, { mode: 0o755 });
@@ -238,8 +251,12 @@ const variantEnv = (opts['variant-env'] ?? []).map((pair) => {
   if (eq < 1 || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(pair.slice(0, eq))) usageError(`--variant-env ${JSON.stringify(pair)}: give NAME=VALUE`);
   return [pair.slice(0, eq), pair.slice(eq + 1)] as const;
 });
+const variantNode = opts['variant-node'] === undefined ? undefined : path.resolve(invocationDir(), opts['variant-node']);
+const variantNodeVersion = variantNode === undefined ? undefined : nodeVersionOf(variantNode);
 /** What the B arm of an A/B run changes, or null for a normal run. */
-const variant = variantNodeArgs.length || variantEnv.length ? [...variantNodeArgs, ...variantEnv.map(([k, v]) => `${k}=${v}`)].join(' ') : null;
+const variant = variantNodeArgs.length || variantEnv.length || variantNode !== undefined
+  ? [...(variantNode === undefined ? [] : [`Node.js ${variantNodeVersion} (${variantNode})`]), ...variantNodeArgs, ...variantEnv.map(([k, v]) => `${k}=${v}`)].join(' ')
+  : null;
 if (variant !== null) {
   if (opts['upstream-server'] || opts['upstream-agent'] || opts['upstream-server-arg'] || opts['upstream-agent-arg']) usageError('--variant-* takes the slot of upstream\'s binaries: not together with --upstream-*');
   if (opts.write) usageError('--variant-* runs are A/B experiments and are never written to docs/: drop --write');
