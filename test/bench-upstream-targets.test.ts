@@ -200,6 +200,27 @@ test('bench --variant-node-arg/--variant-env: the upstream-* slot runs our own b
   assert.match(stdout, /docs not written/);
 });
 
+test('bench --variant-node: the variant server and agent run under the given Node.js executable, which the report names with its version', { timeout: 90_000 }, async (t) => {
+  const dir = tempDir(t);
+  const marks = path.join(dir, 'node.pids');
+  const json = path.join(dir, 'out.json');
+  // Stands in for another Node.js build: records its pid (exec keeps it), then becomes this Node.js.
+  const otherNode = path.join(dir, 'other-node');
+  writeFileSync(otherNode, ['#!/bin/sh', `echo $$ >> '${marks}'`, `exec '${process.execPath}' "$@"`, ''].join('\n'));
+  chmodSync(otherNode, 0o755);
+  const { code, stdout, stderr } = await runBench(['--quick', '--only', 'idle', '--modes', 'http-connect', `--variant-node=${otherNode}`, '--json', json], 80_000);
+  assert.equal(code, 0, `bench failed:\n${stdout}\n${stderr}`);
+  const out = JSON.parse(readFileSync(json, 'utf8')) as JsonOutput & { variant: string | null };
+  assert.equal(out.variant, `Node.js ${process.version} (${otherNode})`);
+  const marked = new Set(readFileSync(marks, 'utf8').trim().split('\n').map(Number));
+  const b = out.processes.find((p) => p.target === 'upstream-http-connect');
+  const a = out.processes.find((p) => p.target === 'http-connect');
+  assert.ok(a && b, JSON.stringify(out.processes));
+  assert.ok(marked.has(b.server.pid) && marked.has(b.agent.pid), `variant pids ${b.server.pid}/${b.agent.pid} not among the marked ${[...marked]}`);
+  assert.ok(!marked.has(a.server.pid) && !marked.has(a.agent.pid), 'the A arm ran under the variant Node.js');
+  assert.match(stdout, /A\/B run: the upstream-\* columns are NOT upstream's binaries but ours with Node\.js v/);
+});
+
 test('bench --variant-*: usage errors', async () => {
   const cases: { args: string[]; error: RegExp }[] = [
     { args: ['--variant-env=1BAD=x'], error: /--variant-env "1BAD=x": give NAME=VALUE/ },
@@ -208,6 +229,8 @@ test('bench --variant-*: usage errors', async () => {
     { args: ['--variant-node-arg=--jitless', '--upstream-server=/bin/true', '--upstream-agent=/bin/true'], error: /not together with --upstream-\*/ },
     { args: ['--variant-node-arg=--jitless', '--profile=/tmp/kts-variant-profile'], error: /--profile profiles only the A arm/ },
     { args: ['--variant-node-arg=--jitless', '--frontend-buffer-limit=65536'], error: /--frontend-buffer-limit swaps the A arm's server entry only/ },
+    { args: ['--variant-node=/nonexistent/node'], error: /--variant-node: \/nonexistent\/node / },
+    { args: ['--variant-node=/bin/false'], error: /--variant-node: \/bin\/false --version failed/ },
   ];
   await expectUsageErrors(cases.map((c) => ({ ...c, args: ['--quick', ...c.args] })));
 });
