@@ -252,11 +252,13 @@ const variantEnv = (opts['variant-env'] ?? []).map((pair) => {
   return [pair.slice(0, eq), pair.slice(eq + 1)] as const;
 });
 const variantNode = opts['variant-node'] === undefined ? undefined : path.resolve(invocationDir(), opts['variant-node']);
-const variantNodeVersion = variantNode === undefined ? undefined : nodeVersionOf(variantNode);
 /** What the B arm of an A/B run changes, or null for a normal run. */
-const variant = variantNodeArgs.length || variantEnv.length || variantNode !== undefined
-  ? [...(variantNode === undefined ? [] : [`Node.js ${variantNodeVersion} (${variantNode})`]), ...variantNodeArgs, ...variantEnv.map(([k, v]) => `${k}=${v}`)].join(' ')
-  : null;
+const variantChanges = [
+  ...(variantNode === undefined ? [] : [`Node.js ${nodeVersionOf(variantNode)} (${variantNode})`]),
+  ...variantNodeArgs,
+  ...variantEnv.map(([k, v]) => `${k}=${v}`),
+];
+const variant = variantChanges.length ? variantChanges.join(' ') : null;
 if (variant !== null) {
   if (opts['upstream-server'] || opts['upstream-agent'] || opts['upstream-server-arg'] || opts['upstream-agent-arg']) usageError('--variant-* takes the slot of upstream\'s binaries: not together with --upstream-*');
   if (opts.write) usageError('--variant-* runs are A/B experiments and are never written to docs/: drop --write');
