@@ -63,7 +63,8 @@
  */
 import v8 from 'node:v8';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { applyHeapTuning } from '../src/runtime/heap-tuning.ts';
+import { applyHeapTuning, type HeapTuning } from '../src/runtime/heap-tuning.ts';
+import { shebangNodeArgs } from './lib/shebang-node-args.ts';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -91,7 +92,13 @@ const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 // The load generator stands in for kube-apiserver (a Go program): it gets the
 // same GC setting as the daemons, so its own garbage collection of read
 // buffers does not take CPU from the processes being measured.
-const loadGeneratorHeapGrowingPercent = applyHeapTuning();
+const loadGeneratorHeapTuning = applyHeapTuning();
+
+function describeHeapTuning(tuning: HeapTuning): string {
+  if (tuning.growingPercent === 0) return "V8's own heap growing factor";
+  if (tuning.headroomMb === 0) return `\`--heap-growing-percent=${tuning.growingPercent}\``;
+  return `a heap growing percent of up to ${tuning.growingPercent}, lowered after each full collection so that the next comes at most ${tuning.headroomMb} MB past what survived`;
+}
 // Load generator only, not the daemons: V8 otherwise starts a full GC for
 // every 64 MB of read buffers, however little JavaScript is live. Counting
 // them in the global heap limit instead halved the load generator's CPU per
@@ -225,7 +232,9 @@ const shellQuote = (arg: string): string => `'${arg.replaceAll("'", "'\\''")}'`;
  * agent with the variant's Node.js flags and environment. They take the slot
  * of upstream's binaries, so the bench runs and reports them the same way.
  * Which bin/ they start is known only once the code layout is chosen, so the
- * scripts read it from KTS_BENCH_VARIANT_BIN_DIR (set before any cluster starts).
+ * scripts read it from KTS_BENCH_VARIANT_BIN_DIR, and the Node options of its
+ * shebang lines from KTS_BENCH_VARIANT_NODE_ARGS_SERVER / _AGENT (set before
+ * any cluster starts).
  */
 function variantWrappers(): UpstreamBinaries {
   const wrapperDir = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-bench-variant-'));
@@ -235,7 +244,8 @@ function variantWrappers(): UpstreamBinaries {
     const script = [
       '#!/bin/sh',
       ...variantEnv.map(([name, value]) => `export ${name}=${shellQuote(value)}`),
-      `exec ${shellQuote(variantNode ?? process.execPath)} ${[...nodeArgs, ...variantNodeArgs].map(shellQuote).join(' ')} "$KTS_BENCH_VARIANT_BIN_DIR/konnectivity-${who}" "$@"`,
+      // The daemon's own shebang options (the young generation's size) come first, as spawnNode puts them; unquoted, to split into words.
+      `exec ${shellQuote(variantNode ?? process.execPath)} $KTS_BENCH_VARIANT_NODE_ARGS_${who.toUpperCase()} ${[...nodeArgs, ...variantNodeArgs].map(shellQuote).join(' ')} "$KTS_BENCH_VARIANT_BIN_DIR/konnectivity-${who}" "$@"`,
       '',
     ].join('\n');
     writeFileSync(file, script, { mode: 0o755 });
@@ -365,6 +375,13 @@ function summariseContention(results: ScenarioResult[]): void {
   }
 }
 
+/** The Node options server and agent start with, from their bin/ scripts' first lines. */
+function describeShebang(code: CodeLayout): string {
+  const options = (['server', 'agent'] as const).map((who) => shebangNodeArgs(path.join(code.binDir, `konnectivity-${who}`)).join(' '));
+  const shown = (o: string): string => (o === '' ? 'no options' : `\`${o}\``);
+  return options[0] === options[1] ? `${shown(options[0]!)} (their shebang lines)` : `server ${shown(options[0]!)}, agent ${shown(options[1]!)} (their shebang lines)`;
+}
+
 function setupFacts(code: CodeLayout): string[] {
   return [
     `Server and agent code: ${code.description}.${frontendBufferLimit !== undefined ? ` **Diagnostic run:** the server was started through \`bench/server-entry.ts\` with maxFrontendBufferBytes = ${frontendBufferLimit} bytes instead of the built-in 16 MiB.` : ''}`,
@@ -383,7 +400,7 @@ function setupFacts(code: CodeLayout): string[] {
     `Frontend: unix socket (kube-apiserver's usual setup); agent → server: gRPC over TLS on loopback with a throwaway PKI (\`createDevPki\`). Log verbosity: ${verbosity === undefined ? "the binaries' default, logs written to files" : `-v=${verbosity}`}.`,
     'The client keeps one tunnel per mode for the whole run: in gRPC mode one HTTP/2 connection with one stream per dial (as current kube-apiserver\'s CreateGRPCTunnel); in HTTP-CONNECT mode one unix-socket connection per dial.',
     'The load generator speaks minimal HTTP/1.1 (`bench/lib/mini-http.ts`: fixed GET, Content-Length framing) so its own cost is small and the same for every target.',
-    `V8 heap growing factor: server and agent apply \`--heap-growing-percent=500\` at startup (src/runtime/heap-tuning.ts; override with KONNECTIVITY_HEAP_GROWING_PERCENT); the load generator applies the same${loadGeneratorHeapGrowingPercent === 0 ? ' (disabled for this run)' : ''} and also \`--external-memory-accounted-in-global-limit\` (the daemons do not), so that collecting its read buffers does not take CPU from the processes being measured.`,
+    `V8 heap: server and agent apply src/runtime/heap-tuning.ts at startup, as does the load generator: ${describeHeapTuning(loadGeneratorHeapTuning)} (KONNECTIVITY_HEAP_GROWING_PERCENT, KONNECTIVITY_HEAP_HEADROOM_MB; 0 turns one off). Server and agent start Node with ${describeShebang(code)}. The load generator also applies \`--external-memory-accounted-in-global-limit\` (the daemons do not), so that collecting its read buffers does not take CPU from the processes being measured.`,
     'Fairness on 2 cores: the destination runs in its own process so it never shares an event loop with the load generator. No CPU pinning: a direct run has 2 busy processes on 2 cores, a tunnelled run has 4 (client, server, agent, destination), which is the real deployment shape — the tunnel\'s extra processes compete for the same cores, as they did in the upstream reference. Each scenario\'s CPU table shows every process\'s CPU seconds and share of one core, so a saturated process (~100 %) or a saturated machine (sum ~200 %) is visible.',
     opts['wait-quiet']
       ? 'Shared-machine guard (`--wait-quiet`): before each measured run the bench waited until processes outside it used under 15 % of one core, and repeated (up to 5 times) any run during which they used over 25 %; the "not bench" column shows what remained.'
@@ -431,6 +448,9 @@ async function main(): Promise<number> {
     if (otherCheckout !== null) code = compiledLayout(path.join(dir, 'build'), otherCheckout);
     else if (opts.compiled || code.description.includes('WARNING')) code = compiledLayout(path.join(dir, 'build'));
     process.env.KTS_BENCH_VARIANT_BIN_DIR = code.binDir;
+    for (const who of ['server', 'agent'] as const) {
+      process.env[`KTS_BENCH_VARIANT_NODE_ARGS_${who.toUpperCase()}`] = shebangNodeArgs(path.join(code.binDir, `konnectivity-${who}`)).join(' ');
+    }
     progress(`server and agent run ${code.description}${frontendBufferLimit !== undefined ? `; DIAGNOSTIC server entry with maxFrontendBufferBytes=${frontendBufferLimit}` : ''}`);
     const pki = await createDevPki(path.join(dir, 'pki'));
     if (opts['token-auth']) {

@@ -13,6 +13,7 @@ import { silentLogger } from '../src/observability/logger.ts';
 import { PacketType } from '../src/protocol/packet.ts';
 import { FakeProxyServer, deferred, testPki, unusedPort } from './agent-fixtures.ts';
 import { binEnv } from './helpers/processes.ts';
+import { shebangNodeArgs } from '../bench/lib/shebang-node-args.ts';
 
 const bin = fileURLToPath(new URL('../bin/konnectivity-agent', import.meta.url));
 
@@ -27,7 +28,7 @@ function getStatus(port: number, path: string): Promise<number> {
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: binEnv() });
+    const child = spawn(process.execPath, [...shebangNodeArgs(bin), bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: binEnv() });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -113,7 +114,7 @@ test('bin/konnectivity-agent: a missing CA fails startup with exit 1', async () 
 test('bin/konnectivity-agent: real process, SIGTERM drains, second SIGTERM exits 0', async () => {
   const server = await FakeProxyServer.start({ serverID: 'server-a' });
   try {
-    const child = spawn(process.execPath, [bin, ...(await agentArgs(server))], { stdio: ['ignore', 'ignore', 'pipe'], env: binEnv() });
+    const child = spawn(process.execPath, [...shebangNodeArgs(bin), bin, ...(await agentArgs(server))], { stdio: ['ignore', 'ignore', 'pipe'], env: binEnv() });
     child.stderr.resume();
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const stream = await server.stream(0);

@@ -43,7 +43,8 @@ test('Dockerfile: each launcher loads a dist/ module that the build (tsconfig.bu
   assert.equal(build.compilerOptions.outDir, 'dist');
   for (const bin of ['konnectivity-server', 'konnectivity-agent', 'konnectivity']) {
     const text = readFileSync(path.join(ROOT, 'bin', bin), 'utf8');
-    assert.match(text, /^#!\/usr\/bin\/env node/);
+    // `env -S` (coreutils 8.30+, Debian bookworm has 9.1) passes the daemons' Node options.
+    assert.match(text, /^#!\/usr\/bin\/env (-S )?node[ \n]/);
     const compiled = /'\.\.\/dist\/([^']+)\.js'/.exec(text);
     assert.ok(compiled, `bin/${bin} names no dist/ module`);
     assert.ok(existsSync(path.join(ROOT, 'src', `${compiled[1]}.ts`)), `bin/${bin}: src/${compiled[1]}.ts missing`);

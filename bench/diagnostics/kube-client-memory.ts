@@ -31,6 +31,7 @@ import { createDevPki } from '../../src/dev/pki.ts';
 import { FakeApiServer } from '../../test/helpers/fake-apiserver.ts';
 import { checkoutProblem, compiledLayout, loopbackAgentFlags, loopbackDaemonPorts, loopbackServerFlags, type CodeLayout } from '../lib/cluster.ts';
 import { median } from '../lib/stats.ts';
+import { shebangNodeArgs } from '../lib/shebang-node-args.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -88,7 +89,8 @@ function start(layout: CodeLayout, binary: string, flags: string[], log: string)
   delete env['KONNECTIVITY_TS_FROM_SOURCE'];
   const out = path.join(work, log);
   writeFileSync(out, '');
-  const child = spawn(process.execPath, [path.join(layout.binDir, binary), ...flags], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const script = path.join(layout.binDir, binary);
+  const child = spawn(process.execPath, [...shebangNodeArgs(script), script, ...flags], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr?.on('data', (c: Buffer) => writeFileSync(out, c, { flag: 'a' }));
   return child;
 }

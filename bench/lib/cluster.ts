@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TunnelMode } from '../../src/client/tunnel-options.ts';
 import { unusedLoopbackPort } from '../../src/dev/loopback-ports.ts';
+import { shebangNodeArgs } from './shebang-node-args.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -228,7 +229,7 @@ export interface Cluster {
 export const freePort = unusedLoopbackPort;
 
 export function spawnNode(name: string, script: string, args: string[], logPath: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): ManagedProcess {
-  return spawnExecutable(name, process.execPath, [...nodeArgs, script, ...args], logPath, env);
+  return spawnExecutable(name, process.execPath, [...shebangNodeArgs(script), ...nodeArgs, script, ...args], logPath, env);
 }
 
 /** Runs `file` directly (no shell), standard output and error appended to `logPath`. */

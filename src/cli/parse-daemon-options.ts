@@ -8,7 +8,7 @@ import { OptionsError } from '../flags/options-error.ts';
 import type { KlogOptions } from '../flags/klog-flags.ts';
 import type { Logger } from '../observability/logger.ts';
 import { createDaemonLogger } from '../observability/klog-output.ts';
-import { applyHeapTuning } from '../runtime/heap-tuning.ts';
+import { applyHeapTuning, maxSemiSpaceMb } from '../runtime/heap-tuning.ts';
 
 export type ParsedOrExit<T> = { options: T } | { exitCode: number };
 
@@ -61,7 +61,7 @@ export function startDaemon<T extends KlogOptions & { readonly warnings: readonl
 ): { options: T; logger: Logger } | { exitCode: number } {
   const parsed = parseDaemonOptions(parse, usage, io);
   if ('exitCode' in parsed) return parsed;
-  applyHeapTuning(io.env);
+  const heap = applyHeapTuning(io.env);
   const options = parsed.options;
   let logger: Logger;
   try {
@@ -72,5 +72,10 @@ export function startDaemon<T extends KlogOptions & { readonly warnings: readonl
     return { exitCode: 2 };
   }
   for (const warning of options.warnings) logger.warn(warning);
+  const youngGenerationMb = maxSemiSpaceMb(process.execArgv, io.env.NODE_OPTIONS ?? '');
+  logger.v(1, 'V8 heap settings', { ...heap, maxSemiSpaceMb: youngGenerationMb ?? 'V8 default' });
+  if (youngGenerationMb === undefined) {
+    logger.warn('Node was started without --max-semi-space-size, which bin/ and the image\'s /proxy-server and /proxy-agent set to 4: under connection churn V8 grows the young generation to 64 MB and memory to about twice the documented bound (docs/design.md, "Memory under connection churn")');
+  }
   return { options, logger };
 }

@@ -18,20 +18,127 @@
  * GC per 64 MB of ArrayBuffers), which the growing factor does not move;
  * docs/benchmarks.md (session 5) has the flags tried against it.
  *
- * The growing factor only decides how far the heap may grow past what was
- * live at the last full collection before the next one; it does not keep
- * memory that is not allocated. `KONNECTIVITY_HEAP_GROWING_PERCENT` overrides
- * it (0 = V8's default).
+ * A fixed factor of 6 is wrong once much is live: with 10,000 connections
+ * open (60 MB live) it lets the old generation reach 360 MB of mostly
+ * garbage from connections already closed. So the factor is recomputed
+ * after every full collection to allow at most a fixed headroom past what
+ * survived it. V8 applies a percent at the collection after the one it was
+ * computed from, so the percent follows the largest survivor of the last
+ * eight: with connections opened and closed in waves, a collection that ran
+ * while few were open would otherwise set a large percent for the next,
+ * which runs with many open (gRPC server at 361 MB after eight rounds of
+ * 10,000 with the last survivor alone, session 14).
+ *
+ * Settings, each read once at startup (0 turns the one setting off):
+ * - KONNECTIVITY_HEAP_GROWING_PERCENT: the largest growing percent (500, a
+ *   factor of 6), used while little is live;
+ * - KONNECTIVITY_HEAP_HEADROOM_MB: how far past the live old generation the
+ *   next full collection may wait (64); 0 keeps the percent fixed.
+ *
+ * The young generation is the other half of the bound, and V8 reads its
+ * size only when the process starts: bin/konnectivity-server and
+ * bin/konnectivity-agent (which the image's /proxy-server and /proxy-agent
+ * are) start Node with `--max-semi-space-size=4`. Server RSS after eight
+ * rounds of 10,000 HTTP-CONNECT connections opened and closed
+ * (docs/benchmarks.md, session 14): 490 MB with a fixed percent and V8's
+ * young generation (which grows to 64 MB), 491 MB with only the adaptive
+ * percent, 310 MB with only the young generation capped, 199 MB with both.
+ * Changing V8's growth factor at runtime instead held the young generation
+ * at its cap on Node 24 but not on Node 26, which grows it page by page.
  */
 import v8 from 'node:v8';
+import { PerformanceObserver, constants as perfConstants, type PerformanceEntry } from 'node:perf_hooks';
 
 export const DEFAULT_HEAP_GROWING_PERCENT = 500;
+export const DEFAULT_HEAP_HEADROOM_MB = 64;
+/** V8's own floor is a factor of 1.1; below 1.25 full collections would follow each other closely. */
+const MIN_GROWING_PERCENT = 25;
+/** Full collections whose survivors the percent follows (see above). */
+const SURVIVORS_REMEMBERED = 8;
+const MB = 1024 * 1024;
 
-/** Returns the percent applied, or 0 when V8's default is kept. */
-export function applyHeapTuning(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.KONNECTIVITY_HEAP_GROWING_PERCENT;
-  const percent = raw === undefined || raw === '' ? DEFAULT_HEAP_GROWING_PERCENT : Number(raw);
-  if (!Number.isInteger(percent) || percent <= 0) return 0;
-  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
-  return percent;
+export interface HeapTuning {
+  /** Largest growing percent, 0 when V8 chooses its own factor. */
+  readonly growingPercent: number;
+  /** Headroom past the live old generation, 0 when the percent stays fixed. */
+  readonly headroomMb: number;
+}
+
+function setting(raw: string | undefined, fallback: number): number {
+  const value = raw === undefined || raw === '' ? fallback : Number(raw);
+  return Number.isInteger(value) && value > 0 ? value : 0;
+}
+
+export function readHeapTuning(env: NodeJS.ProcessEnv): HeapTuning {
+  return {
+    growingPercent: setting(env.KONNECTIVITY_HEAP_GROWING_PERCENT, DEFAULT_HEAP_GROWING_PERCENT),
+    headroomMb: setting(env.KONNECTIVITY_HEAP_HEADROOM_MB, DEFAULT_HEAP_HEADROOM_MB),
+  };
+}
+
+/**
+ * The growing percent that lets the heap grow `headroomMb` past `liveBytes`
+ * (V8's next limit is live × (1 + percent / 100)), between 25 and the
+ * largest percent, in steps of 5 so small changes in the live size do not
+ * reach V8.
+ */
+export function growingPercentFor(liveBytes: number, tuning: HeapTuning): number {
+  if (tuning.headroomMb === 0 || liveBytes <= 0) return tuning.growingPercent;
+  const percent = Math.floor((100 * tuning.headroomMb * MB) / liveBytes / 5) * 5;
+  return Math.min(tuning.growingPercent, Math.max(MIN_GROWING_PERCENT, percent));
+}
+
+/** Bytes in the old generation (everything but the young spaces), as a full collection leaves them. */
+function oldGenerationBytes(): number {
+  let bytes = 0;
+  for (const space of v8.getHeapSpaceStatistics()) {
+    if (space.space_name !== 'new_space' && space.space_name !== 'new_large_object_space') bytes += space.space_used_size;
+  }
+  return bytes;
+}
+
+function isFullCollection(entry: PerformanceEntry): boolean {
+  // Node's gc entries carry the collection's kind in `detail`, which the PerformanceEntry type leaves unknown.
+  const detail = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail;
+  return detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR;
+}
+
+/**
+ * Applies the settings and keeps the growing percent following the live
+ * heap; returns what was applied. V8 reads `--heap-growing-percent` each
+ * time it computes the next limit, after a full collection, so a percent
+ * set after one is used at the next.
+ */
+export function applyHeapTuning(env: NodeJS.ProcessEnv = process.env): HeapTuning {
+  const tuning = readHeapTuning(env);
+  if (tuning.growingPercent === 0) return tuning;
+  let appliedPercent = tuning.growingPercent;
+  v8.setFlagsFromString(`--heap-growing-percent=${appliedPercent}`);
+  if (tuning.headroomMb === 0) return tuning;
+  const survivors: number[] = [];
+  const observer = new PerformanceObserver((entries) => {
+    if (!entries.getEntries().some(isFullCollection)) return;
+    survivors.push(oldGenerationBytes());
+    if (survivors.length > SURVIVORS_REMEMBERED) survivors.shift();
+    const percent = growingPercentFor(Math.max(...survivors), tuning);
+    if (percent === appliedPercent) return;
+    appliedPercent = percent;
+    v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  return tuning;
+}
+
+/**
+ * The young generation's cap per semi-space in MB as the process was
+ * started (command line, shebang or NODE_OPTIONS; the last one counts, as
+ * in V8), or undefined when V8 sizes it itself.
+ */
+export function maxSemiSpaceMb(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): number | undefined {
+  let found: number | undefined;
+  for (const arg of [...nodeOptions.split(/\s+/), ...execArgv]) {
+    const match = /^--max[-_]semi[-_]space[-_]size=(\d+)$/.exec(arg);
+    if (match) found = Number(match[1]);
+  }
+  return found === 0 ? undefined : found;
 }

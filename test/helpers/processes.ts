@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'node:test';
 import { waitFor } from './wait.ts';
+import { shebangNodeArgs } from '../../bench/lib/shebang-node-args.ts';
 
 export type BinName = 'konnectivity-server' | 'konnectivity-agent' | 'konnectivity';
 
@@ -27,7 +28,7 @@ export interface BinProcess {
 }
 
 export function spawnBin(t: TestContext, name: BinName, args: readonly string[]): BinProcess {
-  const child = spawn(process.execPath, [binPath(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: binEnv() });
+  const child = spawn(process.execPath, [...shebangNodeArgs(binPath(name)), binPath(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: binEnv() });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
