@@ -2,7 +2,8 @@
  * (7) Many established connections: N connections to a TCP echo server
  * (10,000; quick: 500), each proven end to end with a one-byte echo, then
  * held idle while the server's and agent's memory is read; one more echo on
- * every connection at once; then all are closed.
+ * every connection at once; then all are closed, and the same number opened
+ * and closed twice more, memory read again with the third set open.
  */
 import type { Duplex } from 'node:stream';
 import { memory } from '../lib/proc.ts';
@@ -11,6 +12,8 @@ import { mapLimit, sleep } from '../lib/stats.ts';
 import type { Target, TargetName } from '../lib/targets.ts';
 
 const DIALS_IN_FLIGHT = 100;
+/** The set of N connections is opened this many times in all, each closed before the next. */
+const CHURN_ROUNDS = 3;
 
 class EchoConnection {
   private waiter: ((err?: Error) => void) | null = null;
@@ -53,6 +56,8 @@ export const many: Scenario = {
     const errors: ScenarioResult['errors'] = {};
     const serverRss: Partial<Record<TargetName, number>> = {};
     const agentRss: Partial<Record<TargetName, number>> = {};
+    const churnServerRss: Partial<Record<TargetName, number>> = {};
+    const churnAgentRss: Partial<Record<TargetName, number>> = {};
     const perConn: Partial<Record<TargetName, number>> = {};
     const setupRate: Partial<Record<TargetName, number>> = {};
     const echoRound: Partial<Record<TargetName, number>> = {};
@@ -91,7 +96,35 @@ export const many: Scenario = {
         await sleep(ctx.quick ? 500 : 3_000);
         closed = `${target.name}: ${Math.round(memory(target.serverPid).rssMB)} MB server / ${Math.round(memory(target.agentPid!).rssMB)} MB agent RSS a few seconds after closing all ${n}.`;
       }
+      // Churn: a fresh process's figure alone hid that garbage from closed
+      // connections piled up (session 13), so the same N are opened again
+      // twice, and memory is read with the third set open.
+      let churnMem: { s: number; a: number } | null = null;
+      for (let round = 2; round <= CHURN_ROUNDS; round++) {
+        const again: EchoConnection[] = [];
+        try {
+          await cpu.measure(target, () =>
+            mapLimit(Array.from({ length: n }), DIALS_IN_FLIGHT, async () => {
+              const c = new EchoConnection(await target.dial(ctx.destination.echoAddress));
+              again.push(c);
+              await c.ping();
+            }),
+          );
+          ctx.progress(`    ${target.name.padEnd(12)} round ${round}/${CHURN_ROUNDS}: ${n} connections established again`);
+          if (round === CHURN_ROUNDS && before) {
+            await sleep(ctx.quick ? 300 : 2_000);
+            churnMem = { s: memory(target.serverPid!).rssMB, a: memory(target.agentPid!).rssMB };
+          }
+        } finally {
+          for (const c of again) c.socket.destroy();
+        }
+        await sleep(ctx.quick ? 100 : 1_000);
+      }
       return () => {
+        if (churnMem) {
+          churnServerRss[target.name] = churnMem.s;
+          churnAgentRss[target.name] = churnMem.a;
+        }
         setupRate[target.name] = rate;
         echoRound[target.name] = echoMs;
         let memNote = '';
@@ -110,10 +143,12 @@ export const many: Scenario = {
     return {
       id: 'many',
       title: this.title,
-      method: `${n} connections to a TCP echo server in the destination process, dialled ${DIALS_IN_FLIGHT} at a time, each confirmed with a one-byte echo; RSS of server and agent read after a short settle with all ${n} open and idle; then one byte echoed on every connection at once; one run. The per-connection figure is (server + agent RSS growth) / N. In a full run server and agent are restarted before this scenario, so the figures start from fresh processes; what the earlier load scenarios leave behind is the separate "idle after the load scenarios" row.`,
+      method: `${n} connections to a TCP echo server in the destination process, dialled ${DIALS_IN_FLIGHT} at a time, each confirmed with a one-byte echo; RSS of server and agent read after a short settle with all ${n} open and idle; then one byte echoed on every connection at once; all closed, and the same N opened and closed twice more, RSS read again with the third set open (churn: garbage from closed connections must not pile up); one run. The per-connection figure is (server + agent RSS growth) / N. In a full run server and agent are restarted before this scenario, so the figures start from fresh processes; what the earlier load scenarios leave behind is the separate "idle after the load scenarios" row.`,
       metrics: [
         { id: 'many-server-rss', label: `Server RSS, ${n} connections open`, unit: 'MB', better: 'lower', values: serverRss, ratio: false, goal: 250, digits: 1 },
         { id: 'many-agent-rss', label: `Agent RSS, ${n} connections open`, unit: 'MB', better: 'lower', values: agentRss, ratio: false, goal: 250, digits: 1 },
+        { id: 'many-churn-server-rss', label: `Server RSS, the third ${n} open (two sets opened and closed before)`, unit: 'MB', better: 'lower', values: churnServerRss, ratio: false, goal: 250, digits: 1 },
+        { id: 'many-churn-agent-rss', label: `Agent RSS, the third ${n} open (two sets opened and closed before)`, unit: 'MB', better: 'lower', values: churnAgentRss, ratio: false, goal: 250, digits: 1 },
         { id: 'many-per-conn', label: 'Server + agent memory per connection', unit: 'KB', better: 'lower', values: perConn, ratio: false, digits: 1 },
         { id: 'many-setup', label: `Establishing ${n} connections (${DIALS_IN_FLIGHT} in flight)`, unit: 'conn/s', better: 'higher', values: setupRate, digits: 0 },
         { id: 'many-echo', label: `One echo on all ${n} at once`, unit: 'ms', better: 'lower', values: echoRound, digits: 0 },
