@@ -21,8 +21,8 @@
  * A fixed factor of 6 is wrong once much is live: with 10,000 connections
  * open (60 MB live) it lets the old generation reach 360 MB of mostly
  * garbage from connections already closed. So the factor is recomputed
- * after every full collection to allow at most a fixed headroom past what
- * survived it. V8 applies a percent at the collection after the one it was
+ * after every full collection: six times what survived while that stays
+ * under 96 MB, a fixed headroom past it beyond. V8 applies a percent at the collection after the one it was
  * computed from, so the percent follows the largest survivor of the last
  * eight: with connections opened and closed in waves, a collection that ran
  * while few were open would otherwise set a large percent for the next,
@@ -32,8 +32,9 @@
  * Settings, each read once at startup (0 turns the one setting off):
  * - KONNECTIVITY_HEAP_GROWING_PERCENT: the largest growing percent (500, a
  *   factor of 6), used while little is live;
- * - KONNECTIVITY_HEAP_HEADROOM_MB: how far past the live old generation the
- *   next full collection may wait (64); 0 keeps the percent fixed.
+ * - KONNECTIVITY_HEAP_HEADROOM_MB: once the largest percent would put the
+ *   next full collection past 96 MB, how far past the live old generation
+ *   it may wait instead (32); 0 keeps the percent fixed.
  *
  * The young generation is the other half of the bound, and V8 reads its
  * size only when the process starts: bin/konnectivity-server and
@@ -50,9 +51,11 @@ import v8 from 'node:v8';
 import { PerformanceObserver, constants as perfConstants, type PerformanceEntry } from 'node:perf_hooks';
 
 export const DEFAULT_HEAP_GROWING_PERCENT = 500;
-export const DEFAULT_HEAP_HEADROOM_MB = 64;
+export const DEFAULT_HEAP_HEADROOM_MB = 32;
 /** V8's own floor is a factor of 1.1; below 1.25 full collections would follow each other closely. */
 const MIN_GROWING_PERCENT = 25;
+/** The old generation's limit up to which the largest percent applies however much is live. */
+const LIMIT_ALWAYS_ALLOWED_MB = 96;
 /** Full collections whose survivors the percent follows (see above). */
 const SURVIVORS_REMEMBERED = 8;
 const MB = 1024 * 1024;
@@ -77,14 +80,17 @@ export function readHeapTuning(env: NodeJS.ProcessEnv): HeapTuning {
 }
 
 /**
- * The growing percent that lets the heap grow `headroomMb` past `liveBytes`
- * (V8's next limit is live × (1 + percent / 100)), between 25 and the
- * largest percent, in steps of 5 so small changes in the live size do not
- * reach V8.
+ * The growing percent for what survived (V8's next limit is
+ * live × (1 + percent / 100)): the largest percent while that limit stays
+ * under 96 MB, which a relay with little live needs (see above), and beyond
+ * that `headroomMb` past live; never under 25, in steps of 5 so small
+ * changes in the live size do not reach V8.
  */
 export function growingPercentFor(liveBytes: number, tuning: HeapTuning): number {
   if (tuning.headroomMb === 0 || liveBytes <= 0) return tuning.growingPercent;
-  const percent = Math.floor((100 * tuning.headroomMb * MB) / liveBytes / 5) * 5;
+  const largest = liveBytes * (1 + tuning.growingPercent / 100);
+  const limit = Math.max(liveBytes + tuning.headroomMb * MB, Math.min(largest, LIMIT_ALWAYS_ALLOWED_MB * MB));
+  const percent = Math.floor(((limit / liveBytes - 1) * 100) / 5) * 5;
   return Math.min(tuning.growingPercent, Math.max(MIN_GROWING_PERCENT, percent));
 }
 
