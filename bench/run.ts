@@ -97,7 +97,7 @@ const loadGeneratorHeapTuning = applyHeapTuning();
 function describeHeapTuning(tuning: HeapTuning): string {
   if (tuning.growingPercent === 0) return "V8's own heap growing factor";
   if (tuning.headroomMb === 0) return `\`--heap-growing-percent=${tuning.growingPercent}\``;
-  return `a heap growing percent of up to ${tuning.growingPercent}, lowered after each full collection so that the next comes at most ${tuning.headroomMb} MB past what survived`;
+  return `a heap growing percent of ${tuning.growingPercent} while that keeps the next full collection under 96 MB, beyond that at most ${tuning.headroomMb} MB past what survived, recomputed after each full collection`;
 }
 // Load generator only, not the daemons: V8 otherwise starts a full GC for
 // every 64 MB of read buffers, however little JavaScript is live. Counting
