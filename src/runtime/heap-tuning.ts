@@ -22,12 +22,13 @@
  * open (60 MB live) it lets the old generation reach 360 MB of mostly
  * garbage from connections already closed. So the factor is recomputed
  * after every full collection: six times what survived while that stays
- * under 96 MB, a fixed headroom past it beyond. V8 applies a percent at the collection after the one it was
- * computed from, so the percent follows the largest survivor of the last
- * eight: with connections opened and closed in waves, a collection that ran
- * while few were open would otherwise set a large percent for the next,
- * which runs with many open (gRPC server at 361 MB after eight rounds of
- * 10,000 with the last survivor alone, session 14).
+ * under 96 MB, a fixed headroom past it beyond. V8 applies a percent at the
+ * collection after the one it was computed from, so the percent follows the
+ * largest survivor of the last eight: with connections opened and closed in
+ * waves, a collection that ran while few were open would otherwise set a
+ * large percent for the next, which runs with many open (gRPC server at
+ * 361 MB after eight rounds of 10,000 with the last survivor alone,
+ * session 14).
  *
  * Settings, each read once at startup (0 turns the one setting off):
  * - KONNECTIVITY_HEAP_GROWING_PERCENT: the largest growing percent (500, a
