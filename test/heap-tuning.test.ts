@@ -43,11 +43,15 @@ ${source}`;
   return JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, number>;
 }
 
-test('settings: defaults, overrides, and 0 or nonsense turn one off', () => {
-  assert.deepEqual(readHeapTuning({}), { growingPercent: 500, headroomMb: 32 });
-  assert.deepEqual(readHeapTuning({ KONNECTIVITY_HEAP_GROWING_PERCENT: '300', KONNECTIVITY_HEAP_HEADROOM_MB: '32' }), { growingPercent: 300, headroomMb: 32 });
-  assert.deepEqual(readHeapTuning({ KONNECTIVITY_HEAP_GROWING_PERCENT: '0', KONNECTIVITY_HEAP_HEADROOM_MB: 'lots' }), { growingPercent: 0, headroomMb: 0 });
-  assert.deepEqual(readHeapTuning({ KONNECTIVITY_HEAP_GROWING_PERCENT: '-1', KONNECTIVITY_HEAP_HEADROOM_MB: '' }), { growingPercent: 0, headroomMb: 32 });
+test('settings: defaults, overrides, 0 turns one off, and nonsense keeps the default and is reported', () => {
+  assert.deepEqual(readHeapTuning({}), { growingPercent: 500, headroomMb: 32, ignored: [] });
+  assert.deepEqual(readHeapTuning({ KONNECTIVITY_HEAP_GROWING_PERCENT: '300', KONNECTIVITY_HEAP_HEADROOM_MB: '' }), { growingPercent: 300, headroomMb: 32, ignored: [] });
+  assert.deepEqual(readHeapTuning({ KONNECTIVITY_HEAP_GROWING_PERCENT: '0', KONNECTIVITY_HEAP_HEADROOM_MB: '0' }), { growingPercent: 0, headroomMb: 0, ignored: [] });
+  assert.deepEqual(readHeapTuning({ KONNECTIVITY_HEAP_GROWING_PERCENT: '-1', KONNECTIVITY_HEAP_HEADROOM_MB: 'lots' }), {
+    growingPercent: 500,
+    headroomMb: 32,
+    ignored: ['KONNECTIVITY_HEAP_GROWING_PERCENT=-1', 'KONNECTIVITY_HEAP_HEADROOM_MB=lots'],
+  });
 });
 
 test('growing percent: the largest up to a 96 MB limit, then headroom over live, never under 25', () => {
@@ -115,9 +119,9 @@ test('the daemon scripts start Node with the young generation capped at 4 MB per
 });
 
 /** Runs a daemon until it exits on a startup error and returns what it logged. */
-function daemonLog(command: string, args: string[]): Promise<string> {
+function daemonLog(command: string, args: string[], env: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve) => {
-    execFile(command, args, { env: binEnv(), timeout: 30_000 }, (_err, _stdout, stderr) => resolve(stderr));
+    execFile(command, args, { env: { ...binEnv(), ...env }, timeout: 30_000 }, (_err, _stdout, stderr) => resolve(stderr));
   });
 }
 
@@ -151,4 +155,10 @@ test('started as `node <script>`, without the option, a daemon warns that the yo
     assert.match(log, /"maxSemiSpaceMb":"V8 default"/, `${name}:\n${log}`);
     assert.match(log, /started without --max-semi-space-size/, `${name}:\n${log}`);
   }
+});
+
+test('a daemon given a heap setting that is not a number says so and keeps the default', async () => {
+  const log = await daemonLog(binPath('konnectivity-agent'), failingAgentArgs, { KONNECTIVITY_HEAP_HEADROOM_MB: '32MB' });
+  assert.match(log, /ignoring KONNECTIVITY_HEAP_HEADROOM_MB=32MB: not a whole number/, log);
+  assert.match(log, /"msg":"V8 heap settings".*"headroomMb":32/, log);
 });

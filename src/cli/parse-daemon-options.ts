@@ -72,8 +72,9 @@ export function startDaemon<T extends KlogOptions & { readonly warnings: readonl
     return { exitCode: 2 };
   }
   for (const warning of options.warnings) logger.warn(warning);
+  for (const setting of heap.ignored) logger.warn(`ignoring ${setting}: not a whole number of 0 or more; the default is used`);
   const youngGenerationMb = maxSemiSpaceMb(process.execArgv, io.env.NODE_OPTIONS ?? '');
-  logger.v(1, 'V8 heap settings', { ...heap, maxSemiSpaceMb: youngGenerationMb ?? 'V8 default' });
+  logger.v(1, 'V8 heap settings', { growingPercent: heap.growingPercent, headroomMb: heap.headroomMb, maxSemiSpaceMb: youngGenerationMb ?? 'V8 default' });
   if (youngGenerationMb === undefined) {
     logger.warn('Node was started without --max-semi-space-size, which bin/ and the image\'s /proxy-server and /proxy-agent set to 4: under connection churn V8 grows the young generation to 64 MB and memory to about twice the documented bound (docs/design.md, "Memory under connection churn")');
   }

@@ -30,7 +30,8 @@
  * 361 MB after eight rounds of 10,000 with the last survivor alone,
  * session 14).
  *
- * Settings, each read once at startup (0 turns the one setting off):
+ * Settings, each read once at startup (0 turns the one setting off; a
+ * value that is not a whole number keeps the default, with a warning):
  * - KONNECTIVITY_HEAP_GROWING_PERCENT: the largest growing percent (500, a
  *   factor of 6), used while little is live;
  * - KONNECTIVITY_HEAP_HEADROOM_MB: once the largest percent would put the
@@ -67,17 +68,25 @@ export interface HeapTuning {
   readonly growingPercent: number;
   /** Headroom past the live old generation, 0 when the percent stays fixed. */
   readonly headroomMb: number;
+  /** `NAME=value` of settings that were not a whole number of 0 or more and were left at their default. */
+  readonly ignored: readonly string[];
 }
 
-function setting(raw: string | undefined, fallback: number): number {
-  const value = raw === undefined || raw === '' ? fallback : Number(raw);
-  return Number.isInteger(value) && value > 0 ? value : 0;
+function setting(env: NodeJS.ProcessEnv, name: string, fallback: number, ignored: string[]): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (Number.isInteger(value) && value >= 0) return value;
+  ignored.push(`${name}=${raw}`);
+  return fallback;
 }
 
 export function readHeapTuning(env: NodeJS.ProcessEnv): HeapTuning {
+  const ignored: string[] = [];
   return {
-    growingPercent: setting(env.KONNECTIVITY_HEAP_GROWING_PERCENT, DEFAULT_HEAP_GROWING_PERCENT),
-    headroomMb: setting(env.KONNECTIVITY_HEAP_HEADROOM_MB, DEFAULT_HEAP_HEADROOM_MB),
+    growingPercent: setting(env, 'KONNECTIVITY_HEAP_GROWING_PERCENT', DEFAULT_HEAP_GROWING_PERCENT, ignored),
+    headroomMb: setting(env, 'KONNECTIVITY_HEAP_HEADROOM_MB', DEFAULT_HEAP_HEADROOM_MB, ignored),
+    ignored,
   };
 }
 
