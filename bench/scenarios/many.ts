@@ -47,6 +47,16 @@ class EchoConnection {
   }
 }
 
+/** Dials `n` echo connections, DIALS_IN_FLIGHT at a time, into `conns`, each confirmed with a one-byte echo. */
+function openConfirmed(ctx: BenchContext, target: Target, n: number, conns: EchoConnection[], afterEach?: () => void): Promise<unknown> {
+  return mapLimit(Array.from({ length: n }), DIALS_IN_FLIGHT, async () => {
+    const c = new EchoConnection(await target.dial(ctx.destination.echoAddress));
+    conns.push(c);
+    await c.ping();
+    afterEach?.();
+  });
+}
+
 export const many: Scenario = {
   id: 'many',
   title: 'Many established idle connections',
@@ -73,10 +83,7 @@ export const many: Scenario = {
         const t0 = performance.now();
         let lastReport = t0;
         await cpu.measure(target, () =>
-          mapLimit(Array.from({ length: n }), DIALS_IN_FLIGHT, async () => {
-            const c = new EchoConnection(await target.dial(ctx.destination.echoAddress));
-            conns.push(c);
-            await c.ping();
+          openConfirmed(ctx, target, n, conns, () => {
             if (performance.now() - lastReport > 2_000) {
               lastReport = performance.now();
               ctx.progress(`    ${target.name.padEnd(12)} ${conns.length}/${n} connections established…`);
@@ -103,13 +110,7 @@ export const many: Scenario = {
       for (let round = 2; round <= CHURN_ROUNDS; round++) {
         const again: EchoConnection[] = [];
         try {
-          await cpu.measure(target, () =>
-            mapLimit(Array.from({ length: n }), DIALS_IN_FLIGHT, async () => {
-              const c = new EchoConnection(await target.dial(ctx.destination.echoAddress));
-              again.push(c);
-              await c.ping();
-            }),
-          );
+          await cpu.measure(target, () => openConfirmed(ctx, target, n, again));
           ctx.progress(`    ${target.name.padEnd(12)} round ${round}/${CHURN_ROUNDS}: ${n} connections established again`);
           if (round === CHURN_ROUNDS && before) {
             await sleep(ctx.quick ? 300 : 2_000);
