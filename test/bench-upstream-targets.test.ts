@@ -177,6 +177,16 @@ test('bench options: unknown or incomplete options are usage errors, and a bare 
   await expectUsageErrors(cases);
 });
 
+/** The pids the variant recorded in `marks` are the B arm's (upstream-http-connect) server and agent, and not the A arm's. */
+function assertVariantRanOnlyInB(out: JsonOutput, marks: string, aArmMessage: string): void {
+  const marked = new Set(readFileSync(marks, 'utf8').trim().split('\n').map(Number));
+  const b = out.processes.find((p) => p.target === 'upstream-http-connect');
+  const a = out.processes.find((p) => p.target === 'http-connect');
+  assert.ok(a && b, JSON.stringify(out.processes));
+  assert.ok(marked.has(b.server.pid) && marked.has(b.agent.pid), `variant pids ${b.server.pid}/${b.agent.pid} not among the marked ${[...marked]}`);
+  assert.ok(!marked.has(a.server.pid) && !marked.has(a.agent.pid), aArmMessage);
+}
+
 test('bench --variant-node-arg/--variant-env: the upstream-* slot runs our own binaries with the extra Node.js flags and environment, and nothing is written to docs', { timeout: 90_000 }, async (t) => {
   const dir = tempDir(t);
   const marks = path.join(dir, 'variant.pids');
@@ -189,12 +199,7 @@ test('bench --variant-node-arg/--variant-env: the upstream-* slot runs our own b
   const out = JSON.parse(readFileSync(json, 'utf8')) as JsonOutput & { variant: string | null };
   assert.equal(out.upstream, null, 'a variant run must not present itself as upstream');
   assert.match(out.variant ?? '', /^--import=data:text\/javascript,.* KTS_VARIANT_MARK=/);
-  const marked = new Set(readFileSync(marks, 'utf8').trim().split('\n').map(Number));
-  const b = out.processes.find((p) => p.target === 'upstream-http-connect');
-  const a = out.processes.find((p) => p.target === 'http-connect');
-  assert.ok(a && b, JSON.stringify(out.processes));
-  assert.ok(marked.has(b.server.pid) && marked.has(b.agent.pid), `variant pids ${b.server.pid}/${b.agent.pid} not among the marked ${[...marked]}`);
-  assert.ok(!marked.has(a.server.pid) && !marked.has(a.agent.pid), 'the A arm got the variant');
+  assertVariantRanOnlyInB(out, marks, 'the A arm got the variant');
   assert.match(stdout, /A\/B run: the upstream-\* columns are NOT upstream's binaries/);
   assert.doesNotMatch(stdout, /upstream-\*: upstream's binaries, measured in this run/);
   assert.match(stdout, /docs not written/);
@@ -212,12 +217,7 @@ test('bench --variant-node: the variant server and agent run under the given Nod
   assert.equal(code, 0, `bench failed:\n${stdout}\n${stderr}`);
   const out = JSON.parse(readFileSync(json, 'utf8')) as JsonOutput & { variant: string | null };
   assert.equal(out.variant, `Node.js ${process.version} (${otherNode})`);
-  const marked = new Set(readFileSync(marks, 'utf8').trim().split('\n').map(Number));
-  const b = out.processes.find((p) => p.target === 'upstream-http-connect');
-  const a = out.processes.find((p) => p.target === 'http-connect');
-  assert.ok(a && b, JSON.stringify(out.processes));
-  assert.ok(marked.has(b.server.pid) && marked.has(b.agent.pid), `variant pids ${b.server.pid}/${b.agent.pid} not among the marked ${[...marked]}`);
-  assert.ok(!marked.has(a.server.pid) && !marked.has(a.agent.pid), 'the A arm ran under the variant Node.js');
+  assertVariantRanOnlyInB(out, marks, 'the A arm ran under the variant Node.js');
   assert.match(stdout, /A\/B run: the upstream-\* columns are NOT upstream's binaries but ours with Node\.js v/);
 });
 
