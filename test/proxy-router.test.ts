@@ -137,6 +137,24 @@ test('a CLOSE_REQ nobody waits for (the client is gone) is batched; one a client
   assert.deepEqual(now.slice(-1), [packets.closeRequest(2n)]);
 });
 
+test('a frontend that ends right after its own CLOSE_REQ gets one CLOSE_REQ to the agent, not two', () => {
+  const { router, agent } = setup();
+  const { b, sent } = agent('a1');
+  const peer = new RecordingFrontend();
+  const fe = router.openFrontend(peer);
+  fe.handlePacket(packets.dialRequest('h:1', 31n));
+  router.handleBackendPacket(b, packets.dialResponse(31n, 5n));
+  fe.handlePacket(packets.closeRequest(5n));
+  fe.end(); // END_STREAM (or a reset) before the agent's CLOSE_RSP came back
+  assert.deepEqual(
+    sent.filter((p) => p.type === PacketType.CLOSE_REQ),
+    [packets.closeRequest(5n)],
+  );
+  // The agent's answer still retires the connection.
+  router.handleBackendPacket(b, packets.closeResponse(5n));
+  assert.equal(router.establishedCount, 0);
+});
+
 test('agent disconnect: frontends get CLOSE_RSP for connections and a DIAL_RSP error for pending dials', () => {
   const { router, agent } = setup();
   const { b } = agent('a1');

@@ -92,6 +92,8 @@ interface EstablishedConnection {
   readonly credit: ConnectionCredit | null;
   /** The frontend is paused because this connection ran out of credit toward the agent. */
   pausedForCredit: boolean;
+  /** The frontend's CLOSE_REQ went to the agent: ending the frontend must not send another. */
+  closeRequested: boolean;
 }
 
 /** Windows negotiated with an agent stream (docs/design/flow-control.md). */
@@ -435,7 +437,7 @@ export class ProxyRouter {
       return;
     }
     const credit = b.flow ? new ConnectionCredit(b.flow.agentWindow, b.flow.ourWindow) : null;
-    const conn: EstablishedConnection = { connectID, backend: b, frontend: fe, startedAt: Date.now(), bytesFromAgent: 0, bytesToAgent: 0, credit, pausedForCredit: false };
+    const conn: EstablishedConnection = { connectID, backend: b, frontend: fe, startedAt: Date.now(), bytesFromAgent: 0, bytesToAgent: 0, credit, pausedForCredit: false, closeRequested: false };
     b.connections.set(connectID, conn);
     fe.connections.add(conn);
     this.established++;
@@ -515,7 +517,10 @@ export class ProxyRouter {
         const conn = this.ownConnection(fe, id);
         const b = conn?.backend ?? fe.backend;
         if (b.closed) fe.peer.closeResponse(id, 'CLOSE_REQ to backend failed');
-        else if (conn) this.sendToBackend(b, p);
+        else if (conn) {
+          conn.closeRequested = true;
+          this.sendToBackend(b, p);
+        }
         // Not this stream's connection (isolation): never forwarded; answered as the agent would.
         else fe.peer.closeResponse(id, 'Unknown connectID');
         fe.stopped = true;
@@ -594,7 +599,7 @@ export class ProxyRouter {
       conn.frontend = null;
       // The client is gone, so nobody waits for this close: it may wait for
       // the next packet to the agent (the next dial, typically) and share its write.
-      this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID), true);
+      if (!conn.closeRequested) this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID), true);
     }
     fe.connections.clear();
     // Its connections may have paused it on agents other than fe.backend.
