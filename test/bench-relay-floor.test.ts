@@ -35,7 +35,7 @@ test('relay floor --quick: every chain and tunnel (ours and the Go relay, both f
   const expectations: Array<[string, string[], number]> = [
     // heading, targets, index of a cell that must be a positive number (p50 or MB/s)
     ['round trip', ['direct', 'chain-tls', 'chain-h2', ...tunnels], 0],
-    ['dial + first byte', ['direct', 'chain-tcp', 'chain-h2', ...tunnels], 0],
+    ['dial + first byte', ['direct', 'chain-tcp', 'chain-tls-mux', 'chain-h2-mux', 'chain-h2', ...tunnels], 0],
     ['bulk download', ['direct', 'chain-tls', 'chain-h2', ...tunnels], 0],
     ['new gRPC connection per dial', ['direct', ...tunnels.filter((t) => t.startsWith('grpc:'))], 0],
   ];
@@ -48,7 +48,7 @@ test('relay floor --quick: every chain and tunnel (ours and the Go relay, both f
     }
   }
   // The relay processes' CPU is read for every target that has them: "900 / 900", never "—".
-  for (const name of ['chain-tcp', 'chain-h2', ...tunnels]) assert.match(tableRows(r.stdout, 'dial + first byte').get(name)!.join(' '), /\d+ \/ \d+$/, name);
+  for (const name of ['chain-tcp', 'chain-tls-mux', 'chain-h2-mux', 'chain-h2', ...tunnels]) assert.match(tableRows(r.stdout, 'dial + first byte').get(name)!.join(' '), /\d+ \/ \d+$/, name);
   for (const name of tunnels.filter((t) => t.startsWith('grpc:'))) assert.match(tableRows(r.stdout, 'new gRPC connection per dial').get(name)!.join(' '), /\d+ \/ \d+$/, name);
 });
 

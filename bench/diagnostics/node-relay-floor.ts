@@ -18,7 +18,8 @@
  * the HTTP/2 windows and frame size (src/grpc/http2-settings.ts).
  *
  * Targets, interleaved, three runs each, medians: direct (client →
- * destination), chain-tls, chain-h2, and ours (konnectivity-server and
+ * destination), chain-tls, chain-h2 (dials: chain-tcp, chain-tls-mux,
+ * chain-h2-mux and chain-h2, described below), and ours (konnectivity-server and
  * konnectivity-agent in HTTP-CONNECT mode, started as the bench starts
  * them), and, when a Go toolchain with grpc-go is installed, go-grpc: the
  * same hops in Go (go-relay-floor/), what upstream's runtime reaches on
@@ -55,7 +56,7 @@ import { MiniHttpConnection } from '../lib/mini-http.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 
 /**
- * `h2-connect` is the dial floor: relay 1 answers HTTP CONNECT on the unix
+ * `h2-connect`: relay 1 answers HTTP CONNECT on the unix
  * socket, opens one HTTP/2 stream per dial carrying the address, relay 2
  * dials the destination and answers the stream's headers only once the TCP
  * connect succeeded, and relay 1 then writes `200`: the same four-process,
@@ -63,9 +64,48 @@ import { median, percentile, sortNumbers } from '../lib/stats.ts';
  * DIAL_REQ / DIAL_RSP. `tcp-connect` is the same with a new plain TCP
  * connection per dial between the relays (the address as one line, "ok" back
  * once connected): no TLS and no HTTP/2 at all, the least a Node relay with
- * four processes can do per dial.
+ * four processes can do per dial. A new HTTP/2 stream per dial costs about
+ * as much again as the rest of the dial (docs/benchmarks.md, session 15), and
+ * our agent link opens none: `h2-mux-connect` below is its floor.
  */
-type ChainHop = 'tls' | 'h2' | 'h2-connect' | 'tcp-connect';
+type ChainHop = 'tls' | 'h2' | 'h2-connect' | 'tcp-connect' | 'tls-mux-connect' | 'h2-mux-connect';
+
+/**
+ * `h2-mux-connect` is the dial floor shaped like our agent link: every dial
+ * rides one long-lived HTTP/2 stream (opened once, as the agent's Connect
+ * stream is) in frames of our own: a 9-byte header (type, connection id,
+ * length), then DIAL (the address) / OK (connected) / DATA / CLOSE.
+ * `tls-mux-connect` carries the same frames on the TLS connection itself,
+ * with no HTTP/2: what Node's HTTP/2 adds to a multiplexed dial. Neither
+ * answers a CLOSE, closes gracefully, logs or counts anything.
+ */
+const MuxFrame = { DIAL: 1, OK: 2, DATA: 3, CLOSE: 4 } as const;
+type MuxFrame = (typeof MuxFrame)[keyof typeof MuxFrame];
+
+function muxFrame(type: MuxFrame, id: number, payload?: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(9 + (payload?.length ?? 0));
+  frame[0] = type;
+  frame.writeUInt32BE(id, 1);
+  frame.writeUInt32BE(payload?.length ?? 0, 5);
+  if (payload) frame.set(payload, 9);
+  return frame;
+}
+
+/** Calls `onFrame` for every whole frame read from `socket`. */
+function readMuxFrames(socket: Duplex, onFrame: (type: MuxFrame, id: number, payload: Buffer) => void): void {
+  let pending: Buffer | null = null;
+  socket.on('data', (chunk: Buffer) => {
+    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+    pending = null;
+    while (buf.length >= 9) {
+      const length = buf.readUInt32BE(5);
+      if (buf.length < 9 + length) break;
+      onFrame(buf[0] as MuxFrame, buf.readUInt32BE(1), buf.subarray(9, 9 + length));
+      buf = buf.subarray(9 + length);
+    }
+    if (buf.length > 0) pending = Buffer.from(buf);
+  });
+}
 
 /** Header carrying the dial address from relay 1 to relay 2 (h2-connect). */
 const DEST_HEADER = 'x-relay-destination';
@@ -135,6 +175,44 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
       from.on('error', () => from.destroy());
     });
     server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+  } else if (hop === 'tls-mux-connect' || hop === 'h2-mux-connect') {
+    const serveMux = (link: Duplex): void => {
+      const outs = new Map<number, net.Socket>();
+      readMuxFrames(link, (type, id, payload) => {
+        if (type === MuxFrame.DIAL) {
+          const target = payload.toString('latin1');
+          const i = target.lastIndexOf(':');
+          const out = net.connect({ host: target.slice(0, i), port: Number(target.slice(i + 1)), noDelay: true });
+          outs.set(id, out);
+          out.once('connect', () => link.write(muxFrame(MuxFrame.OK, id)));
+          out.on('data', (chunk: Buffer) => link.write(muxFrame(MuxFrame.DATA, id, chunk)));
+          out.on('close', () => {
+            if (outs.delete(id)) link.write(muxFrame(MuxFrame.CLOSE, id));
+          });
+          out.on('error', () => out.destroy());
+        } else if (type === MuxFrame.DATA) {
+          outs.get(id)?.write(payload);
+        } else if (type === MuxFrame.CLOSE) {
+          const out = outs.get(id);
+          outs.delete(id);
+          out?.destroy();
+        }
+      });
+    };
+    if (hop === 'tls-mux-connect') {
+      const server = tls.createServer(options, (link) => {
+        link.setNoDelay(true);
+        serveMux(link);
+      });
+      server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+    } else {
+      const server = tunedHttp2Server(options);
+      server.on('stream', (stream) => {
+        stream.respond({ ':status': 200 });
+        serveMux(stream);
+      });
+      server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+    }
   } else if (hop === 'h2-connect') {
     // Both sides half-close instead of resetting streams: Node's HTTP/2 server closes a session that
     // resets streams at a high rate (its rapid-reset defence), and a dial loop would look like one.
@@ -165,7 +243,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
 /** Relay 1: unix socket in, TLS (or one HTTP/2 stream per connection on one session) to relay 2 out. */
 function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: string): void {
   const ca = readFileSync(caPath);
-  const session = hop === 'tls' || hop === 'tcp-connect' ? null : tunedHttp2Session(`https://127.0.0.1:${relay2Port}`, ca);
+  const session = hop === 'tls' || hop === 'tcp-connect' || hop === 'tls-mux-connect' ? null : tunedHttp2Session(`https://127.0.0.1:${relay2Port}`, ca);
   // The least an HTTP CONNECT front can do: find the end of the request head, take the authority, no validation.
   const serveConnect = (dial: (client: net.Socket, address: string) => void): void => {
     const server = net.createServer((client) => {
@@ -196,6 +274,41 @@ function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: strin
       out.on('end', () => client.end());
       out.on('error', () => client.destroy());
       client.on('close', () => out.destroy());
+    });
+    return;
+  }
+  if (hop === 'tls-mux-connect' || hop === 'h2-mux-connect') {
+    let link: Duplex;
+    if (hop === 'tls-mux-connect') {
+      const socket = tls.connect({ host: '127.0.0.1', port: relay2Port, ca });
+      socket.setNoDelay(true);
+      link = socket;
+    } else {
+      // One long-lived stream carries every dial, as our agent link does.
+      link = session!.request({ ':method': 'POST', ':path': '/mux' }, { endStream: false });
+    }
+    const clients = new Map<number, net.Socket>();
+    let nextId = 1;
+    readMuxFrames(link, (type, id, payload) => {
+      const client = clients.get(id);
+      if (!client) return;
+      if (type === MuxFrame.OK) {
+        client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+        client.on('data', (chunk: Buffer) => link.write(muxFrame(MuxFrame.DATA, id, chunk)));
+      } else if (type === MuxFrame.DATA) {
+        client.write(payload);
+      } else if (type === MuxFrame.CLOSE) {
+        clients.delete(id);
+        client.end();
+      }
+    });
+    serveConnect((client, address) => {
+      const id = nextId++;
+      clients.set(id, client);
+      link.write(muxFrame(MuxFrame.DIAL, id, Buffer.from(address, 'latin1')));
+      client.on('close', () => {
+        if (clients.delete(id)) link.write(muxFrame(MuxFrame.CLOSE, id));
+      });
     });
     return;
   }
@@ -270,8 +383,8 @@ function goColumn(byTarget: Record<string, number[]>): { title: string; cell: (n
   };
 }
 
-/** Width of the target column in progress lines and tables ("grpc:go-grpc"). */
-const NAME_WIDTH = 12;
+/** Width of the target column in progress lines and tables ("chain-tls-mux"). */
+const NAME_WIDTH = 13;
 
 interface DialTarget {
   name: string;
@@ -390,11 +503,12 @@ async function main(): Promise<void> {
       }
     }
     if (measures.includes('dial')) {
-      for (const hop of ['tcp-connect', 'h2-connect'] as const) {
+      const chainName = { 'tcp-connect': 'chain-tcp', 'tls-mux-connect': 'chain-tls-mux', 'h2-mux-connect': 'chain-h2-mux', 'h2-connect': 'chain-h2' } as const;
+      for (const hop of ['tcp-connect', 'tls-mux-connect', 'h2-mux-connect', 'h2-connect'] as const) {
         const { uds, pids } = await startChain(hop);
         const chainTunnel = createTunnel({ mode: 'http-connect', transport: { unix: uds } });
         cleanups.push(() => chainTunnel.close());
-        dialTargets.push({ name: hop === 'tcp-connect' ? 'chain-tcp' : 'chain-h2', dial: () => chainTunnel.dial('tcp', dest.httpAddress), pids });
+        dialTargets.push({ name: chainName[hop], dial: () => chainTunnel.dial('tcp', dest.httpAddress), pids });
       }
     }
     // As `npm run bench -- --compiled`: a fresh tsc build, so dist/ can never be stale.
@@ -471,13 +585,14 @@ async function main(): Promise<void> {
       const targets = dialTargets.map((t): DialTarget => ({ name: t.name, dialFirstByte: () => dialFirstByte(t.dial), pids: t.pids }));
       const runs = await measureDials(targets, { reps, count: dialCount, warmup: dialWarmup, firstRunWarmup: firstRunDialWarmup }, progress);
       const direct = median(runs.p50['direct']!);
-      const chain = median(runs.p50['chain-h2']!);
+      // Our agent link is one long-lived stream, so the multiplexed chain is its floor; chain-h2 opens a stream per dial.
+      const chain = median(runs.p50['chain-h2-mux']!);
       console.log('\ndial + first byte, medians of the runs (ms; CPU µs per dial in relay 1 / relay 2, or server / agent):');
       const go = goColumn(runs.p50);
-      console.log(`${'target'.padEnd(NAME_WIDTH)} p50    ×direct  ÷chain-h2${go.title}   CPU per dial`);
+      console.log(`${'target'.padEnd(NAME_WIDTH)} p50    ×direct  ÷chain-h2-mux${go.title}   CPU per dial`);
       for (const target of targets) {
         const m = median(runs.p50[target.name]!);
-        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(8)}×${go.cell(target.name, m)}   ${cpuColumn(runs, target.name)}`);
+        console.log(`${target.name.padEnd(NAME_WIDTH)} ${m.toFixed(3)}  ${(m / direct).toFixed(2).padStart(6)}×  ${(m / chain).toFixed(2).padStart(12)}×${go.cell(target.name, m)}   ${cpuColumn(runs, target.name)}`);
       }
     }
 
