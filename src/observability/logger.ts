@@ -4,7 +4,9 @@
  * sites on hot paths check `enabled(level)` first so no strings are built
  * for messages that would be dropped.
  */
-export type LogFields = Record<string, unknown>;
+import { isoTimestampNow, jsonLogLine, logJsonReplacer, serializeBase, type LogFields, type SerializedBase } from './json-log-line.ts';
+
+export type { LogFields } from './json-log-line.ts';
 
 export interface Logger {
   /**
@@ -38,16 +40,11 @@ export interface LoggerOptions {
   sinks?: readonly LogSink[];
 }
 
-function jsonReplacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return value.toString();
-  if (value instanceof Error) return value.message;
-  return value;
-}
-
 class StructuredLogger implements Logger {
   private readonly verbosity: number;
   private readonly sinks: readonly LogSink[];
   private readonly base: LogFields;
+  private readonly serializedBase: SerializedBase;
 
   constructor(options: LoggerOptions, base: LogFields) {
     this.verbosity = options.verbosity;
@@ -58,6 +55,7 @@ class StructuredLogger implements Logger {
       this.sinks = [{ format: options.format ?? (process.stderr.isTTY ? 'text' : 'json'), write }];
     }
     this.base = base;
+    this.serializedBase = serializeBase(base);
   }
 
   enabled(level: number): boolean {
@@ -80,12 +78,12 @@ class StructuredLogger implements Logger {
   }
 
   private emit(level: LogSeverity, v: number, msg: string, fields?: LogFields): void {
-    const time = new Date().toISOString();
+    const time = isoTimestampNow();
     let json: string | undefined;
     let text: string | undefined;
     for (const sink of this.sinks) {
       if (sink.format === 'json') {
-        json ??= jsonLine(time, level, v, msg, this.base, fields);
+        json ??= jsonLogLine(time, level, v, msg, this.serializedBase, fields);
         sink.write(json, level);
       } else {
         text ??= textLine(time, level, msg, { ...this.base, ...fields });
@@ -95,30 +93,10 @@ class StructuredLogger implements Logger {
   }
 }
 
-/**
- * JSON.stringify with a replacer calls back into JavaScript for every key;
- * converting the few bigint and Error fields first keeps the common line on
- * the plain (native) path. Nested values that need the replacer fall back to it.
- */
-function jsonLine(time: string, level: LogSeverity, v: number, msg: string, base: LogFields, fields: LogFields | undefined): string {
-  const line: LogFields = { time, level, v, msg, ...base };
-  if (fields !== undefined) {
-    for (const key in fields) {
-      const value = fields[key];
-      line[key] = typeof value === 'bigint' ? value.toString() : value instanceof Error ? value.message : value;
-    }
-  }
-  try {
-    return JSON.stringify(line);
-  } catch {
-    return JSON.stringify(line, jsonReplacer);
-  }
-}
-
 function textLine(time: string, level: LogSeverity, msg: string, all: LogFields): string {
   let kv = '';
   for (const [k, val] of Object.entries(all)) {
-    kv += ` ${k}=${typeof val === 'string' ? (/\s/.test(val) ? JSON.stringify(val) : val) : JSON.stringify(val, jsonReplacer)}`;
+    kv += ` ${k}=${typeof val === 'string' ? (/\s/.test(val) ? JSON.stringify(val) : val) : JSON.stringify(val, logJsonReplacer)}`;
   }
   return `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv}`;
 }
