@@ -134,6 +134,11 @@ function tunedHttp2Session(authority: string, ca: Buffer): http2.ClientHttp2Sess
   return session;
 }
 
+/** Listens on a loopback port and prints it: the parent reads it as the child's first line. */
+function listenAndPrintPort(server: net.Server): void {
+  server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+}
+
 /** Relay 2: TLS (or HTTP/2 over TLS) in, TCP to the destination out. Prints its port. */
 function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: string): void {
   const [host, port] = [dest.slice(0, dest.lastIndexOf(':')), Number(dest.slice(dest.lastIndexOf(':') + 1))];
@@ -149,7 +154,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
       socket.setNoDelay(true);
       bridge(socket);
     });
-    server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+    listenAndPrintPort(server);
   } else if (hop === 'tcp-connect') {
     const server = net.createServer((from) => {
       from.setNoDelay(true);
@@ -174,7 +179,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
       from.on('data', onLine);
       from.on('error', () => from.destroy());
     });
-    server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+    listenAndPrintPort(server);
   } else if (hop === 'tls-mux-connect' || hop === 'h2-mux-connect') {
     const serveMux = (link: Duplex): void => {
       const outs = new Map<number, net.Socket>();
@@ -204,14 +209,14 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
         link.setNoDelay(true);
         serveMux(link);
       });
-      server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+      listenAndPrintPort(server);
     } else {
       const server = tunedHttp2Server(options);
       server.on('stream', (stream) => {
         stream.respond({ ':status': 200 });
         serveMux(stream);
       });
-      server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+      listenAndPrintPort(server);
     }
   } else if (hop === 'h2-connect') {
     // Both sides half-close instead of resetting streams: Node's HTTP/2 server closes a session that
@@ -229,14 +234,14 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
       stream.on('end', () => out.end());
       stream.on('error', () => out.destroy());
     });
-    server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+    listenAndPrintPort(server);
   } else {
     const server = tunedHttp2Server(options);
     server.on('stream', (stream) => {
       stream.respond({ ':status': 200 });
       bridge(stream);
     });
-    server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
+    listenAndPrintPort(server);
   }
 }
 
