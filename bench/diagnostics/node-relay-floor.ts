@@ -139,6 +139,16 @@ function listenAndPrintPort(server: net.Server): void {
   server.listen(0, '127.0.0.1', () => console.log((server.address() as net.AddressInfo).port));
 }
 
+/** An HTTP/2 server on a loopback port that answers every stream 200 and hands it to `serve`; prints its port. */
+function serveEachStream(options: { cert: Buffer; key: Buffer }, serve: (stream: Duplex) => void): void {
+  const server = tunedHttp2Server(options);
+  server.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    serve(stream);
+  });
+  listenAndPrintPort(server);
+}
+
 /** Relay 2: TLS (or HTTP/2 over TLS) in, TCP to the destination out. Prints its port. */
 function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: string): void {
   const [host, port] = [dest.slice(0, dest.lastIndexOf(':')), Number(dest.slice(dest.lastIndexOf(':') + 1))];
@@ -211,12 +221,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
       });
       listenAndPrintPort(server);
     } else {
-      const server = tunedHttp2Server(options);
-      server.on('stream', (stream) => {
-        stream.respond({ ':status': 200 });
-        serveMux(stream);
-      });
-      listenAndPrintPort(server);
+      serveEachStream(options, serveMux);
     }
   } else if (hop === 'h2-connect') {
     // Both sides half-close instead of resetting streams: Node's HTTP/2 server closes a session that
@@ -236,12 +241,7 @@ function runRelay2(hop: ChainHop, dest: string, certPath: string, keyPath: strin
     });
     listenAndPrintPort(server);
   } else {
-    const server = tunedHttp2Server(options);
-    server.on('stream', (stream) => {
-      stream.respond({ ':status': 200 });
-      bridge(stream);
-    });
-    listenAndPrintPort(server);
+    serveEachStream(options, bridge);
   }
 }
 
