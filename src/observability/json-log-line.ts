@@ -2,8 +2,9 @@
  * One JSON log line, built as a string. At the daemons' default -v=4 a dial
  * logs two lines in the server and three in the agent. Building each line as
  * an object (fixed keys, the logger's base fields spread in, then the call's
- * fields) and stringifying it cost about 6 % of the server's and the agent's
- * CPU per HTTP-CONNECT dial (docs/benchmarks.md, session 15); concatenating
+ * fields) and stringifying it measured about 6 % of the server's and the
+ * agent's CPU per HTTP-CONNECT dial, in two interleaved A/B runs whose noise
+ * is of the same order (docs/benchmarks.md, session 15); concatenating
  * the pieces does not create the object, and the base fields are serialized
  * once per logger.
  *
