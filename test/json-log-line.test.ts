@@ -52,6 +52,28 @@ test('JSON log line: random field sets agree with JSON.stringify', () => {
   }
 });
 
+test('a value JSON cannot hold (a cycle, a throwing toJSON) is logged as a note; the call does not throw and the rest of the line stays', () => {
+  const cycle: Record<string, unknown> = { name: 'loop' };
+  cycle.self = cycle;
+  const throwing = { toJSON(): never { throw new Error('no JSON for you'); } };
+  for (const b of [base, { ...base, msgCount: 1 }]) {
+    for (const fields of [{ address: 'a:1', state: cycle }, { address: 'a:1', state: throwing }, { msg: 'collides', state: cycle }]) {
+      for (const line of [jsonLogLine(TIME, 'info', 2, 'm', serializeBase(b), fields), jsonLogLineViaObject(TIME, 'info', 2, 'm', b, fields)]) {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        assert.match(String(parsed.state), /^\[not serializable: .+\]$/, line);
+        assert.equal(parsed.component, 'konnectivity-agent');
+      }
+    }
+  }
+  for (const format of ['json', 'text'] as const) {
+    const lines: string[] = [];
+    const logger = createLogger({ verbosity: 2, format, write: (l) => lines.push(l) });
+    logger.v(2, 'still logged', { state: cycle, n: 5n });
+    assert.equal(lines.length, 1, format);
+    assert.match(lines[0]!, /not serializable: Converting circular structure to JSON/, format);
+  }
+});
+
 test('the logger writes the string-built line: base fields of a child, then the call fields', () => {
   const lines: string[] = [];
   const logger = createLogger({ verbosity: 3, component: 'konnectivity-agent', format: 'json', write: (l) => lines.push(l) }).child({ serverID: 's1' });

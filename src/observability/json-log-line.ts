@@ -12,12 +12,14 @@
  * included, with bigints as decimal strings and Errors as their message at
  * any depth (test/json-log-line.test.ts compares the two). One exception: a
  * field with an integer-like name ("0") stays among the call's fields, where
- * the whole-line object would move it to the front.
+ * the whole-line object would move it to the front. A value JSON cannot hold
+ * (a cycle, a throwing toJSON) becomes a "[not serializable: …]" note: a log
+ * call never throws into the code that logs.
  */
 export type LogFields = Record<string, unknown>;
 
 /** JSON.stringify replacer: bigints as decimal strings, Errors as their message. */
-export function logJsonReplacer(_key: string, value: unknown): unknown {
+function logJsonReplacer(_key: string, value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
   if (value instanceof Error) return value.message;
   return value;
@@ -41,8 +43,8 @@ export function serializeBase(fields: LogFields): SerializedBase {
   return { fields, json };
 }
 
-/** A value as JSON, or undefined when JSON.stringify would leave its key out. */
-function valueJson(value: unknown): string | undefined {
+/** A value as JSON, or undefined when JSON.stringify would leave its key out. Never throws. */
+export function valueJson(value: unknown): string | undefined {
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value);
@@ -59,7 +61,17 @@ function valueJson(value: unknown): string | undefined {
     default:
       if (value === null) return 'null';
       if (value instanceof Error) return JSON.stringify(value.message);
-      return JSON.stringify(value, logJsonReplacer);
+      return objectJson(value);
+  }
+}
+
+/** A log call must never throw: a value JSON cannot hold (a cycle, a throwing toJSON) is logged as a note instead. */
+function objectJson(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value, logJsonReplacer);
+  } catch (err) {
+    const reason = (err instanceof Error ? err.message : String(err)).split('\n', 1)[0];
+    return JSON.stringify(`[not serializable: ${reason}]`);
   }
 }
 
@@ -78,7 +90,18 @@ export function jsonLogLine(time: string, level: string, v: number, msg: string,
 
 /** The same line through an object and JSON.stringify: the reference, and the path for colliding keys. */
 export function jsonLogLineViaObject(time: string, level: string, v: number, msg: string, base: LogFields, fields: LogFields | undefined): string {
-  return JSON.stringify({ time, level, v, msg, ...base, ...fields }, logJsonReplacer);
+  const line: LogFields = { time, level, v, msg, ...base, ...fields };
+  try {
+    return JSON.stringify(line, logJsonReplacer);
+  } catch {
+    // As in jsonLogLine: the value that cannot be serialized becomes a note, the rest of the line stays.
+    const safe: LogFields = {};
+    for (const key in line) {
+      const json = valueJson(line[key]);
+      if (json !== undefined) safe[key] = JSON.parse(json);
+    }
+    return JSON.stringify(safe);
+  }
 }
 
 let isoMs = Number.NaN;

@@ -4,7 +4,7 @@
  * sites on hot paths check `enabled(level)` first so no strings are built
  * for messages that would be dropped.
  */
-import { isoTimestampNow, jsonLogLine, logJsonReplacer, serializeBase, type LogFields, type SerializedBase } from './json-log-line.ts';
+import { isoTimestampNow, jsonLogLine, serializeBase, valueJson, type LogFields, type SerializedBase } from './json-log-line.ts';
 
 export type { LogFields } from './json-log-line.ts';
 
@@ -96,7 +96,7 @@ class StructuredLogger implements Logger {
 function textLine(time: string, level: LogSeverity, msg: string, all: LogFields): string {
   let kv = '';
   for (const [k, val] of Object.entries(all)) {
-    kv += ` ${k}=${typeof val === 'string' ? (/\s/.test(val) ? JSON.stringify(val) : val) : JSON.stringify(val, logJsonReplacer)}`;
+    kv += ` ${k}=${typeof val === 'string' ? (/\s/.test(val) ? JSON.stringify(val) : val) : (valueJson(val) ?? 'undefined')}`;
   }
   return `${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${msg}${kv}`;
 }
