@@ -288,7 +288,11 @@ for (const mode of modes) {
     await within("A's close", closed(a.socket));
     aConn.socket.resume(); // a paused socket cannot notice its peer going away
     await within("A's destination socket to close", aConn.closed);
-    assert.equal(await counter(agent, STREAM_PAUSES), 1, 'the stream was paused once, for A only');
+    // B's own destination may fall behind B's 16 MiB for a moment (everything shares two cores in CI) and
+    // pause the stream for B too: that is upstream-style backpressure on a connection that progresses, and
+    // it ends; what must not happen is a second close. A was the only connection closed for stalling.
+    assert.ok((await counter(agent, STREAM_PAUSES)) >= 1, 'the stream was paused for A');
+    assert.equal(await counter(agent, STALL_CLOSES, { reason: 'endpoint_not_reading' }), 1, 'only A was closed for stalling');
     // The agent's queue for A stayed at its bound (plus the one DATA packet that crossed it).
     assert.ok(held.peak() <= bound + MAX_DATA_PAYLOAD_BYTES, `the agent held ${held.peak()} bytes for A (bound ${bound})`);
     await waitFor(() => agent.endpointConnectionCount === 0, 'no endpoint connection left at the agent');
