@@ -36,11 +36,14 @@ export interface SerializedBase {
 
 export function serializeBase(fields: LogFields): SerializedBase {
   let json = '';
-  for (const key in fields) {
-    const value = valueJson(fields[key]);
-    if (value !== undefined) json += `,${JSON.stringify(key)}:${value}`;
-  }
+  for (const key in fields) json += memberJson(key, fields[key]);
   return { fields, json };
+}
+
+/** `,"key":value`, or nothing when JSON.stringify would leave the key out. */
+function memberJson(key: string, value: unknown): string {
+  const json = valueJson(value);
+  return json === undefined ? '' : `,${JSON.stringify(key)}:${json}`;
 }
 
 /** A value as JSON, or undefined when JSON.stringify would leave its key out. Never throws. */
@@ -81,8 +84,7 @@ export function jsonLogLine(time: string, level: string, v: number, msg: string,
     for (const key in fields) {
       // A field named like a fixed or base key keeps that key's place in the object; rare, so take the slow path.
       if (FIXED_KEYS.has(key) || Object.hasOwn(base.fields, key)) return jsonLogLineViaObject(time, level, v, msg, base.fields, fields);
-      const value = valueJson(fields[key]);
-      if (value !== undefined) line += `,${JSON.stringify(key)}:${value}`;
+      line += memberJson(key, fields[key]);
     }
   }
   return `${line}}`;
@@ -95,12 +97,9 @@ export function jsonLogLineViaObject(time: string, level: string, v: number, msg
     return JSON.stringify(line, logJsonReplacer);
   } catch {
     // As in jsonLogLine: the value that cannot be serialized becomes a note, the rest of the line stays.
-    const safe: LogFields = {};
-    for (const key in line) {
-      const json = valueJson(line[key]);
-      if (json !== undefined) safe[key] = JSON.parse(json);
-    }
-    return JSON.stringify(safe);
+    let members = '';
+    for (const key in line) members += memberJson(key, line[key]);
+    return `{${members.slice(1)}}`;
   }
 }
 
