@@ -198,7 +198,7 @@ export function runCodecCase(seed: number): void {
   try {
     for (let pos = 0; pos < input.length; ) {
       const n = rng.bool(0.3) ? rng.range(1, 3) : rng.range(1, 64);
-      deframer.push(input.subarray(pos, pos + n), (m) => got.push(Uint8Array.from(m)));
+      deframer.push(input.subarray(pos, pos + n), { message: (m) => got.push(Uint8Array.from(m)) });
       pos += n;
     }
   } catch (err) {

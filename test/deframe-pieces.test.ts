@@ -38,7 +38,7 @@ describe('GrpcDeframer with a pieces handler', () => {
     const whole: Uint8Array[] = [];
     const offered: Array<{ pieces: readonly Uint8Array[]; byteLength: number }> = [];
     for (const c of chunks) {
-      deframer.push(c, (m) => whole.push(m), (pieces, byteLength) => (offered.push({ pieces, byteLength }), true));
+      deframer.push(c, { message: (m) => whole.push(m), pieces: (pieces, byteLength) => (offered.push({ pieces, byteLength }), true) });
     }
     assert.equal(whole.length, 0);
     assert.equal(offered.length, 1);
@@ -50,15 +50,15 @@ describe('GrpcDeframer with a pieces handler', () => {
     assert.equal(deframer.midMessage, false);
   });
 
-  test('a handler that declines gets the message joined through onMessage', () => {
+  test('a handler that declines gets the message joined through message()', () => {
     const message = bytesOf(PIECES_MIN_MESSAGE_BYTES + 1, 3);
     const deframer = new GrpcDeframer(1 << 22);
     const whole: Uint8Array[] = [];
-    for (const c of chunksAt(frame(message), [10, 5000])) deframer.push(c, (m) => whole.push(m), () => false);
+    for (const c of chunksAt(frame(message), [10, 5000])) deframer.push(c, { message: (m) => whole.push(m), pieces: () => false });
     assert.deepEqual(whole.map((m) => Buffer.from(m)), [Buffer.from(message)]);
   });
 
-  test('small spanning messages, and messages whose body is inside one chunk, still go to onMessage', () => {
+  test('small spanning messages, and messages whose body is inside one chunk, still go to message()', () => {
     const small = bytesOf(PIECES_MIN_MESSAGE_BYTES - 1, 1);
     const large = bytesOf(PIECES_MIN_MESSAGE_BYTES * 2, 2);
     const wire = Buffer.concat([frame(small), frame(large)]);
@@ -67,7 +67,7 @@ describe('GrpcDeframer with a pieces handler', () => {
     const deframer = new GrpcDeframer(1 << 22);
     const whole: Uint8Array[] = [];
     let offered = 0;
-    for (const c of chunksAt(wire, cuts)) deframer.push(c, (m) => whole.push(Uint8Array.from(m)), () => (offered++, true));
+    for (const c of chunksAt(wire, cuts)) deframer.push(c, { message: (m) => whole.push(Uint8Array.from(m)), pieces: () => (offered++, true) });
     assert.equal(offered, 0);
     assert.deepEqual(whole.map((m) => Buffer.from(m)), [Buffer.from(small), Buffer.from(large)]);
   });
@@ -84,15 +84,14 @@ describe('GrpcDeframer with a pieces handler', () => {
           const viaPieces: Buffer[] = [];
           const deframer = new GrpcDeframer(1 << 22);
           for (const c of chunks) {
-            deframer.push(
-              c,
-              (m) => viaPieces.push(Buffer.from(m)),
-              (pieces, byteLength) => {
+            deframer.push(c, {
+              message: (m) => viaPieces.push(Buffer.from(m)),
+              pieces: (pieces, byteLength) => {
                 assert.equal(pieces.reduce((n, p) => n + p.length, 0), byteLength);
                 viaPieces.push(Buffer.concat(pieces));
                 return true;
               },
-            );
+            });
           }
           assert.equal(deframer.midMessage, false);
           assert.deepEqual(viaPieces, messages.map((m) => Buffer.from(m)));

@@ -22,7 +22,7 @@ function messageOf(length: number, seed: number): Uint8Array {
 function deframe(chunks: Uint8Array[], maxMessageBytes = 1 << 22): Uint8Array[] {
   const deframer = new GrpcDeframer(maxMessageBytes);
   const out: Uint8Array[] = [];
-  for (const c of chunks) deframer.push(c, (m) => out.push(Uint8Array.from(m)));
+  for (const c of chunks) deframer.push(c, { message: (m) => out.push(Uint8Array.from(m)) });
   assert.equal(deframer.midMessage, false, 'stream ended mid-message');
   return out;
 }
@@ -107,7 +107,7 @@ describe('GrpcDeframer', () => {
   test('a message inside one chunk is a view of it; a message that spans chunks is an independent copy', () => {
     const whole = frame(messageOf(10, 1));
     const seen: Uint8Array[] = [];
-    new GrpcDeframer(1024).push(whole, (m) => seen.push(m));
+    new GrpcDeframer(1024).push(whole, { message: (m) => seen.push(m) });
     assert.equal(seen[0]!.buffer, whole.buffer);
 
     const split = frame(messageOf(10, 1));
@@ -115,9 +115,9 @@ describe('GrpcDeframer', () => {
     const second = Buffer.from(split.subarray(8));
     const deframer = new GrpcDeframer(1024);
     const spanned: Uint8Array[] = [];
-    deframer.push(first, (m) => spanned.push(m));
+    deframer.push(first, { message: (m) => spanned.push(m) });
     assert.equal(deframer.midMessage, true);
-    deframer.push(second, (m) => spanned.push(m));
+    deframer.push(second, { message: (m) => spanned.push(m) });
     first.fill(0);
     second.fill(0); // the transport may reuse its chunks
     assert.deepEqual(spanned.map((m) => [...m]), [[...messageOf(10, 1)]]);
@@ -128,11 +128,11 @@ describe('GrpcDeframer', () => {
     const deframer = new GrpcDeframer(1024);
     const noop = (): void => {};
     assert.equal(deframer.midMessage, false);
-    deframer.push(f.subarray(0, 2), noop);
+    deframer.push(f.subarray(0, 2), { message: noop });
     assert.equal(deframer.midMessage, true);
-    deframer.push(f.subarray(2, 6), noop);
+    deframer.push(f.subarray(2, 6), { message: noop });
     assert.equal(deframer.midMessage, true);
-    deframer.push(f.subarray(6), noop);
+    deframer.push(f.subarray(6), { message: noop });
     assert.equal(deframer.midMessage, false);
   });
 
@@ -143,16 +143,16 @@ describe('GrpcDeframer', () => {
   test('an oversized length is rejected from the header alone, before any body is buffered', () => {
     const header = new Uint8Array(GRPC_FRAME_HEADER);
     writeFrameHeader(header, 65);
-    assertProtocolError(() => new GrpcDeframer(64).push(header, () => assert.fail('no message expected')), 'message_too_large');
+    assertProtocolError(() => new GrpcDeframer(64).push(header, { message: () => assert.fail('no message expected') }), 'message_too_large');
   });
 
   test('an oversized length is rejected when the header arrives split across chunks', () => {
     const header = new Uint8Array(GRPC_FRAME_HEADER);
     writeFrameHeader(header, 0xffffffff);
     const deframer = new GrpcDeframer(4 * 1024 * 1024);
-    deframer.push(header.subarray(0, 3), () => assert.fail('no message expected'));
+    deframer.push(header.subarray(0, 3), { message: () => assert.fail('no message expected') });
     // A 4 GiB allocation would fail or stall; the check has to come first.
-    assertProtocolError(() => deframer.push(header.subarray(3), () => assert.fail('no message expected')), 'message_too_large');
+    assertProtocolError(() => deframer.push(header.subarray(3), { message: () => assert.fail('no message expected') }), 'message_too_large');
   });
 
   test('an oversized message after valid ones: the valid ones are delivered first', () => {
@@ -160,24 +160,24 @@ describe('GrpcDeframer', () => {
     const tooBig = new Uint8Array(GRPC_FRAME_HEADER);
     writeFrameHeader(tooBig, 1000);
     const got: Uint8Array[] = [];
-    assertProtocolError(() => new GrpcDeframer(100).push(Buffer.concat([ok, tooBig]), (m) => got.push(Uint8Array.from(m))), 'message_too_large');
+    assertProtocolError(() => new GrpcDeframer(100).push(Buffer.concat([ok, tooBig]), { message: (m) => got.push(Uint8Array.from(m)) }), 'message_too_large');
     assert.deepEqual(got, [messageOf(4, 0)]);
   });
 
   test('the compressed flag is rejected (no compression is ever negotiated)', () => {
-    assertProtocolError(() => new GrpcDeframer(1024).push(frame(messageOf(3, 0), 1), () => {}), 'bad_frame');
+    assertProtocolError(() => new GrpcDeframer(1024).push(frame(messageOf(3, 0), 1), { message: () => {} }), 'bad_frame');
   });
 
   test('the compressed flag is rejected when the header is split', () => {
     const f = frame(messageOf(3, 0), 1);
     const deframer = new GrpcDeframer(1024);
-    deframer.push(f.subarray(0, 1), () => {});
-    assertProtocolError(() => deframer.push(f.subarray(1), () => {}), 'bad_frame');
+    deframer.push(f.subarray(0, 1), { message: () => {} });
+    assertProtocolError(() => deframer.push(f.subarray(1), { message: () => {} }), 'bad_frame');
   });
 
   test('any other flag value is rejected', () => {
     for (const flag of [2, 0x80, 0xff]) {
-      assertProtocolError(() => new GrpcDeframer(1024).push(frame(new Uint8Array(0), flag), () => {}), 'bad_frame');
+      assertProtocolError(() => new GrpcDeframer(1024).push(frame(new Uint8Array(0), flag), { message: () => {} }), 'bad_frame');
     }
   });
 
@@ -192,7 +192,7 @@ describe('GrpcDeframer', () => {
     );
     const received: Packet[] = [];
     const deframer = new GrpcDeframer(1 << 22);
-    for (let i = 0; i < wire.length; i += 1000) deframer.push(wire.subarray(i, i + 1000), (m) => received.push(decodePacket(m)));
+    for (let i = 0; i < wire.length; i += 1000) deframer.push(wire.subarray(i, i + 1000), { message: (m) => received.push(decodePacket(m)) });
     assert.equal(received.length, 3);
     assert.deepEqual(received[0], sent[0]);
     assert.deepEqual(received[2], sent[2]);

@@ -31,6 +31,8 @@ test('bidi packet stream over a unix socket: headers, packets both ways, trailer
   const call = ch.openStream('/AgentService/Connect', { agentid: 'a1' });
   const headers = await call.headers;
   assert.equal(headers['serverid'], 's1');
+  // grpc-go sends no date header, and Node would keep one with every stream.
+  assert.equal(headers['date'], undefined);
   const got: Packet[] = [];
   call.stream.onPacket = (p) => got.push(p);
   const big = 1n << 62n;
@@ -43,6 +45,39 @@ test('bidi packet stream over a unix socket: headers, packets both ways, trailer
   assert.equal(got[0]!.type, PacketType.DIAL_REQ);
   assert.equal(got[0]!.type === PacketType.DIAL_REQ && got[0]!.dialRequest.random, big);
   assert.equal(got[1]!.type === PacketType.DATA && got[1]!.data.data.length, 100_000);
+  ch.close();
+  await server.closeGracefully();
+});
+
+test('a handler that released the request headers keeps its stream: packets, method and trailers still work', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kts-'));
+  const sock = path.join(dir, 's.sock');
+  const seen: Array<{ before: string | undefined; after: string | undefined; raw: number; method: string }> = [];
+  const server = new GrpcServer({
+    keepaliveTimeMs: 0,
+    handlers: {
+      '/ProxyService/Proxy': (call) => {
+        const before = call.single('x-probe');
+        call.releaseMetadata();
+        seen.push({ before, after: call.single('x-probe'), raw: call.rawHeaders.length, method: call.method });
+        call.sendHeaders();
+        call.stream.onPacket = (p) => call.stream.send(p);
+        call.stream.onRemoteEnd = () => call.finish(GrpcCode.OK);
+      },
+    },
+  });
+  server.listener.listen(sock);
+  await once(server.listener, 'listening');
+  const ch = await GrpcChannel.connect({ transport: 'unix', path: sock });
+  const call = ch.openStream('/ProxyService/Proxy', { 'x-probe': 'v' });
+  const got: Packet[] = [];
+  call.stream.onPacket = (p) => got.push(p);
+  call.stream.send(packets.dialRequest('127.0.0.1:80', 5n));
+  call.closeSend();
+  assert.equal((await call.status).code, GrpcCode.OK);
+  assert.deepEqual(seen, [{ before: 'v', after: undefined, raw: 0, method: '/ProxyService/Proxy' }]);
+  assert.equal(got.length, 1);
+  assert.equal(got[0]!.type === PacketType.DIAL_REQ && got[0]!.dialRequest.random, 5n);
   ch.close();
   await server.closeGracefully();
 });

@@ -4,7 +4,7 @@
  * trailers (and trailers-only errors), keepalive pings and orderly shutdown.
  */
 import http2 from 'node:http2';
-import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream, ServerStreamResponseOptions } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { handOffRepairingAuthority } from './authority-repair.ts';
@@ -27,29 +27,51 @@ import { GrpcCode, encodeGrpcMessage } from './status.ts';
  */
 export const SERVER_READ_RESTART_INTERVAL_MS = 1_000;
 
+/**
+ * Response options that leave out the `date` header: grpc-go sends none, and
+ * Node keeps the headers it sent with each stream. `sendDate` is what Node's
+ * own compatibility layer passes to respond() for `response.sendDate`; the
+ * type definitions do not list it.
+ */
+const NO_DATE_HEADER = { sendDate: false } as ServerStreamResponseOptions;
+
+/** An error listener for a stream nobody reads; without one, its error would crash the process. */
+function ignoreError(): void {}
+
 interface NativeHandle {
   readStart(): number;
 }
 
 export class GrpcServerCall {
   readonly method: string;
-  readonly metadata: IncomingHttpHeaders;
+  /** The request headers; empty after `releaseMetadata`. */
+  metadata: IncomingHttpHeaders;
   readonly stream: PacketStream;
   readonly socket: Socket | TLSSocket;
   private readonly h2: ServerHttp2Stream;
   private headersSent = false;
   private finished = false;
 
-  /** Header name/value pairs as received; Node's header object drops or joins repeated keys. */
-  readonly rawHeaders: readonly string[];
+  /** Header name/value pairs as received; Node's header object drops or joins repeated keys. Empty after `releaseMetadata`. */
+  rawHeaders: readonly string[];
 
-  constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, streamOptions: PacketStreamOptions, rawHeaders: readonly string[] = []) {
+  /** `method`: the handler's own name for the path (one string for every call, not one per stream). */
+  constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, streamOptions: PacketStreamOptions, rawHeaders: readonly string[] = [], method = String(headers[':path'])) {
     this.h2 = h2;
     this.rawHeaders = rawHeaders;
-    this.method = String(headers[':path']);
+    this.method = method;
     this.metadata = headers;
     this.socket = h2.session!.socket as Socket | TLSSocket;
     this.stream = new PacketStream(h2, streamOptions);
+  }
+
+  /**
+   * Drops the request headers. A handler that has read what it needs calls
+   * this so a long-lived call does not hold them (about 1 KB per stream).
+   */
+  releaseMetadata(): void {
+    this.metadata = {};
+    this.rawHeaders = [];
   }
 
   /** Every value sent for a metadata key, in order (gRPC allows repeated keys). */
@@ -79,7 +101,7 @@ export class GrpcServerCall {
     if (this.headersSent || this.h2.destroyed || this.h2.closed || this.h2.headersSent) return;
     this.headersSent = true;
     try {
-      this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...metadata }, { waitForTrailers: true });
+      this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...metadata }, { waitForTrailers: true, ...NO_DATE_HEADER });
     } catch {
       // The stream went away between the check and the call (its session was
       // torn down while the 'stream' event was queued): nobody to answer.
@@ -97,7 +119,7 @@ export class GrpcServerCall {
     if (!this.headersSent && !this.h2.headersSent) {
       this.headersSent = true;
       try {
-        this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+        this.h2.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true, ...NO_DATE_HEADER });
       } catch {
         // stream already gone; see sendHeaders
       }
@@ -207,30 +229,36 @@ export class GrpcServer {
       startKeepalive(session, options.keepaliveTimeMs, options.keepaliveTimeoutMs);
       options.onSession?.(session);
     });
+    const methods = new Map(Object.keys(options.handlers).map((m) => [m, m]));
     this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
-      h2.on('error', () => {}); // PacketStream reports errors through onClose
       // The client may reset the stream, or the connection may go, before
       // this event is delivered (a tick late for sockets read by JavaScript):
       // there is nobody to answer, and a handler must not see a stream
       // without a session (found by the wire fuzzer: it threw, and an
       // exception here takes the whole server down).
-      if (h2.destroyed || h2.closed || h2.session === undefined) return;
+      if (h2.destroyed || h2.closed || h2.session === undefined) {
+        h2.on('error', ignoreError);
+        return;
+      }
       const contentType = String(headers['content-type'] ?? '');
       if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
+        h2.on('error', ignoreError);
         h2.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
         h2.end(`invalid gRPC request content-type ${JSON.stringify(contentType)}`);
         return;
       }
       const path = String(headers[':path']);
-      const handler = options.handlers[path];
-      if (!handler) {
+      const method = methods.get(path);
+      if (method === undefined) {
+        h2.on('error', ignoreError);
         const service = path.split('/')[1] ?? '';
         const known = Object.keys(options.handlers).some((m) => m.split('/')[1] === service);
         const msg = known ? `unknown method ${path.split('/')[2] ?? ''} for service ${service}` : `unknown service ${service}`;
         h2.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(GrpcCode.UNIMPLEMENTED), 'grpc-message': encodeGrpcMessage(msg) }, { endStream: true });
         return;
       }
-      handler(new GrpcServerCall(h2, headers, options.stream ?? {}, rawHeaders));
+      // The call's PacketStream takes the stream's errors and reports them through onClose.
+      options.handlers[method]!(new GrpcServerCall(h2, headers, options.stream ?? {}, rawHeaders, method));
     });
   }
 

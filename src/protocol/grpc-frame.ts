@@ -26,27 +26,34 @@ export function frameMessage(message: Uint8Array): Buffer {
   return out;
 }
 
-/**
- * A message that spanned chunks, as views of those chunks in order
- * (`byteLength` bytes in all). Returning false asks for the message as one
- * buffer instead (`onMessage` is then called with the pieces joined).
- */
-export type MessagePiecesHandler = (pieces: readonly Uint8Array[], byteLength: number) => boolean;
+/** Where a deframer delivers messages. */
+export interface MessageSink {
+  /** One complete message: a view into the chunk when it did not span chunks, otherwise one copy. */
+  message(message: Uint8Array): void;
+  /**
+   * Optional: a large message that spanned chunks, as views of those chunks
+   * in order (`byteLength` bytes in all). Returning false asks for the
+   * message as one buffer instead (`message` is then called with the pieces
+   * joined).
+   */
+  pieces?(pieces: readonly Uint8Array[], byteLength: number): boolean;
+}
 
 /** Messages at least this long that span chunks go to a pieces handler, when there is one, instead of being joined. */
 export const PIECES_MIN_MESSAGE_BYTES = 8 * 1024;
 
 /**
- * Incremental deframer. Feed it transport chunks; it calls `onMessage` with
- * each complete message (a view into the chunk when the message did not span
- * chunks, otherwise one copy). With `onPieces`, a large message that spans
- * chunks is offered as views of the chunks instead, with no copy. A length
+ * Incremental deframer. Feed it transport chunks; it hands its sink each
+ * complete message (a view into the chunk when the message did not span
+ * chunks, otherwise one copy). A sink with `pieces` is offered a large
+ * message that spans chunks as views of the chunks instead, with no copy. A length
  * above `maxMessageBytes` raises before any of the body is buffered, so an
  * oversized frame costs nothing.
  */
 export class GrpcDeframer {
   private readonly maxMessageBytes: number;
-  private header = new Uint8Array(GRPC_FRAME_HEADER);
+  /** A header that spans chunks; allocated on first need, since a stream may never see one. */
+  private header: Uint8Array | null = null;
   private headerFilled = 0;
   private body: Uint8Array | null = null;
   private bodyFilled = 0;
@@ -64,7 +71,7 @@ export class GrpcDeframer {
     return this.headerFilled > 0 || this.body !== null || this.pieces !== null;
   }
 
-  push(chunk: Uint8Array, onMessage: (message: Uint8Array) => void, onPieces?: MessagePiecesHandler): void {
+  push(chunk: Uint8Array, sink: MessageSink): void {
     let pos = 0;
     const len = chunk.length;
     while (pos < len) {
@@ -76,7 +83,7 @@ export class GrpcDeframer {
         if (this.piecesFilled === this.piecesLength) {
           const pieces = this.pieces;
           this.pieces = null;
-          if (!onPieces!(pieces, this.piecesLength)) onMessage(Buffer.concat(pieces, this.piecesLength));
+          if (!sink.pieces!(pieces, this.piecesLength)) sink.message(Buffer.concat(pieces, this.piecesLength));
         }
         continue;
       }
@@ -87,28 +94,29 @@ export class GrpcDeframer {
           if (len - pos - GRPC_FRAME_HEADER >= msgLen) {
             const start = pos + GRPC_FRAME_HEADER;
             pos = start + msgLen;
-            onMessage(chunk.subarray(start, pos));
+            sink.message(chunk.subarray(start, pos));
             continue;
           }
         }
         const take = Math.min(GRPC_FRAME_HEADER - this.headerFilled, len - pos);
-        this.header.set(chunk.subarray(pos, pos + take), this.headerFilled);
+        const header = (this.header ??= new Uint8Array(GRPC_FRAME_HEADER));
+        header.set(chunk.subarray(pos, pos + take), this.headerFilled);
         this.headerFilled += take;
         pos += take;
         if (this.headerFilled < GRPC_FRAME_HEADER) return;
-        const msgLen = this.checkHeader(this.header, 0);
+        const msgLen = this.checkHeader(header, 0);
         this.headerFilled = 0;
         if (msgLen === 0) {
-          onMessage(new Uint8Array(0));
+          sink.message(new Uint8Array(0));
           continue;
         }
         if (len - pos >= msgLen) {
           // Only the 5-byte header spanned chunks: the body is whole in this one.
-          onMessage(chunk.subarray(pos, pos + msgLen));
+          sink.message(chunk.subarray(pos, pos + msgLen));
           pos += msgLen;
           continue;
         }
-        if (onPieces !== undefined && msgLen >= PIECES_MIN_MESSAGE_BYTES) {
+        if (sink.pieces !== undefined && msgLen >= PIECES_MIN_MESSAGE_BYTES) {
           this.pieces = [];
           this.piecesFilled = 0;
           this.piecesLength = msgLen;
@@ -124,7 +132,7 @@ export class GrpcDeframer {
       pos += take;
       if (this.bodyFilled === body.length) {
         this.body = null;
-        onMessage(body);
+        sink.message(body);
       }
     }
   }
