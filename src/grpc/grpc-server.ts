@@ -55,7 +55,7 @@ export class GrpcServerCall {
   /** Header name/value pairs as received; Node's header object drops or joins repeated keys. Empty after `releaseMetadata`. */
   rawHeaders: readonly string[];
 
-  /** `method`: the handler's own name for the path (one string for every call, not one per stream). */
+  /** `method`: the handler's own name for the path, so calls share one string rather than one per stream. */
   constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, streamOptions: PacketStreamOptions, rawHeaders: readonly string[] = [], method = String(headers[':path'])) {
     this.h2 = h2;
     this.rawHeaders = rawHeaders;
@@ -229,7 +229,8 @@ export class GrpcServer {
       startKeepalive(session, options.keepaliveTimeMs, options.keepaliveTimeoutMs);
       options.onSession?.(session);
     });
-    const methods = new Map(Object.keys(options.handlers).map((m) => [m, m]));
+    // Keyed by path; the method name handed to each call is the handler's key, one string for every call.
+    const routes = new Map(Object.entries(options.handlers).map(([method, handler]) => [method, { method, handler }]));
     this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       // The client may reset the stream, or the connection may go, before
       // this event is delivered (a tick late for sockets read by JavaScript):
@@ -248,8 +249,8 @@ export class GrpcServer {
         return;
       }
       const path = String(headers[':path']);
-      const method = methods.get(path);
-      if (method === undefined) {
+      const route = routes.get(path);
+      if (route === undefined) {
         h2.on('error', ignoreError);
         const service = path.split('/')[1] ?? '';
         const known = Object.keys(options.handlers).some((m) => m.split('/')[1] === service);
@@ -258,7 +259,7 @@ export class GrpcServer {
         return;
       }
       // The call's PacketStream takes the stream's errors and reports them through onClose.
-      options.handlers[method]!(new GrpcServerCall(h2, headers, options.stream ?? {}, rawHeaders, method));
+      route.handler(new GrpcServerCall(h2, headers, options.stream ?? {}, rawHeaders, route.method));
     });
   }
 
