@@ -66,7 +66,7 @@ export class PacketStream implements MessageSink {
     ownerOf(this).streamClosed();
   };
   private static readonly flushBatchedOnTimer = (stream: PacketStream): void => {
-    stream.flushBatched(true);
+    stream.flush();
   };
 
   /** A decoded packet arrived. */
@@ -195,14 +195,8 @@ export class PacketStream implements MessageSink {
 
   /** Writes batched packets now. Call before ending the stream. */
   flush(): void {
-    this.flushBatched(false);
-  }
-
-  /** `fromTimer`: the batch timer fired (and is spent). */
-  private flushBatched(fromTimer: boolean): void {
-    if (fromTimer) this.batchedTimer = undefined;
-    else if (this.batchedTimer !== undefined) {
-      clearTimeout(this.batchedTimer);
+    if (this.batchedTimer !== undefined) {
+      clearTimeout(this.batchedTimer); // a no-op when the timer itself is what called
       this.batchedTimer = undefined;
     }
     if (this.batched.length === 0) return;
