@@ -26,7 +26,8 @@ export interface HttpConnectContext {
   readonly recordWriteSeconds: HistogramRecorder;
   /** Go's ReadHeaderTimeout on upstream's listener. */
   readonly headerTimeoutMs: number;
-  readonly maxHeaderBytes: number;
+  /** Undefined: the parser's default, Go's http.DefaultMaxHeaderBytes. */
+  readonly maxHeaderBytes: number | undefined;
   readonly accepting: (() => boolean) | undefined;
   readonly newDialId: () => bigint;
   /** The connection's socket closed; the frontend stops tracking it. */
@@ -88,7 +89,8 @@ export class HttpConnectConnection implements FrontendPeer {
   constructor(context: HttpConnectContext, socket: net.Socket) {
     this.context = context;
     this.socket = socket;
-    this.parser = new ConnectRequestParser({ maxHeaderBytes: context.maxHeaderBytes });
+    this.parser = new ConnectRequestParser(context.maxHeaderBytes === undefined ? {} : { maxHeaderBytes: context.maxHeaderBytes });
+    context.metrics.httpConnections.inc();
     (socket as OwnedSocket)[connectionOf] = this;
     socket.on('error', HttpConnectConnection.onError);
     socket.on('data', HttpConnectConnection.onData);
@@ -126,9 +128,7 @@ export class HttpConnectConnection implements FrontendPeer {
   }
 
   closeResponse(): void {
-    const socket = this.socket;
-    if (!socket.destroyed) socket.end();
-    socket.once('finish', destroyWhenFinished);
+    this.endThenDestroy();
   }
 
   dialClosed(): void {
@@ -197,8 +197,15 @@ export class HttpConnectConnection implements FrontendPeer {
   }
 
   private failDial(bytes: Uint8Array): void {
-    this.socket.end(bytes);
-    this.socket.once('finish', destroyWhenFinished);
+    this.endThenDestroy(bytes);
+  }
+
+  /** Ends the socket (after `last`, if given) and destroys it once flushed. */
+  private endThenDestroy(last?: Uint8Array): void {
+    const socket = this.socket;
+    if (last !== undefined) socket.end(last);
+    else if (!socket.destroyed) socket.end();
+    socket.once('finish', destroyWhenFinished);
   }
 
   private clearHeaderTimer(): void {

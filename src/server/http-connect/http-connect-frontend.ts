@@ -45,7 +45,7 @@ export class HttpConnectFrontend {
       logger: options.logger,
       recordWriteSeconds: bindHistogramRecorder(options.metrics.frontendWriteDuration),
       headerTimeoutMs: options.headerTimeoutMs ?? 60_000,
-      maxHeaderBytes: options.maxHeaderBytes ?? 1024 * 1024,
+      maxHeaderBytes: options.maxHeaderBytes,
       accepting: options.accepting,
       newDialId: randomDialId,
       forget: (socket) => this.sockets.delete(socket),
@@ -72,7 +72,6 @@ export class HttpConnectFrontend {
 
   private handle(socket: net.Socket): void {
     this.sockets.add(socket);
-    this.options.metrics.httpConnections.inc();
     if (this.options.tls) socket.setNoDelay(true);
     // The connection lives as long as its socket, which holds it for its listeners.
     new HttpConnectConnection(this.context, socket);
