@@ -8,7 +8,19 @@
  * A line waits at most `maxDelayMs`. Error lines, a full batch and process
  * exit flush at once, so only SIGKILL can lose lines (klog's buffered log
  * files lose more on the same signal).
+ *
+ * A line may also be queued unbuilt (a `LazyLine`, see deferred-log-line.ts):
+ * its text is built when the batch is written.
  */
+
+/** A line whose text is built on demand. */
+export interface LazyLine {
+  text(): string;
+}
+
+/** What an unbuilt line counts toward the size bound (a dial's log lines are 150–250 characters). */
+const LAZY_LINE_CHARS = 256;
+
 export interface BatchedLineWriterOptions {
   /** Longest time a line waits for company. */
   maxDelayMs?: number;
@@ -20,7 +32,7 @@ export class BatchedLineWriter {
   private readonly out: (text: string) => void;
   private readonly maxDelayMs: number;
   private readonly maxPendingChars: number;
-  private pending: string[] = [];
+  private pending: (string | LazyLine)[] = [];
   private pendingChars = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly onTimer = (): void => {
@@ -35,9 +47,9 @@ export class BatchedLineWriter {
   }
 
   /** Queues one line (no trailing newline); `urgent` writes it and everything before it now. */
-  write(line: string, urgent = false): void {
+  write(line: string | LazyLine, urgent = false): void {
     this.pending.push(line);
-    this.pendingChars += line.length + 1;
+    this.pendingChars += typeof line === 'string' ? line.length + 1 : LAZY_LINE_CHARS;
     if (urgent || this.pendingChars >= this.maxPendingChars) {
       this.flush();
     } else if (this.timer === undefined) {
@@ -53,10 +65,16 @@ export class BatchedLineWriter {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.pending.length === 0) return;
-    const text = this.pending.length === 1 ? `${this.pending[0]}\n` : `${this.pending.join('\n')}\n`;
+    const pending = this.pending;
+    if (pending.length === 0) return;
     this.pending = [];
     this.pendingChars = 0;
+    let text = '';
+    for (let i = 0; i < pending.length; i++) {
+      const line = pending[i]!;
+      text += typeof line === 'string' ? line : line.text();
+      text += '\n';
+    }
     this.out(text);
   }
 }

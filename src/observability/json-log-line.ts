@@ -106,12 +106,16 @@ export function jsonLogLineViaObject(time: string, level: string, v: number, msg
 let isoMs = Number.NaN;
 let isoText = '';
 
-/** `new Date().toISOString()`, formatted once per millisecond. */
-export function isoTimestampNow(): string {
-  const ms = Date.now();
+/** `new Date(ms).toISOString()`, formatted once per millisecond. */
+export function isoTimestampAt(ms: number): string {
   if (ms !== isoMs) {
     isoMs = ms;
     isoText = new Date(ms).toISOString();
   }
   return isoText;
+}
+
+/** `new Date().toISOString()`, formatted once per millisecond. */
+export function isoTimestampNow(): string {
+  return isoTimestampAt(Date.now());
 }

@@ -31,6 +31,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { KlogOptions } from '../flags/klog-flags.ts';
 import { BatchedLineWriter } from './batched-line-writer.ts';
+import type { DeferredLogLine } from './deferred-log-line.ts';
 import { createLogger, type LogSeverity, type LogSink, type Logger } from './logger.ts';
 
 const SEVERITY: Readonly<Record<LogSeverity, number>> = { info: 0, warn: 1, error: 2 };
@@ -40,6 +41,8 @@ export interface KlogOutputEnv {
   /** Standard error: a line without its newline. */
   /** One line, no newline; `severity` lets a buffering writer flush errors at once. */
   readonly stderr: (line: string, severity?: LogSeverity) => void;
+  /** Standard error, for a line built when it is written (a batching writer); without it lines are built at once. */
+  readonly stderrDeferred?: (line: DeferredLogLine, severity: LogSeverity) => void;
   readonly stderrIsTTY: boolean;
   readonly now?: () => Date;
   readonly hostname?: string;
@@ -64,13 +67,13 @@ class LogFile {
   /** Path for a (re)open: fixed for --log-file, a new timestamped name per file in --log-dir. */
   private readonly nextPath: (startup: boolean) => { file: string; append: boolean; link?: string };
   private readonly options: KlogFileOptions;
-  private readonly env: Required<Omit<KlogOutputEnv, 'stderrIsTTY'>>;
+  private readonly env: Required<Omit<KlogOutputEnv, 'stderrIsTTY' | 'stderrDeferred'>>;
   private readonly program: string;
 
   constructor(
     nextPath: (startup: boolean) => { file: string; append: boolean; link?: string },
     options: KlogFileOptions,
-    env: Required<Omit<KlogOutputEnv, 'stderrIsTTY'>>,
+    env: Required<Omit<KlogOutputEnv, 'stderrIsTTY' | 'stderrDeferred'>>,
     program: string,
   ) {
     this.nextPath = nextPath;
@@ -178,15 +181,29 @@ export function klogOutput(o: KlogOptions, program: string, envIn: KlogOutputEnv
   };
   const stderrFormat = envIn.stderrIsTTY ? 'text' : 'json';
   const stderrWrite = (line: string, sev: LogSeverity) => env.stderr(line, sev);
+  const stderrDeferred = envIn.stderrDeferred;
+  const stderrSink = (toStderr: (sev: LogSeverity) => boolean): LogSink => ({
+    format: stderrFormat,
+    write: (line, sev) => {
+      if (toStderr(sev)) stderrWrite(line, sev);
+    },
+    ...(stderrDeferred === undefined
+      ? {}
+      : {
+          writeDeferred: (line: DeferredLogLine, sev: LogSeverity) => {
+            if (toStderr(sev)) stderrDeferred(line, sev);
+          },
+        }),
+  });
 
   if (o.logtostderr) {
     const threshold = o.legacyStderrThresholdBehavior ? 0 : o.stderrthreshold;
-    return { sinks: [{ format: stderrFormat, write: (line, sev) => { if (SEVERITY[sev] >= threshold) stderrWrite(line, sev); } }], close() {} };
+    return { sinks: [stderrSink((sev) => SEVERITY[sev] >= threshold)], close() {} };
   }
 
   const toStderr = (sev: LogSeverity): boolean =>
     (o.alsologtostderr && SEVERITY[sev] >= o.alsologtostderrthreshold) || SEVERITY[sev] >= o.stderrthreshold;
-  const sinks: LogSink[] = [{ format: stderrFormat, write: (line, sev) => { if (toStderr(sev)) stderrWrite(line, sev); } }];
+  const sinks: LogSink[] = [stderrSink(toStderr)];
   const files: LogFile[] = [];
 
   if (o.logFile !== '') {
@@ -223,6 +240,7 @@ export function createDaemonLogger(o: KlogOptions, component: string): Logger {
   process.on('exit', () => stderr.flush());
   const out = klogOutput(o, component, {
     stderr: (line, severity) => stderr.write(line, severity === 'error'),
+    stderrDeferred: (line, severity) => stderr.write(line, severity === 'error'),
     stderrIsTTY: process.stderr.isTTY === true,
   });
   return createLogger({ verbosity: o.v, component, sinks: out.sinks });

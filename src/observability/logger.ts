@@ -4,7 +4,8 @@
  * sites on hot paths check `enabled(level)` first so no strings are built
  * for messages that would be dropped.
  */
-import { isoTimestampNow, jsonLogLine, serializeBase, valueJson, type LogFields, type SerializedBase } from './json-log-line.ts';
+import { DeferredLogLine, canDeferFields } from './deferred-log-line.ts';
+import { isoTimestampAt, serializeBase, valueJson, type LogFields, type SerializedBase } from './json-log-line.ts';
 
 export type { LogFields } from './json-log-line.ts';
 
@@ -29,6 +30,8 @@ export type LogSeverity = 'info' | 'warn' | 'error';
 export interface LogSink {
   readonly format: 'json' | 'text';
   write(line: string, severity: LogSeverity): void;
+  /** A json sink that writes in batches may take a line unbuilt and build it with its batch (deferred-log-line.ts). */
+  writeDeferred?(line: DeferredLogLine, severity: LogSeverity): void;
 }
 
 export interface LoggerOptions {
@@ -78,15 +81,18 @@ class StructuredLogger implements Logger {
   }
 
   private emit(level: LogSeverity, v: number, msg: string, fields?: LogFields): void {
-    const time = isoTimestampNow();
-    let json: string | undefined;
+    const timeMs = Date.now();
+    let line: DeferredLogLine | undefined;
+    let deferrable: boolean | undefined;
     let text: string | undefined;
     for (const sink of this.sinks) {
       if (sink.format === 'json') {
-        json ??= jsonLogLine(time, level, v, msg, this.serializedBase, fields);
-        sink.write(json, level);
+        line ??= new DeferredLogLine(timeMs, level, v, msg, this.serializedBase, fields);
+        deferrable ??= canDeferFields(fields);
+        if (deferrable && sink.writeDeferred !== undefined) sink.writeDeferred(line, level);
+        else sink.write(line.text(), level);
       } else {
-        text ??= textLine(time, level, msg, { ...this.base, ...fields });
+        text ??= textLine(isoTimestampAt(timeMs), level, msg, { ...this.base, ...fields });
         sink.write(text, level);
       }
     }
