@@ -38,8 +38,7 @@ const SEVERITY: Readonly<Record<LogSeverity, number>> = { info: 0, warn: 1, erro
 const SEVERITY_NAME = ['INFO', 'WARNING', 'ERROR'] as const;
 
 export interface KlogOutputEnv {
-  /** Standard error: a line without its newline. */
-  /** One line, no newline; `severity` lets a buffering writer flush errors at once. */
+  /** Standard error: one line, no newline; `severity` lets a buffering writer flush errors at once. */
   readonly stderr: (line: string, severity?: LogSeverity) => void;
   /** Standard error, for a line built when it is written (a batching writer); without it lines are built at once. */
   readonly stderrDeferred?: (line: DeferredLogLine, severity: LogSeverity) => void;
@@ -182,19 +181,20 @@ export function klogOutput(o: KlogOptions, program: string, envIn: KlogOutputEnv
   const stderrFormat = envIn.stderrIsTTY ? 'text' : 'json';
   const stderrWrite = (line: string, sev: LogSeverity) => env.stderr(line, sev);
   const stderrDeferred = envIn.stderrDeferred;
-  const stderrSink = (toStderr: (sev: LogSeverity) => boolean): LogSink => ({
-    format: stderrFormat,
-    write: (line, sev) => {
-      if (toStderr(sev)) stderrWrite(line, sev);
-    },
-    ...(stderrDeferred === undefined
-      ? {}
-      : {
-          writeDeferred: (line: DeferredLogLine, sev: LogSeverity) => {
-            if (toStderr(sev)) stderrDeferred(line, sev);
-          },
-        }),
-  });
+  const stderrSink = (toStderr: (sev: LogSeverity) => boolean): LogSink => {
+    const sink: LogSink = {
+      format: stderrFormat,
+      write: (line, sev) => {
+        if (toStderr(sev)) stderrWrite(line, sev);
+      },
+    };
+    if (stderrDeferred !== undefined) {
+      sink.writeDeferred = (line, sev) => {
+        if (toStderr(sev)) stderrDeferred(line, sev);
+      };
+    }
+    return sink;
+  };
 
   if (o.logtostderr) {
     const threshold = o.legacyStderrThresholdBehavior ? 0 : o.stderrthreshold;
@@ -238,9 +238,10 @@ export function klogOutput(o: KlogOptions, program: string, envIn: KlogOutputEnv
 export function createDaemonLogger(o: KlogOptions, component: string): Logger {
   const stderr = new BatchedLineWriter((text) => process.stderr.write(text));
   process.on('exit', () => stderr.flush());
+  const toStderr = (line: string | DeferredLogLine, severity?: LogSeverity): void => stderr.write(line, severity === 'error');
   const out = klogOutput(o, component, {
-    stderr: (line, severity) => stderr.write(line, severity === 'error'),
-    stderrDeferred: (line, severity) => stderr.write(line, severity === 'error'),
+    stderr: toStderr,
+    stderrDeferred: toStderr,
     stderrIsTTY: process.stderr.isTTY === true,
   });
   return createLogger({ verbosity: o.v, component, sinks: out.sinks });
