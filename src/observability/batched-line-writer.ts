@@ -13,13 +13,11 @@
  * its text is built when the batch is written.
  */
 
-/** A line whose text is built on demand. */
+/** A line whose text is built on demand; `estimatedChars` counts toward the batch's size bound meanwhile. */
 export interface LazyLine {
+  readonly estimatedChars: number;
   text(): string;
 }
-
-/** What an unbuilt line counts toward the size bound (a dial's log lines are 150–250 characters). */
-const LAZY_LINE_CHARS = 256;
 
 export interface BatchedLineWriterOptions {
   /** Longest time a line waits for company. */
@@ -49,7 +47,7 @@ export class BatchedLineWriter {
   /** Queues one line (no trailing newline); `urgent` writes it and everything before it now. */
   write(line: string | LazyLine, urgent = false): void {
     this.pending.push(line);
-    this.pendingChars += typeof line === 'string' ? line.length + 1 : LAZY_LINE_CHARS;
+    this.pendingChars += (typeof line === 'string' ? line.length : line.estimatedChars) + 1;
     if (urgent || this.pendingChars >= this.maxPendingChars) {
       this.flush();
     } else if (this.timer === undefined) {
