@@ -70,7 +70,7 @@ test('DeferredLogLine builds the same JSON as jsonLogLine at the call time', asy
   const base = serializeBase({ component: 'konnectivity-agent' });
   const fields = { address: '127.0.0.1:1', random: (1n << 62n) + 5n, connectID: 6n };
   const callMs = Date.now();
-  const line = new DeferredLogLine(callMs, 'info', 3, 'dialing endpoint', base, fields, deferrableFieldChars(fields));
+  const line = new DeferredLogLine(callMs, 'info', 3, 'dialing endpoint', base, fields);
   await sleep(20);
   const text = line.text();
   assert.equal(text, jsonLogLine(new Date(callMs).toISOString(), 'info', 3, 'dialing endpoint', base, fields));

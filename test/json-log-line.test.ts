@@ -1,7 +1,7 @@
 /** The string-built JSON log line equals JSON.stringify of the same object, byte for byte. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isoTimestampNow, jsonLogLine, jsonLogLineViaObject, serializeBase, type LogFields } from '../src/observability/json-log-line.ts';
+import { isoTimestampAt, jsonLogLine, jsonLogLineViaObject, serializeBase, type LogFields } from '../src/observability/json-log-line.ts';
 import { createLogger } from '../src/observability/logger.ts';
 
 const TIME = '2026-11-24T01:02:03.456Z';
@@ -85,9 +85,9 @@ test('the logger writes the string-built line: base fields of a child, then the 
   assert.deepEqual({ ...parsed, time: undefined }, { time: undefined, level: 'info', v: 3, msg: 'endpoint connected', component: 'konnectivity-agent', serverID: 's1', address: '127.0.0.1:1', random: '5', connectID: '6' });
 });
 
-test('isoTimestampNow is the current time in toISOString form', () => {
+test('isoTimestampAt of the current time is that time in toISOString form', () => {
   const before = Date.now();
-  const stamp = isoTimestampNow();
+  const stamp = isoTimestampAt(Date.now());
   const after = Date.now();
   assert.match(stamp, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
   const ms = Date.parse(stamp);

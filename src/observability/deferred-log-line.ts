@@ -16,6 +16,8 @@ import { isoTimestampAt, jsonLogLine, type LogFields, type SerializedBase } from
 export class DeferredLogLine {
   /** About as many characters as the built line; what the line holds until it is built. */
   readonly estimatedChars: number;
+  /** Whether the line may wait for its batch: every field is a primitive (`deferrableFieldChars`). */
+  readonly deferrable: boolean;
   private built: string | undefined;
   private fields: LogFields | undefined;
   private readonly timeMs: number;
@@ -24,14 +26,15 @@ export class DeferredLogLine {
   private readonly msg: string;
   private readonly base: SerializedBase;
 
-  /** `fieldChars`: from `deferrableFieldChars`. */
-  constructor(timeMs: number, level: string, v: number, msg: string, base: SerializedBase, fields: LogFields | undefined, fieldChars: number) {
+  constructor(timeMs: number, level: string, v: number, msg: string, base: SerializedBase, fields: LogFields | undefined) {
     this.timeMs = timeMs;
     this.level = level;
     this.v = v;
     this.msg = msg;
     this.base = base;
     this.fields = fields;
+    const fieldChars = deferrableFieldChars(fields);
+    this.deferrable = fieldChars >= 0;
     this.estimatedChars = LINE_OVERHEAD_CHARS + msg.length + base.json.length + Math.max(0, fieldChars);
   }
 

@@ -114,8 +114,3 @@ export function isoTimestampAt(ms: number): string {
   }
   return isoText;
 }
-
-/** `new Date().toISOString()`, formatted once per millisecond. */
-export function isoTimestampNow(): string {
-  return isoTimestampAt(Date.now());
-}

@@ -4,7 +4,7 @@
  * sites on hot paths check `enabled(level)` first so no strings are built
  * for messages that would be dropped.
  */
-import { DeferredLogLine, deferrableFieldChars } from './deferred-log-line.ts';
+import { DeferredLogLine } from './deferred-log-line.ts';
 import { isoTimestampAt, serializeBase, valueJson, type LogFields, type SerializedBase } from './json-log-line.ts';
 
 export type { LogFields } from './json-log-line.ts';
@@ -83,15 +83,11 @@ class StructuredLogger implements Logger {
   private emit(level: LogSeverity, v: number, msg: string, fields?: LogFields): void {
     const timeMs = Date.now();
     let line: DeferredLogLine | undefined;
-    let fieldChars = 0;
     let text: string | undefined;
     for (const sink of this.sinks) {
       if (sink.format === 'json') {
-        if (line === undefined) {
-          fieldChars = deferrableFieldChars(fields);
-          line = new DeferredLogLine(timeMs, level, v, msg, this.serializedBase, fields, fieldChars);
-        }
-        if (fieldChars >= 0 && sink.writeDeferred !== undefined) sink.writeDeferred(line, level);
+        line ??= new DeferredLogLine(timeMs, level, v, msg, this.serializedBase, fields);
+        if (line.deferrable && sink.writeDeferred !== undefined) sink.writeDeferred(line, level);
         else sink.write(line.text(), level);
       } else {
         text ??= textLine(isoTimestampAt(timeMs), level, msg, { ...this.base, ...fields });
