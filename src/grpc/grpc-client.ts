@@ -165,7 +165,6 @@ export class GrpcClientCall {
 
   /** Half-close: no more packets from us; the server may keep sending. */
   closeSend(): void {
-    this.stream.flush();
     if (!this.h2.destroyed && this.h2.writable) this.h2.end();
   }
 

@@ -113,7 +113,6 @@ export class GrpcServerCall {
     if (this.finished) return;
     this.finished = true;
     if (this.h2.destroyed || this.h2.closed) return;
-    this.stream.flush();
     const status: Record<string, string> = { 'grpc-status': String(code) };
     if (message) status['grpc-message'] = encodeGrpcMessage(message);
     if (!this.headersSent && !this.h2.headersSent) {

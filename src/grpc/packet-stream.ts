@@ -20,12 +20,6 @@ export const DEFAULT_SEND_HIGH_WATER_BYTES = 1024 * 1024;
 /** Below this, copying the payload into one buffer is cheaper than a second write. */
 const ZERO_COPY_MIN_PAYLOAD = 2048;
 
-/**
- * How long a packet given to `sendBatched` may wait for another packet to
- * ride with. Node's timers have millisecond resolution.
- */
-export const BATCHED_PACKET_MAX_DELAY_MS = 1;
-
 /** One packet as a gRPC message: encoded with headroom, frame header filled in. */
 function framedPacket(packet: Packet): Buffer {
   const frame = encodePacketWithHeadroom(packet, GRPC_FRAME_HEADER);
@@ -65,9 +59,6 @@ export class PacketStream implements MessageSink {
   private static readonly onStreamClose = function (this: Http2Stream): void {
     ownerOf(this).streamClosed();
   };
-  private static readonly flushBatchedOnTimer = (stream: PacketStream): void => {
-    stream.flush();
-  };
 
   /** A decoded packet arrived. */
   onPacket: (packet: Packet) => void = ignore;
@@ -94,10 +85,6 @@ export class PacketStream implements MessageSink {
   private firstError: Error | null = null;
   /** Keeps the session reading while packets flow (client sessions; see read-restart.ts). */
   private readonly readRestarter: ReadRestarter | undefined;
-  /** Framed packets from `sendBatched` not yet written, in send order. */
-  private batched: Buffer[] = [];
-  private batchedBytes = 0;
-  private batchedTimer: NodeJS.Timeout | undefined;
 
   constructor(h2: Http2Stream, options: PacketStreamOptions = {}) {
     this.h2 = h2;
@@ -162,7 +149,6 @@ export class PacketStream implements MessageSink {
   private streamClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    this.flush(); // drops what is still batched: the stream is gone
     this.onClose(this.firstError);
   }
 
@@ -172,41 +158,7 @@ export class PacketStream implements MessageSink {
 
   /** Bytes queued in Node for this stream, not yet handed to the socket. */
   get bufferedBytes(): number {
-    return this.h2.writableLength + this.batchedBytes;
-  }
-
-  /**
-   * Queues a packet that nobody waits for (the server's CLOSE_REQ for a
-   * connection whose client is gone): it leaves in one write with the next
-   * packet sent, or after BATCHED_PACKET_MAX_DELAY_MS. A client that closes
-   * one connection and dials the next then costs one write, and one wake-up
-   * of the peer, instead of two (docs/design.md, "Closes nobody waits for").
-   * Packets keep their send order on the stream.
-   */
-  sendBatched(packet: Packet): boolean {
-    if (this.closed || !this.h2.writable) return false;
-    this.readRestarter?.touch();
-    const frame = framedPacket(packet);
-    this.batched.push(frame);
-    this.batchedBytes += frame.length;
-    this.batchedTimer ??= setTimeout(PacketStream.flushBatchedOnTimer, BATCHED_PACKET_MAX_DELAY_MS, this);
-    return this.bufferedBytes < this.highWater;
-  }
-
-  /** Writes batched packets now. Call before ending the stream. */
-  flush(): void {
-    if (this.batchedTimer !== undefined) {
-      clearTimeout(this.batchedTimer); // a no-op when the timer itself is what called
-      this.batchedTimer = undefined;
-    }
-    if (this.batched.length === 0) return;
-    const frames = this.batched;
-    this.batched = [];
-    this.batchedBytes = 0;
-    if (this.closed || !this.h2.writable) return;
-    this.h2.cork();
-    for (const frame of frames) this.h2.write(frame);
-    this.h2.uncork();
+    return this.h2.writableLength;
   }
 
   /**
@@ -216,13 +168,7 @@ export class PacketStream implements MessageSink {
   send(packet: Packet): boolean {
     if (this.closed || !this.h2.writable) return false;
     this.readRestarter?.touch();
-    if (this.batched.length === 0) return this.write(packet);
-    // Corked, the batched packets and this one leave as one writev.
-    this.h2.cork();
-    this.flush();
-    const ok = this.write(packet);
-    this.h2.uncork();
-    return ok;
+    return this.write(packet);
   }
 
   private write(packet: Packet): boolean {

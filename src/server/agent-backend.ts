@@ -96,7 +96,7 @@ export function createAgentServiceHandler(router: ProxyRouter, metrics: ServerMe
       const drainNotices = options.drainNotices && acceptsServerDrainNotice(call.metadata[SERVER_DRAIN_NOTICE_HEADER]) ? options.drainNotices : null;
       if (drainNotices) headers[SERVER_DRAIN_NOTICE_HEADER] = SERVER_DRAIN_NOTICE_VERSION;
       call.sendHeaders(headers);
-      const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p), sendBatched: (p) => stream.sendBatched(p), pauseReceive: () => stream.pauseReceive(), resumeReceive: () => stream.resumeReceive() }, flow);
+      const backend = new Backend(agentId, parseAgentIdentifiers(idents[0] ?? ''), { send: (p) => stream.send(p), pauseReceive: () => stream.pauseReceive(), resumeReceive: () => stream.resumeReceive() }, flow);
       router.addBackend(backend);
       drainNotices?.add(backend, () => {
         if (!stream.isClosed) stream.send(packets.drain());

@@ -51,8 +51,6 @@ export interface FrontendPeer {
 export interface BackendTransport {
   /** Queues a packet; false means the shared stream is backpressured. */
   send(packet: Packet): boolean;
-  /** Queues a packet nobody waits for, to leave with the next one (PacketStream.sendBatched); `send` when absent. */
-  sendBatched?(packet: Packet): boolean;
   /** Stops/resumes reading the agent stream (HTTP/2 flow control then pushes back on the agent). */
   pauseReceive?(): void;
   resumeReceive?(): void;
@@ -597,9 +595,10 @@ export class ProxyRouter {
     for (const conn of fe.connections) {
       this.releaseBackendFor(conn);
       conn.frontend = null;
-      // The client is gone, so nobody waits for this close: it may wait for
-      // the next packet to the agent (the next dial, typically) and share its write.
-      if (!conn.closeRequested) this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID), true);
+      // At once, not held for the next packet to this agent: the agent then
+      // closes this connection while the client's next dial is still on its
+      // way, instead of before that dial (docs/design.md, "Closes go out at once").
+      if (!conn.closeRequested) this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
     }
     fe.connections.clear();
     // Its connections may have paused it on agents other than fe.backend.
@@ -699,10 +698,10 @@ export class ProxyRouter {
     this.recordConnectionSeconds((Date.now() - conn.startedAt) / 1000);
   }
 
-  private sendToBackend(b: Backend, p: Packet, nobodyWaits = false): boolean {
+  private sendToBackend(b: Backend, p: Packet): boolean {
     if (b.closed) return true;
     this.count.toAgent(p.type);
-    return nobodyWaits && b.transport.sendBatched ? b.transport.sendBatched(p) : b.transport.send(p);
+    return b.transport.send(p);
   }
 
   private updateBackendGauges(): void {
