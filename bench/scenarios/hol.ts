@@ -268,7 +268,7 @@ export const hol: Scenario = {
     try {
       for (const target of ctx.targets) dialers.set(target.name, abortableDialer(target));
       // One full-size download per target before the runs: the first one
-      // was slow in every target, direct included (252-385 MB/s through the
+      // was slow in every target, direct included (230-280 MB/s through the
       // tunnel against 350-460 later in the same run).
       await forEachRun(ctx, errors, 300_000, async (target) => {
         await download(target, address, bytes);
