@@ -6,7 +6,7 @@
  * the next dial after it is lost.
  */
 import { GrpcChannel } from '../grpc/grpc-client.ts';
-import type { GrpcClientCall } from '../grpc/grpc-client.ts';
+import type { H2ClientSession } from '../grpc/h2-client-session.ts';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
 import { ConnectionStatusGauge } from './client-instrumentation.ts';
@@ -16,7 +16,7 @@ import { newDialID } from './dial-id.ts';
 import { describeTransport, grpcTarget } from './proxy-transport.ts';
 import { dialOverProxyStream } from './proxy-stream-dial.ts';
 import type { ProxyStreamSocket } from './proxy-stream-socket.ts';
-import { PROXY_METHOD } from './proxy-stream.ts';
+import { PROXY_METHOD, type ProxyCall } from './proxy-stream.ts';
 import { TunnelBase } from './tunnel-base.ts';
 import { CLOSE_TIMEOUT_MS, type DialOptions, type ProxyTransport } from './tunnel-options.ts';
 
@@ -30,7 +30,7 @@ export interface GrpcTunnelOptions {
 }
 
 interface OpenStream {
-  call: GrpcClientCall;
+  call: ProxyCall;
   socket: ProxyStreamSocket | null;
 }
 
@@ -40,8 +40,8 @@ const SESSION_CLOSE_GRACE_MS = 1_000;
 export class GrpcTunnel extends TunnelBase<GrpcTunnelOptions> {
   readonly mode = 'grpc' as const;
   private readonly streams = new Set<OpenStream>();
-  private channel: GrpcChannel | null = null;
-  private connecting: Promise<GrpcChannel> | null = null;
+  private channel: GrpcChannel<H2ClientSession> | null = null;
+  private connecting: Promise<GrpcChannel<H2ClientSession>> | null = null;
 
   protected async open(network: string, address: string, options: DialOptions): Promise<ProxyStreamSocket> {
     if (this.closed) throw new KonnectivityDialError('tunnelclosed', 'tunnel is closed', { address });
@@ -76,7 +76,7 @@ export class GrpcTunnel extends TunnelBase<GrpcTunnelOptions> {
     }
   }
 
-  private async openStream(deadline: DialDeadline, address: string): Promise<GrpcClientCall> {
+  private async openStream(deadline: DialDeadline, address: string): Promise<ProxyCall> {
     // A connection that got GOAWAY between our check and the request refuses
     // new streams; one fresh connection is worth a retry.
     for (let attempt = 0; ; attempt++) {
@@ -94,7 +94,7 @@ export class GrpcTunnel extends TunnelBase<GrpcTunnelOptions> {
     }
   }
 
-  private connectedChannel(deadline: DialDeadline, address: string): Promise<GrpcChannel> {
+  private connectedChannel(deadline: DialDeadline, address: string): Promise<GrpcChannel<H2ClientSession>> {
     if (this.channel && !this.channel.isClosed) return Promise.resolve(this.channel);
     const connecting = (this.connecting ??= this.connect());
     return new Promise((resolve, reject) => {
@@ -117,9 +117,9 @@ export class GrpcTunnel extends TunnelBase<GrpcTunnelOptions> {
     });
   }
 
-  private async connect(): Promise<GrpcChannel> {
+  private async connect(): Promise<GrpcChannel<H2ClientSession>> {
     try {
-      const channel = await GrpcChannel.connect(grpcTarget(this.options.transport), {
+      const channel = await GrpcChannel.connectBuiltin(grpcTarget(this.options.transport), {
         connectTimeoutMs: this.options.dialTimeoutMs,
         keepaliveTimeMs: this.options.keepaliveTimeMs,
         userAgent: this.options.userAgent,

@@ -5,7 +5,6 @@
  * a pending dial tells the server with DIAL_CLS before ending the stream, so
  * it drops the pending entry instead of waiting for the agent.
  */
-import type { GrpcClientCall } from '../grpc/grpc-client.ts';
 import { GrpcCode } from '../grpc/status.ts';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -14,10 +13,10 @@ import { countReceived, countStreamError, type ConnectionStatusGauge } from './c
 import type { DialDeadline } from './dial-deadline.ts';
 import { KonnectivityDialError } from './dial-error.ts';
 import { ProxyStreamSocket } from './proxy-stream-socket.ts';
-import { endProxyStream, sendPacket } from './proxy-stream.ts';
+import { endProxyStream, sendPacket, type ProxyCall } from './proxy-stream.ts';
 
 export interface ProxyStreamDialRequest {
-  call: GrpcClientCall;
+  call: ProxyCall;
   address: string;
   dialID: bigint;
   deadline: DialDeadline;

@@ -18,7 +18,7 @@
  * (allowHalfOpen is false, like net.Socket) then the writable side.
  */
 import { Duplex } from 'node:stream';
-import type { GrpcClientCall, GrpcStatus } from '../grpc/grpc-client.ts';
+import type { GrpcStatus } from '../grpc/grpc-client.ts';
 import { GrpcCode } from '../grpc/status.ts';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -26,14 +26,14 @@ import { PacketType, packets, writePayload, type Packet } from '../protocol/pack
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import { countReceived, countStreamError, type ConnectionStatusGauge } from './client-instrumentation.ts';
 import { KonnectivityDialError } from './dial-error.ts';
-import { endProxyStream, sendPacket } from './proxy-stream.ts';
+import { endProxyStream, sendPacket, type ProxyCall } from './proxy-stream.ts';
 import { CLOSE_TIMEOUT_MS, type SocketLike } from './tunnel-options.ts';
 
 /** Largest DATA payload we send; far below the 4 MiB gRPC message limit of Go peers. */
 export const MAX_DATA_PAYLOAD_BYTES = 1024 * 1024;
 
 export interface ProxyStreamSocketInit {
-  call: GrpcClientCall;
+  call: ProxyCall;
   dialID: bigint;
   connectID: bigint;
   address: string;
@@ -64,7 +64,7 @@ export class ProxyStreamSocket extends Duplex implements SocketLike {
   /** Idle timeout set with `setTimeout`, in ms (undefined when none). */
   timeout: number | undefined = undefined;
 
-  private readonly call: GrpcClientCall;
+  private readonly call: ProxyCall;
   private readonly logger: Logger;
   private readonly metrics: ClientMetrics;
   private readonly status: ConnectionStatusGauge;

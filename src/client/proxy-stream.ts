@@ -2,7 +2,7 @@
  * Small helpers shared by the dial handshake and the established socket,
  * both of which own one `/ProxyService/Proxy` stream in turn.
  */
-import type { GrpcClientCall } from '../grpc/grpc-client.ts';
+import type { ClientStreamLike, GrpcClientCall } from '../grpc/grpc-client.ts';
 import { GrpcCode } from '../grpc/status.ts';
 import type { ClientMetrics } from '../observability/client-metrics.ts';
 import type { Packet } from '../protocol/packet.ts';
@@ -11,11 +11,14 @@ import { CLOSE_TIMEOUT_MS } from './tunnel-options.ts';
 
 export const PROXY_METHOD = '/ProxyService/Proxy';
 
+/** One `/ProxyService/Proxy` call, on either HTTP/2 client (see GrpcChannel). */
+export type ProxyCall = GrpcClientCall<ClientStreamLike>;
+
 /**
  * Sends one packet and counts it. Returns false when the caller should wait
  * for the stream's drain (or when the stream is gone; check `isClosed`).
  */
-export function sendPacket(call: GrpcClientCall, metrics: ClientMetrics, packet: Packet): boolean {
+export function sendPacket(call: ProxyCall, metrics: ClientMetrics, packet: Packet): boolean {
   if (call.stream.isClosed) {
     countStreamError(metrics, 'from_client', GrpcCode.UNAVAILABLE, packet.type);
     return false;
@@ -24,14 +27,14 @@ export function sendPacket(call: GrpcClientCall, metrics: ClientMetrics, packet:
   return call.stream.send(packet);
 }
 
-const ending = new WeakSet<GrpcClientCall>();
+const ending = new WeakSet<ProxyCall>();
 
 /**
  * Ends our side of the stream (END_STREAM) so the server finishes the call,
  * as upstream servers do when the frontend stops sending. A server that does
  * not finish within the close timeout gets the stream cancelled.
  */
-export function endProxyStream(call: GrpcClientCall, graceMs: number = CLOSE_TIMEOUT_MS): void {
+export function endProxyStream(call: ProxyCall, graceMs: number = CLOSE_TIMEOUT_MS): void {
   if (ending.has(call)) return;
   ending.add(call);
   call.closeSend();

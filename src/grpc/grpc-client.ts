@@ -6,8 +6,9 @@ import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
-import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
+import { H2ClientSession } from './h2-client-session.ts';
+import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
+import { PacketStream, type Http2StreamLike, type PacketStreamOptions } from './packet-stream.ts';
 import { keepReadingDespitePendingWrites } from './read-restart.ts';
 import { GrpcCode, GrpcStatusError, decodeGrpcMessage } from './status.ts';
 
@@ -24,6 +25,27 @@ export interface GrpcChannelOptions {
   userAgent?: string;
   stream?: PacketStreamOptions;
 }
+
+/** What GrpcClientCall needs of a client stream: Node's, or our own client's (h2-client-session.ts). */
+export interface ClientStreamLike extends Http2StreamLike {
+  readonly rstCode?: number | undefined;
+  end(): unknown;
+  once(event: 'response' | 'trailers', listener: (headers: IncomingHttpHeaders) => void): unknown;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+/** What GrpcChannel needs of a client session: Node's ClientHttp2Session, or our H2ClientSession. */
+interface ClientSessionLike {
+  readonly closed: boolean;
+  readonly destroyed: boolean;
+  request(headers: Record<string, string>): ClientStreamLike;
+  close(): void;
+  destroy(err?: Error): void;
+  ping(callback: (err: Error | null) => void): boolean;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+type StreamOf<S> = S extends H2ClientSession ? ReturnType<H2ClientSession['request']> : ClientHttp2Stream;
 
 export interface GrpcStatus {
   code: number;
@@ -96,16 +118,16 @@ export function describeTarget(t: GrpcTarget): string {
   return t.transport === 'unix' ? `unix://${t.path}` : `${net.isIPv6(t.host) ? `[${t.host}]` : t.host}:${t.port}`;
 }
 
-export class GrpcClientCall {
-  readonly stream: PacketStream;
+export class GrpcClientCall<S extends ClientStreamLike = ClientHttp2Stream> {
+  readonly stream: PacketStream<S>;
   /** Response headers (initial metadata). Rejects if the call ended without any. */
   readonly headers: Promise<IncomingHttpHeaders>;
   /** Final status, from trailers or from how the stream ended. Never rejects. */
   readonly status: Promise<GrpcStatus>;
-  private readonly h2: ClientHttp2Stream;
+  private readonly h2: S;
 
   /** `connectionLoss` tells why the connection under the stream failed, if it did (see ConnectionWitness). */
-  constructor(h2: ClientHttp2Stream, streamOptions: PacketStreamOptions, connectionLoss: () => string | null = () => null) {
+  constructor(h2: S, streamOptions: PacketStreamOptions, connectionLoss: () => string | null = () => null) {
     this.h2 = h2;
     this.stream = new PacketStream(h2, streamOptions);
     let statusFromHeaders: GrpcStatus | null = null;
@@ -174,13 +196,16 @@ export class GrpcClientCall {
   }
 }
 
-export class GrpcChannel {
+/** Which HTTP/2 client a channel speaks: Node's (node:http2), or ours (h2-client-session.ts). */
+export type Http2ClientKind = 'node' | 'builtin';
+
+export class GrpcChannel<S extends ClientSessionLike = ClientHttp2Session> {
   readonly target: GrpcTarget;
-  readonly session: ClientHttp2Session;
+  readonly session: S;
   private readonly options: GrpcChannelOptions;
   private readonly witness: ConnectionWitness;
 
-  private constructor(target: GrpcTarget, session: ClientHttp2Session, options: GrpcChannelOptions, witness: ConnectionWitness) {
+  private constructor(target: GrpcTarget, session: S, options: GrpcChannelOptions, witness: ConnectionWitness) {
     this.target = target;
     this.session = session;
     this.options = options;
@@ -192,85 +217,49 @@ export class GrpcChannel {
     return this.witness.describe();
   }
 
-  /** Opens the HTTP/2 session; resolves once the connection (and TLS handshake) is up. */
-  static connect(target: GrpcTarget, options: GrpcChannelOptions = {}): Promise<GrpcChannel> {
-    const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
-    const timeoutMs = options.connectTimeoutMs ?? 20_000;
+  /** Opens a channel on Node's HTTP/2 client; resolves once the connection (and TLS handshake) is up. */
+  static async connect(target: GrpcTarget, options: GrpcChannelOptions = {}): Promise<GrpcChannel> {
+    const { socket, witness } = await connectTransport(target, options);
     return new Promise((resolve, reject) => {
-      let socket: net.Socket;
-      let session: ClientHttp2Session | null = null;
-      let settled = false;
-      const witness = new ConnectionWitness();
-      // TLS only: set once TCP is up and the handshake is what can still fail.
-      let handshaking = false;
-      const fail = (err: Error): void => {
-        if (settled) return;
-        settled = true;
-        cleanup();
-        session?.destroy();
+      const authority = target.transport === 'unix' ? 'http://localhost' : `https://${hostPort(target)}`;
+      const s = http2.connect(authority, { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB, createConnection: () => socket });
+      keepReadingDespitePendingWrites(s, socket);
+      s.once('remoteSettings', () => (witness.prefaceReceived = true));
+      s.once('error', (err: Error) => {
+        s.destroy();
         socket.destroy();
         reject(err);
-      };
-      const onAbort = (): void => fail(options.signal?.reason instanceof Error ? options.signal.reason : new Error('connect aborted'));
-      const timer = setTimeout(() => fail(new Error(`timed out connecting to ${describeTarget(target)} after ${timeoutMs}ms`)), timeoutMs);
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-      };
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-
-      // We open the socket (and TLS) ourselves: node:http2 would replace the
-      // ALPN list with ['h2'] (dropping agent --alpn-proto values), and the
-      // session must keep reading while its writes are stuck (see read-restart.ts).
-      const startSession = (): void => {
-        if (settled) return;
-        const authority = target.transport === 'unix' ? 'http://localhost' : `https://${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
-        const s = http2.connect(authority, { ...base, createConnection: () => socket });
-        session = s;
-        keepReadingDespitePendingWrites(s, socket);
-        s.once('remoteSettings', () => (witness.prefaceReceived = true));
-        s.once('error', (err: Error) => fail(err));
-        s.once('connect', () => {
-          if (settled) return;
-          settled = true;
-          cleanup();
-          s.on('error', () => {}); // later errors surface through stream and session close
-          try {
-            s.setLocalWindowSize(SESSION_WINDOW_BYTES);
-          } catch {
-            // closed during setup
-          }
-          startKeepalive(s, options.keepaliveTimeMs ?? 0, options.keepaliveTimeoutMs);
-          resolve(new GrpcChannel(target, s, options, witness));
-        });
-      };
-      if (target.transport === 'unix') {
-        socket = net.connect(target.path);
-        socket.once('connect', startSession);
-      } else {
-        const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls, host: target.host, port: target.port };
-        if (tlsOptions.servername === undefined && !net.isIP(target.host)) tlsOptions.servername = target.host;
-        const tlsSocket = tls.connect(tlsOptions);
-        tlsSocket.setNoDelay(true);
-        socket = tlsSocket;
-        tlsSocket.once('connect', () => (handshaking = true));
-        tlsSocket.once('secureConnect', () => {
-          handshaking = false;
-          const own = tlsSocket.getCertificate();
-          if (own && 'subject' in own && own.valid_to) witness.clientCertificate = { subject: formatName(own.subject), issuer: formatName(own.issuer), validTo: own.valid_to };
-          if (tlsSocket.alpnProtocol !== 'h2') {
-            fail(new Error(`server did not negotiate ALPN h2 (got ${String(tlsSocket.alpnProtocol)})`));
-            return;
-          }
-          startSession();
-        });
-      }
-      // Registered before http2's own listeners: the witness knows the cause
-      // before the session fails its streams.
-      socket.once('error', (err: Error) => fail(handshaking ? handshakeFailure(err) : err));
-      socket.on('error', (err: Error) => (witness.socketError ??= err));
-      socket.once('end', () => (witness.ended = true));
+      });
+      s.once('connect', () => {
+        s.on('error', () => {}); // later errors surface through stream and session close
+        try {
+          s.setLocalWindowSize(SESSION_WINDOW_BYTES);
+        } catch {
+          // closed during setup
+        }
+        startKeepalive(s, options.keepaliveTimeMs ?? 0, options.keepaliveTimeoutMs);
+        resolve(new GrpcChannel(target, s, options, witness));
+      });
     });
+  }
+
+  /**
+   * Opens a channel on our own HTTP/2 client (h2-client-session.ts): the
+   * client library's tunnels, where a stream per dial made Node's client the
+   * largest cost of a dial. Same settings and windows as `connect`.
+   */
+  static async connectBuiltin(target: GrpcTarget, options: GrpcChannelOptions = {}): Promise<GrpcChannel<H2ClientSession>> {
+    const { socket, witness } = await connectTransport(target, options);
+    const s = new H2ClientSession(socket, {
+      authority: target.transport === 'unix' ? 'localhost' : hostPort(target),
+      scheme: target.transport === 'unix' ? 'http' : 'https',
+      streamWindowBytes: STREAM_WINDOW_BYTES,
+      connectionWindowBytes: SESSION_WINDOW_BYTES,
+      maxFrameBytes: http2Settings.maxFrameSize ?? 16_384,
+    });
+    s.once('remoteSettings', () => (witness.prefaceReceived = true));
+    startKeepalive(s, options.keepaliveTimeMs ?? 0, options.keepaliveTimeoutMs);
+    return new GrpcChannel(target, s, options, witness);
   }
 
   get isClosed(): boolean {
@@ -283,7 +272,7 @@ export class GrpcChannel {
   }
 
   /** Starts a bidi call. Packets may be sent immediately; headers arrive later. */
-  openStream(method: string, metadata: Record<string, string> = {}): GrpcClientCall {
+  openStream(method: string, metadata: Record<string, string> = {}): GrpcClientCall<StreamOf<S>> {
     const h2 = this.session.request({
       ':method': 'POST',
       ':path': method,
@@ -291,7 +280,7 @@ export class GrpcChannel {
       te: 'trailers',
       'user-agent': this.options.userAgent ?? 'konnectivity-ts',
       ...metadata,
-    });
+    }) as StreamOf<S>;
     h2.on('error', () => {}); // surfaced through status/onClose
     return new GrpcClientCall(h2, this.options.stream ?? {}, () => this.witness.describe());
   }
@@ -303,6 +292,73 @@ export class GrpcChannel {
   destroy(): void {
     if (!this.session.destroyed) this.session.destroy();
   }
+}
+
+function hostPort(target: { host: string; port: number }): string {
+  return `${net.isIPv6(target.host) ? `[${target.host}]` : target.host}:${target.port}`;
+}
+
+/**
+ * The connection under a channel: a unix socket, or TCP with TLS (ALPN h2
+ * required). We open it ourselves: node:http2 would replace the ALPN list
+ * with ['h2'] (dropping agent --alpn-proto values), and the Node session must
+ * keep reading while its writes are stuck (see read-restart.ts).
+ */
+function connectTransport(target: GrpcTarget, options: GrpcChannelOptions): Promise<{ socket: net.Socket; witness: ConnectionWitness }> {
+  const timeoutMs = options.connectTimeoutMs ?? 20_000;
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    let settled = false;
+    const witness = new ConnectionWitness();
+    // TLS only: set once TCP is up and the handshake is what can still fail.
+    let handshaking = false;
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      socket.destroy();
+      reject(err);
+    };
+    const ready = (): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      resolve({ socket, witness });
+    };
+    const onAbort = (): void => fail(options.signal?.reason instanceof Error ? options.signal.reason : new Error('connect aborted'));
+    const timer = setTimeout(() => fail(new Error(`timed out connecting to ${describeTarget(target)} after ${timeoutMs}ms`)), timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (target.transport === 'unix') {
+      socket = net.connect(target.path);
+      socket.once('connect', ready);
+    } else {
+      const tlsOptions: ConnectionOptions = { ALPNProtocols: ['h2'], minVersion: 'TLSv1.2', ...target.tls, host: target.host, port: target.port };
+      if (tlsOptions.servername === undefined && !net.isIP(target.host)) tlsOptions.servername = target.host;
+      const tlsSocket = tls.connect(tlsOptions);
+      tlsSocket.setNoDelay(true);
+      socket = tlsSocket;
+      tlsSocket.once('connect', () => (handshaking = true));
+      tlsSocket.once('secureConnect', () => {
+        handshaking = false;
+        const own = tlsSocket.getCertificate();
+        if (own && 'subject' in own && own.valid_to) witness.clientCertificate = { subject: formatName(own.subject), issuer: formatName(own.issuer), validTo: own.valid_to };
+        if (tlsSocket.alpnProtocol !== 'h2') {
+          fail(new Error(`server did not negotiate ALPN h2 (got ${String(tlsSocket.alpnProtocol)})`));
+          return;
+        }
+        ready();
+      });
+    }
+    // Registered before the HTTP/2 session's own listeners: the witness knows
+    // the cause before the session fails its streams.
+    socket.once('error', (err: Error) => fail(handshaking ? handshakeFailure(err) : err));
+    socket.on('error', (err: Error) => (witness.socketError ??= err));
+    socket.once('end', () => (witness.ended = true));
+  });
 }
 
 /** `CN=konnectivity-agent` from Node's parsed subject or issuer (repeated attributes joined with `+`). */

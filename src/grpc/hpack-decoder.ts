@@ -69,6 +69,18 @@ const STATIC_TABLE: readonly HeaderField[] = (
 
 export const STATIC_TABLE_LENGTH = STATIC_TABLE.length;
 
+/** The static table's index of `name` and `value` together (0 when absent), and of `name` alone. */
+export function staticTableIndex(name: string, value: string): { field: number; name: number } {
+  let nameIndex = 0;
+  for (let i = 0; i < STATIC_TABLE.length; i++) {
+    const e = STATIC_TABLE[i]!;
+    if (e.name.length !== name.length || Buffer.from(e.name).toString('latin1') !== name) continue;
+    if (nameIndex === 0) nameIndex = i + 1;
+    if (Buffer.from(e.value).toString('latin1') === value) return { field: i + 1, name: nameIndex };
+  }
+  return { field: 0, name: nameIndex };
+}
+
 /**
  * Reads a prefixed integer (RFC 7541 §5.1) at `pos`. Values above 2^31 are
  * refused: nothing legitimate in a header block comes near, and it keeps the

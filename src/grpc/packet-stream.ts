@@ -4,7 +4,7 @@
  * one owner per stream, so callbacks are cheaper than EventEmitter fan-out on
  * the per-packet path.
  */
-import type { Http2Stream } from 'node:http2';
+import type { Http2Session, Http2Stream } from 'node:http2';
 import { decodePacket, encodeDataPacketHeader, encodePacketWithHeadroom, peekDataPacketHeader } from '../protocol/codec.ts';
 import { PacketType, packets, payloadLength, writePayload } from '../protocol/packet.ts';
 import { GRPC_FRAME_HEADER, GrpcDeframer, writeFrameHeader, type MessageSink } from '../protocol/grpc-frame.ts';
@@ -27,6 +27,26 @@ function framedPacket(packet: Packet): Buffer {
   return frame;
 }
 
+/**
+ * What a PacketStream needs of its HTTP/2 stream: a Node stream (server
+ * side, the agent's link) or one of our own client's (h2-client-session.ts).
+ */
+export interface Http2StreamLike {
+  readonly session?: Http2Session | undefined;
+  readonly destroyed: boolean;
+  readonly writable: boolean;
+  readonly writableLength: number;
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'end' | 'drain' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  cork(): void;
+  uncork(): void;
+  write(chunk: Uint8Array): boolean;
+  pause(): unknown;
+  resume(): unknown;
+  close(code?: number): void;
+}
+
 export interface PacketStreamOptions {
   maxReceiveMessageBytes?: number;
   sendHighWaterBytes?: number;
@@ -36,27 +56,27 @@ const ignore = (): void => {};
 
 const packetStreamOwner = Symbol('konnectivity.packetStream');
 
-type StreamWithOwner = Http2Stream & { [packetStreamOwner]: PacketStream };
+type StreamWithOwner = Http2StreamLike & { [packetStreamOwner]: PacketStream<Http2StreamLike> };
 
-function ownerOf(h2: Http2Stream): PacketStream {
+function ownerOf(h2: Http2StreamLike): PacketStream<Http2StreamLike> {
   return (h2 as StreamWithOwner)[packetStreamOwner];
 }
 
-export class PacketStream implements MessageSink {
-  // Node calls a listener with the emitter as `this`.
-  private static readonly onStreamData = function (this: Http2Stream, chunk: Buffer): void {
+export class PacketStream<S extends Http2StreamLike = Http2Stream> implements MessageSink {
+  // EventEmitter calls a listener with the emitter as `this`.
+  private static readonly onStreamData = function (this: Http2StreamLike, chunk: Buffer): void {
     ownerOf(this).received(chunk);
   };
-  private static readonly onStreamEnd = function (this: Http2Stream): void {
+  private static readonly onStreamEnd = function (this: Http2StreamLike): void {
     ownerOf(this).onRemoteEnd();
   };
-  private static readonly onStreamDrain = function (this: Http2Stream): void {
+  private static readonly onStreamDrain = function (this: Http2StreamLike): void {
     ownerOf(this).onDrain();
   };
-  private static readonly onStreamError = function (this: Http2Stream, err: Error): void {
+  private static readonly onStreamError = function (this: Http2StreamLike, err: Error): void {
     ownerOf(this).firstError ??= err;
   };
-  private static readonly onStreamClose = function (this: Http2Stream): void {
+  private static readonly onStreamClose = function (this: Http2StreamLike): void {
     ownerOf(this).streamClosed();
   };
 
@@ -75,7 +95,7 @@ export class PacketStream implements MessageSink {
   /** The underlying HTTP/2 stream is gone (after end, reset or error). */
   onClose: (err: Error | null) => void = ignore;
 
-  readonly h2: Http2Stream;
+  readonly h2: S;
   private readonly deframer: GrpcDeframer;
   private readonly highWater: number;
   private closed = false;
@@ -86,7 +106,7 @@ export class PacketStream implements MessageSink {
   /** Keeps the session reading while packets flow (client sessions; see read-restart.ts). */
   private readonly readRestarter: ReadRestarter | undefined;
 
-  constructor(h2: Http2Stream, options: PacketStreamOptions = {}) {
+  constructor(h2: S, options: PacketStreamOptions = {}) {
     this.h2 = h2;
     this.deframer = new GrpcDeframer(options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES);
     this.highWater = options.sendHighWaterBytes ?? DEFAULT_SEND_HIGH_WATER_BYTES;
@@ -94,7 +114,7 @@ export class PacketStream implements MessageSink {
     // Listeners shared by every stream, finding theirs through the HTTP/2
     // stream: a server holds one PacketStream per tunnelled connection, and
     // eight closures and their context were about 500 bytes of each.
-    (h2 as StreamWithOwner)[packetStreamOwner] = this;
+    (h2 as unknown as StreamWithOwner)[packetStreamOwner] = this as PacketStream<Http2StreamLike>;
     h2.on('data', PacketStream.onStreamData);
     h2.on('end', PacketStream.onStreamEnd);
     h2.on('drain', PacketStream.onStreamDrain);
