@@ -195,6 +195,8 @@ export interface ClusterOptions {
   agentArgs?: string[];
   /** Extra Node.js flags for server and agent (e.g. --max-semi-space-size=32, --trace-gc). */
   nodeArgs?: string[];
+  /** Diagnostic: run the server or the agent under this command (e.g. valgrind and its flags), Node and its arguments after it. */
+  commandPrefix?: { server?: readonly string[]; agent?: readonly string[] };
   /** Upstream flags that turn on agent token authentication (--token-auth): for every server and agent, ours and upstream's. */
   tokenAuth?: { serverFlags: readonly string[]; agentFlags: readonly string[] };
   /**
@@ -228,8 +230,9 @@ export interface Cluster {
 /** A port nothing listens on, for the CLIs' port flags (they refuse 0). */
 export const freePort = unusedLoopbackPort;
 
-export function spawnNode(name: string, script: string, args: string[], logPath: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env): ManagedProcess {
-  return spawnExecutable(name, process.execPath, [...shebangNodeArgs(script), ...nodeArgs, script, ...args], logPath, env);
+export function spawnNode(name: string, script: string, args: string[], logPath: string, nodeArgs: string[] = [], env: NodeJS.ProcessEnv = process.env, prefix: readonly string[] = []): ManagedProcess {
+  const command = [...prefix, process.execPath, ...shebangNodeArgs(script), ...nodeArgs, script, ...args];
+  return spawnExecutable(name, command[0]!, command.slice(1), logPath, env);
 }
 
 /** Runs `file` directly (no shell), standard output and error appended to `logPath`. */
@@ -385,16 +388,17 @@ async function startClusterOnce(options: ClusterOptions): Promise<Cluster> {
         serverLog,
         prof('server'),
         diagnostic ? { ...env, KONNECTIVITY_BENCH_CODE: options.code.codeDir, KONNECTIVITY_BENCH_FRONTEND_BUFFER_LIMIT: String(options.frontendBufferLimit) } : env,
+        options.commandPrefix?.server,
       );
   const procs = [server];
   try {
-    await waitUntil(`the ${who} server's health port`, async () => (await getStatus(ports.healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, 20_000);
+    await waitUntil(`the ${who} server's health port`, async () => (await getStatus(ports.healthPort, '/healthz')) === 200 && existsSync(udsPath), procs, options.commandPrefix?.server ? 120_000 : 20_000);
     const agentLog = path.join(dir, `agent-${tag}.log`);
     const agent = upstream
       ? spawnExecutable(`upstream agent (${mode})`, upstream.agentPath, [...agentFlags, ...(upstream.agentArgs ?? [])], agentLog, env)
-      : spawnNode(`agent (${mode})`, path.join(options.code.binDir, 'konnectivity-agent'), [...agentFlags, ...(options.agentArgs ?? [])], agentLog, prof('agent'), env);
+      : spawnNode(`agent (${mode})`, path.join(options.code.binDir, 'konnectivity-agent'), [...agentFlags, ...(options.agentArgs ?? [])], agentLog, prof('agent'), env, options.commandPrefix?.agent);
     procs.push(agent);
-    await waitUntil(`the ${who} agent to connect`, async () => (await getStatus(ports.healthPort, '/readyz')) === 200, procs, 20_000);
+    await waitUntil(`the ${who} agent to connect`, async () => (await getStatus(ports.healthPort, '/readyz')) === 200, procs, options.commandPrefix ? 120_000 : 20_000);
     return {
       mode,
       upstream: upstream !== undefined,

@@ -1,0 +1,153 @@
+/**
+ * Instructions per dial of the server or the agent, counted by valgrind
+ * (callgrind), for changes too small for the timing benchmarks on a shared
+ * two-core machine (they resolve about 5 %; this about 2 %).
+ *
+ *   npm run bench:instructions -- [--mode http-connect|grpc] [--who server|agent]
+ *                                 [--warm 2500] [--dials 500] [--reps 3] [--against PATH] [--quick]
+ *
+ * The measured daemon runs under `valgrind --tool=callgrind --separate-threads=yes`;
+ * the load generator, the other daemon and the destination run normally.
+ * After `--warm` dials (V8 optimises per-dial code after about 3,000 calls
+ * of a function, docs/benchmarks.md session 19), counters are zeroed and
+ * dumped around each run of `--dials` dials. The main thread's count is the
+ * figure: the other threads (TurboFan compiles, GC helpers) are reported
+ * apart because they move by an order of magnitude between runs.
+ * `--against PATH` measures another checkout (e.g. a `git worktree` of an
+ * older commit) in the same invocation, runs alternating, and prints the
+ * ratio. Valgrind counts user-space instructions only: system calls, cache
+ * misses and wake-ups are not in it.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { compiledLayout, startCluster, type Cluster } from '../lib/cluster.ts';
+import { startDestination } from '../lib/destination.ts';
+import { firstByteAfter } from '../lib/first-byte.ts';
+import { tunnelTarget, type Target } from '../lib/targets.ts';
+import { createDevPki } from '../../src/dev/pki.ts';
+
+const run = promisify(execFile);
+const { values: opts } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'http-connect' },
+    who: { type: 'string', default: 'server' },
+    warm: { type: 'string' },
+    dials: { type: 'string' },
+    reps: { type: 'string' },
+    against: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+const mode = opts.mode === 'grpc' ? 'grpc' : opts.mode === 'http-connect' ? 'http-connect' : usage(`--mode ${opts.mode}: http-connect or grpc`);
+const who = opts.who === 'server' || opts.who === 'agent' ? opts.who : usage(`--who ${opts.who}: server or agent`);
+const warm = count('warm', opts.quick ? 50 : 2500);
+const dials = count('dials', opts.quick ? 50 : 500);
+const reps = count('reps', opts.quick ? 1 : 3);
+
+function usage(message: string): never {
+  process.stderr.write(`instructions-per-dial: ${message}\n`);
+  process.exit(2);
+}
+
+function count(name: 'warm' | 'dials' | 'reps', fallback: number): number {
+  const raw = opts[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) usage(`--${name} ${raw}: a positive integer`);
+  return n;
+}
+
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+try {
+  await run('valgrind', ['--version']);
+} catch {
+  usage('valgrind is not installed (apt-get install valgrind)');
+}
+
+interface Arm {
+  label: string;
+  cluster: Cluster;
+  target: Target;
+  outDir: string;
+  pid: number;
+  dumps: number;
+  main: number[];
+  other: number[];
+}
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-instructions-'));
+const pki = await createDevPki(path.join(dir, 'pki'));
+const destination = await startDestination();
+const arms: Arm[] = [];
+try {
+  const roots = [{ label: 'this checkout', root: undefined as string | undefined }, ...(opts.against ? [{ label: path.resolve(opts.against), root: path.resolve(opts.against) }] : [])];
+  for (const [i, { label, root }] of roots.entries()) {
+    const armDir = path.join(dir, `arm-${i}`);
+    const outDir = path.join(armDir, 'callgrind');
+    mkdirSync(outDir, { recursive: true });
+    const code = compiledLayout(path.join(armDir, 'build'), root);
+    const prefix = ['valgrind', '--tool=callgrind', '--separate-threads=yes', '--dump-line=no', `--callgrind-out-file=${outDir}/cg.%p`];
+    progress(`${label}: starting the ${mode} cluster with the ${who} under valgrind (slow: about 30 s)…`);
+    const cluster = await startCluster({ mode, dir: armDir, code, pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath }, commandPrefix: { [who]: prefix } });
+    const target = tunnelTarget(cluster);
+    arms.push({ label, cluster, target, outDir, pid: (who === 'server' ? cluster.server : cluster.agent).pid, dumps: 0, main: [], other: [] });
+  }
+  const dialOnce = async (target: Target): Promise<void> => {
+    const t0 = performance.now();
+    await firstByteAfter(t0, await target.dial(destination.httpAddress));
+  };
+  for (const arm of arms) {
+    progress(`${arm.label}: ${warm} warm-up dials…`);
+    for (let i = 0; i < warm; i++) {
+      await dialOnce(arm.target);
+      if ((i + 1) % 500 === 0) progress(`  ${i + 1}/${warm}`);
+    }
+  }
+  for (let rep = 0; rep < reps; rep++) {
+    for (const arm of rep % 2 === 0 ? arms : [...arms].reverse()) {
+      await dump(arm); // zeroes the counters
+      for (let i = 0; i < dials; i++) await dialOnce(arm.target);
+      const counts = await dump(arm);
+      arm.main.push(counts.main / dials);
+      arm.other.push(counts.other / dials);
+      progress(`${arm.label}: run ${rep + 1}/${reps}: main thread ${(counts.main / dials / 1000).toFixed(1)}k instructions per dial, other threads ${(counts.other / dials / 1000).toFixed(1)}k`);
+    }
+  }
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  console.log(`instructions per dial, ${who}, ${mode} mode (${dials} dials per run after ${warm} warm-up; median of ${reps} runs, valgrind callgrind):`);
+  for (const arm of arms) {
+    console.log(`${arm.label}: main thread ${(median(arm.main) / 1000).toFixed(1)}k (runs ${arm.main.map((x) => (x / 1000).toFixed(1)).join(', ')}), other threads ${(median(arm.other) / 1000).toFixed(1)}k (runs ${arm.other.map((x) => (x / 1000).toFixed(1)).join(', ')})`);
+  }
+  if (arms.length === 2) console.log(`this checkout ÷ --against, main thread: ${(median(arms[0]!.main) / median(arms[1]!.main)).toFixed(3)}`);
+} finally {
+  for (const arm of arms) {
+    await arm.target.close().catch(() => {});
+    await arm.cluster.stop().catch(() => {});
+  }
+  await destination.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Dumps (and so zeroes) the daemon's counters; returns what the dump holds, main thread and the rest. */
+async function dump(arm: Arm): Promise<{ main: number; other: number }> {
+  await run('callgrind_control', ['--dump', String(arm.pid)]);
+  arm.dumps++;
+  let main = 0;
+  let other = 0;
+  // One file per thread: cg.<pid>.<dump>-<thread>, thread 01 being the main thread.
+  for (const file of readdirSync(arm.outDir).filter((f) => f.startsWith(`cg.${arm.pid}.${arm.dumps}-`))) {
+    const summary = /^summary: (\d+)/m.exec(readFileSync(path.join(arm.outDir, file), 'utf8'));
+    const n = summary ? Number(summary[1]) : 0;
+    if (file.endsWith('-01')) main += n;
+    else other += n;
+  }
+  if (main === 0) throw new Error(`callgrind wrote no main-thread counts for dump ${arm.dumps} of pid ${arm.pid} in ${arm.outDir}`);
+  return { main, other };
+}

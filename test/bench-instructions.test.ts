@@ -1,0 +1,33 @@
+/**
+ * `npm run bench:instructions` counts the instructions a daemon spends per
+ * dial under valgrind; the performance notes cite it. It must measure real
+ * dials and report a count for both thread groups. Nothing here asserts a
+ * count: only that one was taken.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { runBenchScript } from './helpers/bench-run.ts';
+
+const script = fileURLToPath(new URL('../bench/diagnostics/instructions-per-dial.ts', import.meta.url));
+
+test('instructions per dial --quick: the server under callgrind, a main-thread and an other-threads count per dial', { timeout: 240_000 }, async () => {
+  // The diagnostic compiles src/ into a temp dir and runs that build, whose bin/ shims must not be sent to src/.
+  const r = await runBenchScript(script, ['--quick', '--mode', 'grpc'], 230_000, { KONNECTIVITY_TS_FROM_SOURCE: '0' });
+  assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^instructions per dial, server, grpc mode \(50 dials per run after 50 warm-up/m);
+  const line = /^this checkout: main thread ([\d.]+)k .*other threads ([\d.]+)k/m.exec(r.stdout);
+  assert.ok(line, r.stdout);
+  // Even a bare relay executes far more than 10k instructions per dial; fewer means nothing was counted.
+  assert.ok(Number(line[1]) > 10, `main thread ${line[1]}k`);
+  assert.ok(Number(line[2]) >= 0);
+});
+
+test('instructions per dial: a bad option is refused with the reason, before anything starts', async () => {
+  const r = await runBenchScript(script, ['--who', 'destination'], 30_000);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--who destination: server or agent/);
+  const d = await runBenchScript(script, ['--dials', '0'], 30_000);
+  assert.equal(d.code, 2);
+  assert.match(d.stderr, /--dials 0: a positive integer/);
+});
