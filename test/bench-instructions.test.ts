@@ -23,6 +23,16 @@ test('instructions per dial --quick: the server under callgrind, a main-thread a
   assert.ok(Number(line[2]) >= 0);
 });
 
+test('instructions per MiB --quick --work download: the agent under callgrind while it relays a download', { timeout: 240_000 }, async () => {
+  const r = await runBenchScript(script, ['--quick', '--work', 'download', '--who', 'agent'], 230_000, { KONNECTIVITY_TS_FROM_SOURCE: '0' });
+  assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /^instructions per MiB, agent, http-connect mode \(a 4 MiB download per run/m);
+  const line = /^this checkout: main thread ([\d.]+)k /m.exec(r.stdout);
+  assert.ok(line, r.stdout);
+  // Relaying a MiB (TLS, HTTP/2, packets) takes millions of instructions; fewer means the download did not go through.
+  assert.ok(Number(line[1]) > 1000, `main thread ${line[1]}k per MiB`);
+});
+
 test('instructions per dial: a bad option is refused with the reason, before anything starts', async () => {
   const r = await runBenchScript(script, ['--who', 'destination'], 30_000);
   assert.equal(r.code, 2);
@@ -30,4 +40,7 @@ test('instructions per dial: a bad option is refused with the reason, before any
   const d = await runBenchScript(script, ['--dials', '0'], 30_000);
   assert.equal(d.code, 2);
   assert.match(d.stderr, /--dials 0: a positive integer/);
+  const w = await runBenchScript(script, ['--work', 'upload'], 30_000);
+  assert.equal(w.code, 2);
+  assert.match(w.stderr, /--work upload: dial or download/);
 });

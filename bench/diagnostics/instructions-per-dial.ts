@@ -1,11 +1,16 @@
 /**
- * Instructions per dial of the server or the agent, counted by valgrind
- * (callgrind), for changes too small for the timing benchmarks on a shared
- * two-core machine (they resolve about 5 %; this about 2 %).
+ * Instructions per dial (or per MiB downloaded) of the server or the agent,
+ * counted by valgrind (callgrind), for changes too small for the timing
+ * benchmarks on a shared two-core machine (they resolve about 5 %; this
+ * about 2 %).
  *
  *   npm run bench:instructions -- [--mode http-connect|grpc] [--who server|agent]
  *                                 [--warm 2500] [--dials 500] [--reps 3] [--against PATH] [--quick]
+ *                                 [--work download [--mib 64]]
  *
+ * `--work download` measures GET /bytes/N over one tunnelled connection
+ * instead of dials: `--mib` per run, two such downloads as warm-up, and the
+ * figure is instructions per MiB.
  * The measured daemon runs under `valgrind --tool=callgrind --separate-threads=yes`;
  * the load generator, the other daemon and the destination run normally.
  * After `--warm` dials (V8 optimises per-dial code after about 3,000 calls
@@ -27,6 +32,7 @@ import { compiledLayout, startCluster, type Cluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
 import { firstByteAfter } from '../lib/first-byte.ts';
 import { tunnelTarget, type Target } from '../lib/targets.ts';
+import { download } from '../scenarios/throughput.ts';
 import { createDevPki } from '../../src/dev/pki.ts';
 
 const run = promisify(execFile);
@@ -39,11 +45,15 @@ const { values: opts } = parseArgs({
     reps: { type: 'string' },
     against: { type: 'string' },
     quick: { type: 'boolean', default: false },
+    work: { type: 'string', default: 'dial' },
+    mib: { type: 'string' },
   },
   strict: true,
 });
 const mode = opts.mode === 'grpc' ? 'grpc' : opts.mode === 'http-connect' ? 'http-connect' : usage(`--mode ${opts.mode}: http-connect or grpc`);
 const who = opts.who === 'server' || opts.who === 'agent' ? opts.who : usage(`--who ${opts.who}: server or agent`);
+const work = opts.work === 'dial' || opts.work === 'download' ? opts.work : usage(`--work ${opts.work}: dial or download`);
+const mib = count('mib', opts.quick ? 4 : 64);
 const warm = count('warm', opts.quick ? 50 : 2500);
 const dials = count('dials', opts.quick ? 50 : 500);
 const reps = count('reps', opts.quick ? 1 : 3);
@@ -53,7 +63,7 @@ function usage(message: string): never {
   process.exit(2);
 }
 
-function count(name: 'warm' | 'dials' | 'reps', fallback: number): number {
+function count(name: 'warm' | 'dials' | 'reps' | 'mib', fallback: number): number {
   const raw = opts[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
@@ -103,25 +113,40 @@ try {
     const t0 = performance.now();
     await firstByteAfter(t0, await target.dial(destination.httpAddress));
   };
+  const MiB = 1024 * 1024;
+  // One unit of work, and how many units a run is: a dial, or a MiB of a download.
+  const runWork = work === 'dial' ? async (target: Target): Promise<void> => {
+    for (let i = 0; i < dials; i++) await dialOnce(target);
+  } : async (target: Target): Promise<void> => {
+    await download(target, destination.httpAddress, mib * MiB);
+  };
+  const units = work === 'dial' ? dials : mib;
+  const unit = work === 'dial' ? 'dial' : 'MiB';
   for (const arm of arms) {
-    progress(`${arm.label}: ${warm} warm-up dials…`);
-    for (let i = 0; i < warm; i++) {
-      await dialOnce(arm.target);
-      if ((i + 1) % 500 === 0) progress(`  ${i + 1}/${warm}`);
+    if (work === 'dial') {
+      progress(`${arm.label}: ${warm} warm-up dials…`);
+      for (let i = 0; i < warm; i++) {
+        await dialOnce(arm.target);
+        if ((i + 1) % 500 === 0) progress(`  ${i + 1}/${warm}`);
+      }
+    } else {
+      progress(`${arm.label}: two warm-up downloads of ${mib} MiB…`);
+      for (let i = 0; i < 2; i++) await runWork(arm.target);
     }
   }
   for (let rep = 0; rep < reps; rep++) {
     for (const arm of rep % 2 === 0 ? arms : [...arms].reverse()) {
       await dump(arm); // zeroes the counters
-      for (let i = 0; i < dials; i++) await dialOnce(arm.target);
+      await runWork(arm.target);
       const counts = await dump(arm);
-      arm.main.push(counts.main / dials);
-      arm.other.push(counts.other / dials);
-      progress(`${arm.label}: run ${rep + 1}/${reps}: main thread ${(counts.main / dials / 1000).toFixed(1)}k instructions per dial, other threads ${(counts.other / dials / 1000).toFixed(1)}k`);
+      arm.main.push(counts.main / units);
+      arm.other.push(counts.other / units);
+      progress(`${arm.label}: run ${rep + 1}/${reps}: main thread ${(counts.main / units / 1000).toFixed(1)}k instructions per ${unit}, other threads ${(counts.other / units / 1000).toFixed(1)}k`);
     }
   }
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log(`instructions per dial, ${who}, ${mode} mode (${dials} dials per run after ${warm} warm-up; median of ${reps} runs, valgrind callgrind):`);
+  const what = work === 'dial' ? `${dials} dials per run after ${warm} warm-up` : `a ${mib} MiB download per run after two warm-up downloads`;
+  console.log(`instructions per ${unit}, ${who}, ${mode} mode (${what}; median of ${reps} runs, valgrind callgrind):`);
   for (const arm of arms) {
     console.log(`${arm.label}: main thread ${(median(arm.main) / 1000).toFixed(1)}k (runs ${arm.main.map((x) => (x / 1000).toFixed(1)).join(', ')}), other threads ${(median(arm.other) / 1000).toFixed(1)}k (runs ${arm.other.map((x) => (x / 1000).toFixed(1)).join(', ')})`);
   }
