@@ -5,10 +5,10 @@
  * the wait for the `serverid`/`servercount` response headers.
  */
 import { readFile } from 'node:fs/promises';
-import type { IncomingHttpHeaders } from 'node:http2';
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
 import { GrpcChannel, type GrpcClientCall } from '../grpc/grpc-client.ts';
+import type { H2ClientSession, H2ClientStream, H2Headers } from '../grpc/h2-client-session.ts';
 import type { PacketStreamOptions } from '../grpc/packet-stream.ts';
 import { FLOW_CONTROL_HEADER, formatFlowControlHeader, parseFlowControlHeader } from '../protocol/flow-control.ts';
 import { acceptsServerDrainNotice, SERVER_DRAIN_NOTICE_HEADER, SERVER_DRAIN_NOTICE_VERSION } from '../protocol/server-drain-notice.ts';
@@ -52,8 +52,8 @@ export interface ServerDialerOptions {
 /** A Connect stream whose headers arrived and were valid. Packets are held back until the owner resumes the stream. */
 export interface ServerSession {
   address: ProxyServerAddress;
-  channel: GrpcChannel;
-  call: GrpcClientCall;
+  channel: GrpcChannel<H2ClientSession>;
+  call: GrpcClientCall<H2ClientStream>;
   serverID: string;
   serverCount: number;
   /** Set when the server accepted the flow-control extension (a konnectivity-ts server). */
@@ -169,11 +169,11 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
     if (offerDrainNotice) metadata[SERVER_DRAIN_NOTICE_HEADER] = SERVER_DRAIN_NOTICE_VERSION;
     const material = typeof options.tls === 'function' ? await options.tls() : options.tls;
     const tlsOptions = agentTlsOptions(address, material);
-    const channel = await GrpcChannel.connect(
+    const channel = await GrpcChannel.connectBuiltin(
       { transport: 'tls', host: address.host, port: address.port, tls: tlsOptions },
       { keepaliveTimeMs: options.keepaliveTimeMs, keepaliveTimeoutMs: options.keepaliveTimeoutMs, connectTimeoutMs: options.connectTimeoutMs, signal, stream: options.stream, userAgent: 'konnectivity-ts-agent' },
     );
-    let call: GrpcClientCall;
+    let call: GrpcClientCall<H2ClientStream>;
     try {
       call = channel.openStream(AGENT_CONNECT_METHOD, metadata);
     } catch (err) {
@@ -184,7 +184,7 @@ export function createServerDialer(options: ServerDialerOptions): ServerDialer {
     // follow the headers in the same read.
     call.stream.pauseReceive();
     const rawHeaders = new Promise<readonly string[]>((resolve) => {
-      call.stream.h2.once('response', (_headers: IncomingHttpHeaders, _flags: number, raw: string[]) => resolve(raw));
+      call.stream.h2.once('response', (_headers: H2Headers, _flags: number, raw: string[]) => resolve(raw));
     });
     try {
       await headersWithin(call.headers, options.connectTimeoutMs, signal, () => {

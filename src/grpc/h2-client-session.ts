@@ -128,17 +128,19 @@ function u32Payload(...values: number[]): Buffer {
   return b;
 }
 
-function headersObject(fields: ReadonlyArray<{ name: Uint8Array; value: Uint8Array }>): H2Headers {
-  const out: H2Headers = {};
+function decodeHeaders(fields: ReadonlyArray<{ name: Uint8Array; value: Uint8Array }>): { headers: H2Headers; raw: string[] } {
+  const headers: H2Headers = {};
+  const raw: string[] = [];
   for (const f of fields) {
     const name = Buffer.from(f.name.buffer, f.name.byteOffset, f.name.byteLength).toString('latin1');
     const value = Buffer.from(f.value.buffer, f.value.byteOffset, f.value.byteLength).toString('latin1');
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
+    raw.push(name, value);
+    const prev = headers[name];
+    if (prev === undefined) headers[name] = value;
     else if (Array.isArray(prev)) prev.push(value);
-    else out[name] = [prev, value];
+    else headers[name] = [prev, value];
   }
-  return out;
+  return { headers, raw };
 }
 
 export class H2ClientStream extends EventEmitter {
@@ -293,20 +295,20 @@ export class H2ClientStream extends EventEmitter {
   }
 
   /** @internal A complete header block. */
-  receiveHeaders(headers: H2Headers, endStream: boolean): void {
+  receiveHeaders(headers: H2Headers, raw: string[], endStream: boolean): void {
     if (this.remoteEnded) {
       this.close(H2_STREAM_CLOSED);
       return;
     }
     if (!this.headersSeen) {
       this.headersSeen = true;
-      this.emit('response', headers);
+      this.emit('response', headers, 0, raw);
     } else if (!endStream) {
       // Only trailers may follow the response headers, and they end the stream.
       this.close(H2_PROTOCOL_ERROR);
       return;
     } else {
-      this.emit('trailers', headers);
+      this.emit('trailers', headers, 0, raw);
     }
     if (endStream && !this.destroyed) this.remoteEnd();
   }
@@ -723,10 +725,10 @@ export class H2ClientSession extends EventEmitter {
   }
 
   private onHeaderBlock(streamId: number, endStream: boolean, block: Buffer): void {
-    let headers: H2Headers;
+    let decoded: { headers: H2Headers; raw: string[] };
     try {
       // Decoded even for a stream we no longer track: the HPACK table must follow every block.
-      headers = headersObject(this.decoder.decode(block));
+      decoded = decodeHeaders(this.decoder.decode(block));
     } catch (err) {
       if (err instanceof HpackError) throw new H2ProtocolError(H2_COMPRESSION_ERROR, `header block: ${err.message}`);
       throw err;
@@ -736,7 +738,7 @@ export class H2ClientSession extends EventEmitter {
       if (this.isIdle(streamId)) throw new H2ProtocolError(H2_PROTOCOL_ERROR, `HEADERS on idle stream ${streamId}`);
       return;
     }
-    stream.receiveHeaders(headers, endStream);
+    stream.receiveHeaders(decoded.headers, decoded.raw, endStream);
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
