@@ -217,7 +217,11 @@ export class GrpcChannel<S extends ClientSessionLike = ClientHttp2Session> {
     return this.witness.describe();
   }
 
-  /** Opens a channel on Node's HTTP/2 client; resolves once the connection (and TLS handshake) is up. */
+  /**
+   * Opens a channel on Node's HTTP/2 client; resolves once the connection
+   * (and TLS handshake) is up. Nothing in src/ uses it since session 19; the
+   * tests do, as a second client stack (nghttp2) against our server.
+   */
   static async connect(target: GrpcTarget, options: GrpcChannelOptions = {}): Promise<GrpcChannel> {
     const { socket, witness } = await connectTransport(target, options);
     return new Promise((resolve, reject) => {
@@ -246,7 +250,8 @@ export class GrpcChannel<S extends ClientSessionLike = ClientHttp2Session> {
   /**
    * Opens a channel on our own HTTP/2 client (h2-client-session.ts): the
    * client library's tunnels, where a stream per dial made Node's client the
-   * largest cost of a dial. Same settings and windows as `connect`.
+   * largest cost of a dial, and the agent's links. Same settings and windows
+   * as `connect`; no read restarts needed (it reads whenever bytes arrive).
    */
   static async connectBuiltin(target: GrpcTarget, options: GrpcChannelOptions = {}): Promise<GrpcChannel<H2ClientSession>> {
     const { socket, witness } = await connectTransport(target, options);

@@ -1,6 +1,7 @@
 /**
  * A minimal HTTP/2 client connection (RFC 9113) for gRPC calls, spoken by
  * us over a socket we already have (a unix socket, or TLS with ALPN h2).
+ * The client library's tunnels and the agent's links to servers use it.
  *
  * Why not node:http2: the client library opens one HTTP/2 stream per dial
  * (as kube-apiserver does), and Node's client stream (a Duplex on a native
