@@ -6,7 +6,7 @@ import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from 'node:http2';
 import net from 'node:net';
 import tls, { type ConnectionOptions } from 'node:tls';
-import { H2ClientSession } from './h2-client-session.ts';
+import { H2ClientSession, type H2ClientStream } from './h2-client-session.ts';
 import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type Http2StreamLike, type PacketStreamOptions } from './packet-stream.ts';
 import { keepReadingDespitePendingWrites } from './read-restart.ts';
@@ -45,7 +45,7 @@ interface ClientSessionLike {
   once(event: 'close', listener: () => void): unknown;
 }
 
-type StreamOf<S> = S extends H2ClientSession ? ReturnType<H2ClientSession['request']> : ClientHttp2Stream;
+type StreamOf<S> = S extends H2ClientSession ? H2ClientStream : ClientHttp2Stream;
 
 export interface GrpcStatus {
   code: number;

@@ -824,6 +824,8 @@ export class H2ClientSession extends EventEmitter {
   }
 
   private flushBlocked(): void {
+    // Runs on every connection WINDOW_UPDATE (often, while the agent sends a download): nothing to copy when nothing waits.
+    if (this.blocked.size === 0) return;
     for (const s of [...this.blocked]) {
       if (this.sendWindow <= 0) return;
       this.flush(s);
