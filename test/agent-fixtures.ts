@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { GrpcServer, type GrpcServerCall } from '../src/grpc/grpc-server.ts';
+import type { H2ServerSession } from '../src/grpc/h2-server-session.ts';
 import type { Packet } from '../src/protocol/packet.ts';
 import type { AgentConfig } from '../src/agent/agent-config.ts';
 
@@ -174,9 +175,9 @@ export class FakeProxyServer {
   private waiters: Array<(s: FakeAgentStream) => void> = [];
   attempts = 0;
 
-  private readonly sessions: Set<ServerHttp2Session>;
+  private readonly sessions: Set<ServerHttp2Session | H2ServerSession>;
 
-  private constructor(server: GrpcServer, sessions: Set<ServerHttp2Session>) {
+  private constructor(server: GrpcServer, sessions: Set<ServerHttp2Session | H2ServerSession>) {
     this.server = server;
     this.sessions = sessions;
   }
@@ -184,7 +185,7 @@ export class FakeProxyServer {
   static async start(options: FakeProxyServerOptions): Promise<FakeProxyServer> {
     const pki = await testPki();
     let self: FakeProxyServer | null = null;
-    const sessions = new Set<ServerHttp2Session>();
+    const sessions = new Set<ServerHttp2Session | H2ServerSession>();
     const server = new GrpcServer({
       keepaliveTimeMs: 0,
       onSession: (session) => {

@@ -8,7 +8,9 @@ import type { IncomingHttpHeaders, ServerHttp2Session, ServerHttp2Stream, Server
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { handOffRepairingAuthority } from './authority-repair.ts';
-import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
+import { H2ServerSession, type H2ServerStream } from './h2-server-session.ts';
+import type { H2Headers } from './h2-frames.ts';
+import { MAX_SESSION_MEMORY_MB, SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES, http2Settings, startKeepalive } from './http2-settings.ts';
 import { PacketStream, type PacketStreamOptions } from './packet-stream.ts';
 import { GrpcCode, encodeGrpcMessage } from './status.ts';
 
@@ -42,13 +44,16 @@ interface NativeHandle {
   readStart(): number;
 }
 
+/** A server stream of either HTTP/2 implementation: Node's, or ours (h2-server-session.ts). */
+export type ServerStream = ServerHttp2Stream | H2ServerStream;
+
 export class GrpcServerCall {
   readonly method: string;
   /** The request headers; empty after `releaseMetadata`. */
   metadata: IncomingHttpHeaders;
-  readonly stream: PacketStream;
+  readonly stream: PacketStream<ServerStream>;
   readonly socket: Socket | TLSSocket;
-  private readonly h2: ServerHttp2Stream;
+  private readonly h2: ServerStream;
   private headersSent = false;
   private finished = false;
 
@@ -56,13 +61,13 @@ export class GrpcServerCall {
   rawHeaders: readonly string[];
 
   /** `method`: the handler's own name for the path, so calls share one string rather than one per stream. */
-  constructor(h2: ServerHttp2Stream, headers: IncomingHttpHeaders, streamOptions: PacketStreamOptions, rawHeaders: readonly string[] = [], method = String(headers[':path'])) {
+  constructor(h2: ServerStream, headers: IncomingHttpHeaders | H2Headers, streamOptions: PacketStreamOptions, rawHeaders: readonly string[] = [], method = String(headers[':path'])) {
     this.h2 = h2;
     this.rawHeaders = rawHeaders;
     this.method = method;
-    this.metadata = headers;
-    this.socket = h2.session!.socket as Socket | TLSSocket;
-    this.stream = new PacketStream(h2, streamOptions);
+    this.metadata = headers as IncomingHttpHeaders;
+    this.socket = ('socket' in h2 ? h2.socket : h2.session!.socket) as Socket | TLSSocket;
+    this.stream = new PacketStream<ServerStream>(h2, streamOptions);
   }
 
   /**
@@ -149,11 +154,16 @@ export interface GrpcServerOptions {
   /** Unanswered-ping bound (grpc-go's fixed default: 20 s). */
   keepaliveTimeoutMs?: number;
   stream?: PacketStreamOptions;
-  /** Called for every accepted session (for per-connection accounting). */
-  onSession?: (session: ServerHttp2Session) => void;
   /**
-   * Frontend only: let clients whose `:authority` nghttp2 refuses (a unix
-   * socket path, as grpc-go < 1.57 sends) through; see authority-repair.ts.
+   * Which HTTP/2 server speaks to clients: 'builtin' (h2-server-session.ts,
+   * the default) or Node's ('node', nghttp2; kept as a second implementation
+   * the tests run our clients against).
+   */
+  http2?: 'builtin' | 'node';
+  /**
+   * Node's HTTP/2 only: let clients whose `:authority` nghttp2 refuses (a
+   * unix socket path, as grpc-go < 1.57 sends) through; see
+   * authority-repair.ts. The builtin server accepts any authority.
    */
   repairAuthority?: boolean;
   /**
@@ -162,42 +172,43 @@ export interface GrpcServerOptions {
    * the owner logs and counts it. Without this the failure is ignored.
    */
   onTlsClientError?: (err: Error, socket: TLSSocket) => void;
+  /** Called for every accepted HTTP/2 connection (tests use it to reach the sessions). */
+  onSession?: (session: ServerHttp2Session | H2ServerSession) => void;
+}
+
+interface Route {
+  method: string;
+  handler: GrpcHandler;
 }
 
 export class GrpcServer {
   /**
    * What listens: a TLS server (ALPN h2 only) or a plain server for unix
-   * sockets. It hands each connection to `http2`, which never listens itself.
+   * sockets. It hands each connection to the HTTP/2 implementation.
    */
   readonly listener: net.Server | tls.Server;
-  /** The HTTP/2 session factory ('session' and 'stream' events). */
+  /** Node's HTTP/2 session factory ('session' and 'stream' events); it never listens itself, and with the builtin implementation it sees no connection. */
   readonly http2: http2.Http2Server;
-  private readonly sessions = new Set<ServerHttp2Session>();
-  /** The sockets under `sessions` (a session only exposes a proxy of its socket). */
+  private readonly sessions = new Set<ServerHttp2Session | H2ServerSession>();
+  /** The sockets under Node's sessions (a session only exposes a proxy of its socket). */
   private readonly sockets = new Set<net.Socket>();
   private readRestartTimer: NodeJS.Timeout | null = null;
+  private readonly options: GrpcServerOptions;
+  /** Keyed by path; the method name handed to each call is the handler's key, one string for every call. */
+  private readonly routes: Map<string, Route>;
 
   constructor(options: GrpcServerOptions) {
+    this.options = options;
+    this.routes = new Map(Object.entries(options.handlers).map(([method, handler]) => [method, { method, handler }]));
     const base = { settings: http2Settings, maxSessionMemory: MAX_SESSION_MEMORY_MB };
     this.http2 = http2.createServer(base);
-    // Sockets go to HTTP/2 natively. Our clients and agents restart reading
-    // while their writes are stuck (read-restart.ts), and one such side is
-    // enough to rule out the Node-to-Node write/write deadlock.
-    const toHttp2 = (socket: net.Socket): void => {
+    const builtin = (options.http2 ?? 'builtin') === 'builtin';
+    const accept = (socket: net.Socket): void => {
       socket.on('error', () => {}); // the session reports it
       // Small packets (dial, close, request/response) must not wait for Nagle.
       if (options.tls) socket.setNoDelay(true);
-      if (options.repairAuthority) {
-        handOffRepairingAuthority(socket, (stream) => {
-          // Only a socket that http2 reads natively needs its reads restarted;
-          // a rewritten one is read by JavaScript, which keeps its own pace.
-          if (stream === socket) this.trackSocket(socket);
-          this.http2.emit('connection', stream);
-        });
-        return;
-      }
-      this.trackSocket(socket);
-      this.http2.emit('connection', socket);
+      if (builtin) this.startBuiltinSession(socket);
+      else this.toNodeHttp2(socket);
     };
     if (options.tls) {
       const server = tls.createServer({ ...options.tls, ALPNProtocols: ['h2'] }, (socket) => {
@@ -206,13 +217,13 @@ export class GrpcServer {
           socket.destroy();
           return;
         }
-        toHttp2(socket);
+        accept(socket);
       });
       const onTlsClientError = options.onTlsClientError;
       if (onTlsClientError) server.on('tlsClientError', (err: Error, socket: TLSSocket) => onTlsClientError(err, socket));
       this.listener = server;
     } else {
-      this.listener = net.createServer(toHttp2);
+      this.listener = net.createServer(accept);
     }
     this.http2.on('session', (session: ServerHttp2Session) => {
       this.sessions.add(session);
@@ -228,8 +239,6 @@ export class GrpcServer {
       startKeepalive(session, options.keepaliveTimeMs, options.keepaliveTimeoutMs);
       options.onSession?.(session);
     });
-    // Keyed by path; the method name handed to each call is the handler's key, one string for every call.
-    const routes = new Map(Object.entries(options.handlers).map(([method, handler]) => [method, { method, handler }]));
     this.http2.on('stream', (h2: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       // The client may reset the stream, or the connection may go, before
       // this event is delivered (a tick late for sockets read by JavaScript):
@@ -240,25 +249,7 @@ export class GrpcServer {
         h2.on('error', ignoreError);
         return;
       }
-      const contentType = String(headers['content-type'] ?? '');
-      if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
-        h2.on('error', ignoreError);
-        h2.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
-        h2.end(`invalid gRPC request content-type ${JSON.stringify(contentType)}`);
-        return;
-      }
-      const path = String(headers[':path']);
-      const route = routes.get(path);
-      if (route === undefined) {
-        h2.on('error', ignoreError);
-        const service = path.split('/')[1] ?? '';
-        const known = Object.keys(options.handlers).some((m) => m.split('/')[1] === service);
-        const msg = known ? `unknown method ${path.split('/')[2] ?? ''} for service ${service}` : `unknown service ${service}`;
-        h2.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(GrpcCode.UNIMPLEMENTED), 'grpc-message': encodeGrpcMessage(msg) }, { endStream: true });
-        return;
-      }
-      // The call's PacketStream takes the stream's errors and reports them through onClose.
-      route.handler(new GrpcServerCall(h2, headers, options.stream ?? {}, rawHeaders, route.method));
+      this.dispatch(h2, headers, rawHeaders);
     });
   }
 
@@ -266,6 +257,57 @@ export class GrpcServer {
     return this.sessions.size;
   }
 
+  private startBuiltinSession(socket: net.Socket): void {
+    const session = new H2ServerSession(socket, {
+      streamWindowBytes: STREAM_WINDOW_BYTES,
+      connectionWindowBytes: SESSION_WINDOW_BYTES,
+      maxFrameBytes: http2Settings.maxFrameSize ?? 16_384,
+      onStream: (h2, headers, raw) => this.dispatch(h2, headers, raw),
+    });
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
+    startKeepalive(session, this.options.keepaliveTimeMs, this.options.keepaliveTimeoutMs);
+    this.options.onSession?.(session);
+  }
+
+  private toNodeHttp2(socket: net.Socket): void {
+    // Sockets go to HTTP/2 natively. Our clients and agents restart reading
+    // while their writes are stuck (read-restart.ts), and one such side is
+    // enough to rule out the Node-to-Node write/write deadlock.
+    if (this.options.repairAuthority) {
+      handOffRepairingAuthority(socket, (stream) => {
+        // Only a socket that http2 reads natively needs its reads restarted;
+        // a rewritten one is read by JavaScript, which keeps its own pace.
+        if (stream === socket) this.trackSocket(socket);
+        this.http2.emit('connection', stream);
+      });
+      return;
+    }
+    this.trackSocket(socket);
+    this.http2.emit('connection', socket);
+  }
+
+  private dispatch(h2: ServerStream, headers: IncomingHttpHeaders | H2Headers, rawHeaders: string[]): void {
+    const contentType = String(headers['content-type'] ?? '');
+    if (headers[':method'] !== 'POST' || !contentType.startsWith('application/grpc')) {
+      h2.on('error', ignoreError);
+      h2.respond({ ':status': 415, 'content-type': 'text/plain' }, { endStream: false });
+      h2.end(`invalid gRPC request content-type ${JSON.stringify(contentType)}`);
+      return;
+    }
+    const path = String(headers[':path']);
+    const route = this.routes.get(path);
+    if (route === undefined) {
+      h2.on('error', ignoreError);
+      const service = path.split('/')[1] ?? '';
+      const known = Object.keys(this.options.handlers).some((m) => m.split('/')[1] === service);
+      const msg = known ? `unknown method ${path.split('/')[2] ?? ''} for service ${service}` : `unknown service ${service}`;
+      h2.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(GrpcCode.UNIMPLEMENTED), 'grpc-message': encodeGrpcMessage(msg) }, { endStream: true });
+      return;
+    }
+    // The call's PacketStream takes the stream's errors and reports them through onClose.
+    route.handler(new GrpcServerCall(h2, headers, this.options.stream ?? {}, rawHeaders, route.method));
+  }
   private trackSocket(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => {

@@ -101,7 +101,7 @@ export class H2ClientSession extends H2Session<H2ClientStream> {
     for (const [name, value] of Object.entries(headers)) if (name[0] !== ':') fields.push([name.toLowerCase(), value]);
     const block = encodeHeaderBlock(fields); // throws on a bad field before any state changes
     this.nextStreamId += 2;
-    const stream = new H2ClientStream(this, id, this.peerInitialWindow, this.streamWindowBytes);
+    const stream = new H2ClientStream(this, id, this.peerInitialWindow, this.initialReceiveWindow);
     this.streams.set(id, stream);
     this.writeHeaderBlock(id, block, false);
     return stream;

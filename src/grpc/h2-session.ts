@@ -73,6 +73,8 @@ export interface H2SessionOptions {
   connectionWindowBytes: number;
   /** Our SETTINGS_MAX_FRAME_SIZE. */
   maxFrameBytes: number;
+  /** Bytes held for paused readers before connection credit stops (default MAX_HELD_BYTES). */
+  maxHeldBytes?: number;
 }
 
 export interface DecodedHeaderBlock {
@@ -107,8 +109,11 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
   private readonly connectionWindow: number;
   private creditOwed = 0;
   private heldBytes = 0;
+  private readonly maxHeldBytes: number;
   private repliesPending = 0;
   private settingsReceived = false;
+  /** The peer acknowledged our SETTINGS; before that it may assume the default stream window. */
+  private settingsAcked = false;
   private readonly decoder = new HpackDecoder();
   private headerBlock: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | null = null;
   private readonly pings: PendingPing[] = [];
@@ -131,6 +136,7 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
     this.options = options;
     this.streamWindowBytes = Math.min(options.streamWindowBytes, MAX_WINDOW);
     this.connectionWindow = Math.min(options.connectionWindowBytes, MAX_WINDOW);
+    this.maxHeldBytes = options.maxHeldBytes ?? MAX_HELD_BYTES;
     const all: ReadonlyArray<readonly [number, number]> = [
       [SETTINGS_ENABLE_PUSH, 0],
       [SETTINGS_INITIAL_WINDOW_SIZE, this.streamWindowBytes],
@@ -178,6 +184,15 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
     this.destroyed = true;
     this.failAll(err);
     this.socket.destroy();
+  }
+
+  /**
+   * What a new stream lets the peer send before it returns credit: our
+   * SETTINGS_INITIAL_WINDOW_SIZE, but not below the default until the peer
+   * has acknowledged it (until then it may send by the default).
+   */
+  protected get initialReceiveWindow(): number {
+    return this.settingsAcked ? this.streamWindowBytes : Math.max(this.streamWindowBytes, DEFAULT_WINDOW);
   }
 
   // --- hooks for the two sides ------------------------------------------------------
@@ -232,6 +247,11 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
   /** @internal */
   sendWindowUpdate(streamId: number, increment: number): void {
     if (!this.destroyed) this.writeFrame(WINDOW_UPDATE, 0, streamId, u32Payload(increment));
+  }
+
+  /** Bytes received for paused readers and not yet delivered. */
+  get heldByPausedReaders(): number {
+    return this.heldBytes;
   }
 
   /** @internal */
@@ -425,7 +445,7 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
    * more than MAX_HELD_BYTES in all does the connection push back.
    */
   private returnConnectionCredit(): void {
-    if (this.creditOwed < this.connectionWindow / 4 || this.heldBytes > MAX_HELD_BYTES || this.destroyed) return;
+    if (this.creditOwed < this.connectionWindow / 4 || this.heldBytes > this.maxHeldBytes || this.destroyed) return;
     this.receiveWindow += this.creditOwed;
     this.writeFrame(WINDOW_UPDATE, 0, 0, u32Payload(this.creditOwed));
     this.creditOwed = 0;
@@ -476,6 +496,7 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
     if (streamId !== 0) throw new H2ProtocolError(H2_PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (flags & FLAG_ACK) {
       if (payload.length !== 0) throw new H2ProtocolError(H2_FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      this.settingsAcked = true;
       return;
     }
     if (payload.length % 6 !== 0) throw new H2ProtocolError(H2_FRAME_SIZE_ERROR, 'SETTINGS length not a multiple of 6');

@@ -158,6 +158,14 @@ export class H2Stream extends EventEmitter {
     return null;
   }
 
+  /** END_STREAM went out on a header block written by the subclass (a trailers-only response). */
+  protected endedWithHeaders(): void {
+    this.endQueued = true;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.sentEnd();
+  }
+
   /** @internal The frame carrying END_STREAM went out. */
   sentEnd(): void {
     this.localEnded = true;

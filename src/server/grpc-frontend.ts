@@ -1,6 +1,6 @@
 /** `/ProxyService/Proxy`: one gRPC stream per frontend, relayed through the router. */
 import http2 from 'node:http2';
-import type { GrpcHandler, GrpcServerCall } from '../grpc/grpc-server.ts';
+import type { GrpcHandler, GrpcServerCall, ServerStream } from '../grpc/grpc-server.ts';
 import type { PacketStream } from '../grpc/packet-stream.ts';
 import { GrpcCode } from '../grpc/status.ts';
 import { PacketType, packets, type Data, type Packet } from '../protocol/packet.ts';
@@ -26,7 +26,7 @@ interface ProxyServiceContext {
 class GrpcFrontendPeer implements FrontendPeer {
   private readonly context: ProxyServiceContext;
   private readonly call: GrpcServerCall;
-  private readonly stream: PacketStream;
+  private readonly stream: PacketStream<ServerStream>;
   private lingerTimer: NodeJS.Timeout | null = null;
 
   constructor(context: ProxyServiceContext, call: GrpcServerCall) {

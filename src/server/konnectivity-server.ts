@@ -22,7 +22,6 @@ import { profilingRoutes } from '../status/profiling.ts';
 import type { TlsFiles } from './tls-context.ts';
 import { ServerTlsReloading, type ServerTlsListener } from '../tls/server-tls.ts';
 import type { ReloadOutcome } from '../tls/tls-reloader.ts';
-import { recordRawHeaders } from './token-authenticator.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 import type { ServerLimits } from './limits.ts';
 import { DrainNoticeSet } from './server-drain-notice.ts';
@@ -133,16 +132,12 @@ export class KonnectivityServer {
         }),
       },
     });
-    // Token auth must see every `authorization` value (Node's header object keeps only the first).
-    if (config.authenticator) this.agentServer.http2.prependListener('stream', recordRawHeaders);
     // The TCP frontend is always mTLS (ANP#853): options() refuses files without a client CA.
     const frontendTls = config.frontend.transport === 'tcp' ? this.tlsReloading.options('frontend', config.frontend.tls, { requireClientCert: true }) : undefined;
     if (config.mode === 'grpc') {
       this.grpcFrontend = new GrpcServer({
         ...(frontendTls ? { tls: frontendTls, onTlsClientError: tlsHandshakeFailureReporter('frontend', this.logger, this.metrics) } : {}),
         keepaliveTimeMs: config.frontendKeepaliveTimeMs,
-        // kube-apiserver builds before grpc-go 1.57 send the socket path as :authority.
-        repairAuthority: true,
         stream,
         handlers: { '/ProxyService/Proxy': createProxyServiceHandler(this.router, this.metrics, this.logger) },
       });

@@ -12,7 +12,6 @@
  * once is accepted again for `--authentication-cache-ttl` without another
  * review (token-review-cache.ts); 0 reviews every connect, as upstream.
  */
-import type { Http2Stream, IncomingHttpHeaders } from 'node:http2';
 import type { Counter, Registry } from 'prom-client';
 import { registeredCounter } from '../observability/registered-counter.ts';
 import type { GrpcServerCall } from '../grpc/grpc-server.ts';
@@ -57,27 +56,14 @@ export class AgentAuthenticationError extends Error {
   }
 }
 
-// Node's HTTP/2 header object keeps only the first value of `authorization`
-// (a single-value header) and silently drops the rest; upstream rejects a
-// Connect that carries more than one. The raw header list still has them
-// all: recordRawHeaders (a 'stream' listener on the agent listener,
-// installed by KonnectivityServer when an authenticator is configured)
-// keeps it per stream for the authenticator.
-const rawHeadersByStream = new WeakMap<Http2Stream, readonly string[]>();
+// A header object keeps only the first value of `authorization` in Node's
+// HTTP/2 (a single-value header) and silently drops the rest; upstream
+// rejects a Connect that carries more than one. The call's raw header list,
+// which both HTTP/2 implementations hand over, still has them all.
 
-/** `'stream'` listener for the agent listener's http2 server; prepend it so it runs before the gRPC dispatch. */
-export function recordRawHeaders(stream: Http2Stream, _headers: IncomingHttpHeaders, _flags: number, rawHeaders?: readonly string[]): void {
-  if (Array.isArray(rawHeaders)) rawHeadersByStream.set(stream, rawHeaders);
-}
-
-/** Every value of a metadata key as the peer sent it (from the raw header list when recorded). */
+/** Every value of a metadata key as the peer sent it. */
 export function metadataValuesOf(call: GrpcServerCall, key: string): string[] {
-  const raw = rawHeadersByStream.get(call.stream.h2);
-  if (raw) {
-    const values: string[] = [];
-    for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i]?.toLowerCase() === key) values.push(raw[i + 1] ?? '');
-    return values;
-  }
+  if (call.rawHeaders.length > 0) return call.values(key);
   const v = call.metadata[key];
   if (v === undefined) return [];
   return Array.isArray(v) ? v : [v];
