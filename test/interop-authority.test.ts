@@ -137,12 +137,14 @@ test('python grpcio with a usual authority keeps the native socket (zero-copy pa
   assert.deepEqual(fe.authorities, Array(4).fill('localhost'));
 });
 
-test(`the real konnectivity-server's unix frontend takes :authority ${UDS_AUTHORITY}: dials through a real agent echo intact`, async (t) => {
-  const cluster = await startLocalCluster({ mode: 'grpc', frontendTransport: 'unix', agents: 1 });
-  t.after(() => cluster.close());
-  const destination = await startEchoDestination();
-  t.after(() => destination.close());
-  const results = await runClient({ socketPath: cluster.server.addresses.frontend }, UDS_AUTHORITY, 2, 256 * 1024 + 5, destination.address);
-  assert.equal(results.length, 4);
-  for (const r of results) assert.equal(r.ok, true, JSON.stringify(r));
-});
+for (const http2Implementation of ['builtin', 'node'] as const) {
+  test(`the real konnectivity-server's unix frontend (--http2-implementation=${http2Implementation}) takes :authority ${UDS_AUTHORITY}: dials through a real agent echo intact`, async (t) => {
+    const cluster = await startLocalCluster({ mode: 'grpc', frontendTransport: 'unix', agents: 1, server: { http2Implementation } });
+    t.after(() => cluster.close());
+    const destination = await startEchoDestination();
+    t.after(() => destination.close());
+    const results = await runClient({ socketPath: cluster.server.addresses.frontend }, UDS_AUTHORITY, 2, 256 * 1024 + 5, destination.address);
+    assert.equal(results.length, 4);
+    for (const r of results) assert.equal(r.ok, true, JSON.stringify(r));
+  });
+}

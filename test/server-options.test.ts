@@ -383,3 +383,9 @@ test('TLS name mapping for Node', () => {
   assert.equal(nodeMinTlsVersion('VersionTLS12'), 'TLSv1.2');
   assert.equal(nodeMinTlsVersion('VersionTLS13'), 'TLSv1.3');
 });
+
+test('--http2-implementation: builtin by default, node accepted, anything else refused by name', () => {
+  assert.equal(parse(uds).http2Implementation, 'builtin');
+  assert.equal(parse([...uds, '--http2-implementation=node']).http2Implementation, 'node');
+  assert.match(failure([...uds, '--http2-implementation=nghttp2']).message, /--http2-implementation "nghttp2" must be builtin or node/);
+});

@@ -53,6 +53,8 @@ export interface ServerConfig {
   maxFrontendBufferBytes?: number;
   /** Agents without flow control: stall time of a frontend over its bound before its connection is closed (default 30 s). */
   frontendStallTimeoutMs?: number;
+  /** HTTP/2 server of the gRPC listeners (`--http2-implementation`); default 'builtin'. */
+  http2Implementation?: 'builtin' | 'node';
   /** konnectivity-ts exhaustion bounds (limits.ts); defaults for what is left out. */
   limits?: Partial<ServerLimits>;
   authenticator?: AgentAuthenticator;
@@ -115,7 +117,9 @@ export class KonnectivityServer {
     });
     const limits = this.router.limits;
     const stream = { maxReceiveMessageBytes: limits.maxGrpcReceiveMessageBytes };
+    const http2Implementation = config.http2Implementation ?? 'builtin';
     this.agentServer = new GrpcServer({
+      http2: http2Implementation,
       tls: this.tlsReloading.options('agent', config.agent.tls),
       onTlsClientError: tlsHandshakeFailureReporter('agent', this.logger, this.metrics),
       keepaliveTimeMs: config.keepaliveTimeMs,
@@ -136,6 +140,9 @@ export class KonnectivityServer {
     const frontendTls = config.frontend.transport === 'tcp' ? this.tlsReloading.options('frontend', config.frontend.tls, { requireClientCert: true }) : undefined;
     if (config.mode === 'grpc') {
       this.grpcFrontend = new GrpcServer({
+        http2: http2Implementation,
+        // Node's http2 only: kube-apiserver builds before grpc-go 1.57 send the socket path as :authority.
+        repairAuthority: true,
         ...(frontendTls ? { tls: frontendTls, onTlsClientError: tlsHandshakeFailureReporter('frontend', this.logger, this.metrics) } : {}),
         keepaliveTimeMs: config.frontendKeepaliveTimeMs,
         stream,

@@ -342,6 +342,8 @@ export interface ServerExtensionOptions {
   readonly frontendStallTimeoutMs: number;
   /** `--authentication-cache-ttl`: accepted agent tokens are accepted again without a TokenReview for this long; 0 = never. */
   readonly authenticationCacheTtlMs: number;
+  /** `--http2-implementation`: which HTTP/2 server the gRPC listeners use. */
+  readonly http2Implementation: 'builtin' | 'node';
 }
 
 function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOptions {
@@ -378,8 +380,15 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
     'Agents without per-connection flow control (upstream agents): when a frontend stops reading and 16 MiB are queued for it, its agent stream is paused (as upstream does) and the connection is closed only if that frontend makes no progress for this long. 0 = close at once and never pause an agent stream.',
     group,
   );
+  const http2Implementation = flags.string(
+    'http2-implementation',
+    'builtin',
+    "HTTP/2 server of the gRPC listeners (the agent port, and the frontend in grpc mode): 'builtin' (konnectivity-ts's own, the default) or 'node' (Node's nghttp2, which konnectivity-ts used before it had its own; a fallback).",
+    group,
+  );
   return () => ({
     authenticationCacheTtlMs: authCacheTtl.milliseconds,
+    http2Implementation: http2Implementation.value as 'builtin' | 'node',
     frontendStallTimeoutMs: frontendStall.milliseconds,
     limits: {
       maxPendingDialsPerFrontend: perFrontend.value,
@@ -408,6 +417,7 @@ function validateServerExtensionOptions(options: ServerOptions): string | undefi
   for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
   if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
   if (options.frontendStallTimeoutMs < 0) return `--frontend-stall-timeout must be 0 (close at once) or more`;
+  if (options.http2Implementation !== 'builtin' && options.http2Implementation !== 'node') return `--http2-implementation ${JSON.stringify(options.http2Implementation)} must be builtin or node`;
   if (options.authenticationCacheTtlMs < 0) return `--authentication-cache-ttl must be 0 (review every connect) or more`;
   if (l.httpConnectMaxHeaderBytes <= 0) return `--http-connect-max-header-bytes ${l.httpConnectMaxHeaderBytes} must be greater than 0`;
   if (l.maxGrpcReceiveMessageBytes <= 0 || l.maxGrpcReceiveMessageBytes > 2 ** 31 - 1) {
