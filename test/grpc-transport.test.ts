@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GrpcServer } from '../src/grpc/grpc-server.ts';
@@ -111,3 +113,24 @@ test('repeated metadata keys are seen separately: two agentid values are refused
     await cluster.close();
   }
 });
+
+for (const http2Implementation of ['builtin', 'node'] as const) {
+  test(`a request that is not gRPC gets 415 with the reason in the body (${http2Implementation} HTTP/2)`, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kts-'));
+    const sock = path.join(dir, 's.sock');
+    const server = new GrpcServer({ http2: http2Implementation, keepaliveTimeMs: 0, handlers: { '/ProxyService/Proxy': () => assert.fail('handler reached') } });
+    server.listener.listen(sock);
+    await once(server.listener, 'listening');
+    const c = http2.connect('http://localhost', { createConnection: () => net.connect(sock) });
+    const req = c.request({ ':method': 'POST', ':path': '/ProxyService/Proxy', 'content-type': 'text/plain' });
+    req.end();
+    const [headers] = (await once(req, 'response')) as [Record<string, unknown>];
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    await once(req, 'end');
+    assert.equal(headers[':status'], 415);
+    assert.equal(Buffer.concat(chunks).toString(), 'invalid gRPC request content-type "text/plain"');
+    c.close();
+    await server.closeGracefully();
+  });
+}

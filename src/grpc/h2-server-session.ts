@@ -106,12 +106,15 @@ export class H2ServerStream extends H2Stream {
     return super.write(chunk);
   }
 
-  override end(): void {
+  override end(chunk?: Uint8Array | string): void {
     if (!this.headersSent && !this.destroyed) {
-      this.respond({ ':status': 200 }, { endStream: true });
-      return;
+      if (chunk === undefined) {
+        this.respond({ ':status': 200 }, { endStream: true });
+        return;
+      }
+      this.respond({ ':status': 200 });
     }
-    super.end();
+    super.end(chunk);
   }
 
   protected override get endsWithTrailers(): boolean {

@@ -94,9 +94,10 @@ export class H2Stream extends EventEmitter {
   cork(): void {}
   uncork(): void {}
 
-  /** Half-close: END_STREAM after whatever is queued. */
-  end(): void {
+  /** Half-close: END_STREAM after whatever is queued (and `chunk`, as Node's end(chunk) does). */
+  end(chunk?: Uint8Array | string): void {
     if (!this.writable) return;
+    if (chunk !== undefined) this.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
     this.endQueued = true;
     this.owner.flush(this);
   }
