@@ -326,6 +326,8 @@ for (const [what, bytes, code, debug] of [
   ['HEADERS on an even (server-initiated) stream', Buffer.concat([PREFACE, EMPTY_SETTINGS, requestHeaders(2, GOOD_REQUEST)]), 0x1, /server-initiated stream 2/],
   ['a PUSH_PROMISE from a client', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(5, 4, 1, Buffer.from([0, 0, 0, 2]))]), 0x1, /PUSH_PROMISE/],
   ['a header block interrupted by another frame', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(1, 0, 1, encodeHeaderBlock(GOOD_REQUEST)), frame(6, 0, 0, Buffer.alloc(8))]), 0x1, /interrupted/],
+  ['a CONTINUATION flood: a header block in empty frames that never ends', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(1, 0, 1, encodeHeaderBlock(GOOD_REQUEST)), ...Array.from({ length: 600 }, () => frame(9, 0, 1))]), 0xb, /more than 512 frames/],
+  ['a header block over 256 KiB', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(1, 0, 1, encodeHeaderBlock(GOOD_REQUEST)), ...Array.from({ length: 17 }, () => frame(9, 0, 1, Buffer.alloc(16_384)))]), 0x1, /header block over 262144 bytes/],
   ['a WINDOW_UPDATE that overflows the connection window', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(8, 0, 0, Buffer.from([0x7f, 0xff, 0xff, 0xff]))]), 0x3, /above 2\^31-1/],
 ] as const) {
   test(`bad input from a client: ${what} fails that connection with GOAWAY ${code} and a precise reason`, async () => {

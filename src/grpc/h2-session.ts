@@ -61,6 +61,13 @@ import type { H2Stream, H2StreamOwner } from './h2-stream.ts';
 
 /** Bound on one header block (HEADERS + CONTINUATION) from the peer. */
 export const MAX_HEADER_BLOCK_BYTES = 256 * 1024;
+/**
+ * Bound on the frames of one header block: without it, a flood of empty
+ * CONTINUATION frames (CVE-2024-27316 and kin) would grow the block's list
+ * without adding a byte. A legitimate block needs 16 frames of 16 KiB for
+ * MAX_HEADER_BLOCK_BYTES.
+ */
+export const MAX_HEADER_BLOCK_FRAMES = 512;
 /** Replies owed to the peer while it does not read; see the module comment. */
 export const MAX_PENDING_REPLIES = 10_000;
 /** Bytes held for paused readers before connection credit stops; the same bound as Node's maxSessionMemory we used to set. */
@@ -115,7 +122,7 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
   /** The peer acknowledged our SETTINGS; before that it may assume the default stream window. */
   private settingsAcked = false;
   private readonly decoder = new HpackDecoder();
-  private headerBlock: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | null = null;
+  private headerBlock: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number; frames: number } | null = null;
   private readonly pings: PendingPing[] = [];
   private pingCounter = 0;
   private corked = false;
@@ -465,12 +472,13 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
     const fragment = payload.subarray(start, end);
     const endStream = (flags & FLAG_END_STREAM) !== 0;
     if (flags & FLAG_END_HEADERS) this.decodeHeaderBlock(streamId, endStream, fragment);
-    else this.headerBlock = { streamId, endStream, parts: [Buffer.from(fragment)], bytes: fragment.length };
+    else this.headerBlock = { streamId, endStream, parts: [Buffer.from(fragment)], bytes: fragment.length, frames: 1 };
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
     const block = this.headerBlock;
     if (block === null || block.streamId !== streamId) throw new H2ProtocolError(H2_PROTOCOL_ERROR, 'CONTINUATION without a header block');
+    if (++block.frames > MAX_HEADER_BLOCK_FRAMES) throw new H2ProtocolError(H2_ENHANCE_YOUR_CALM, `header block in more than ${MAX_HEADER_BLOCK_FRAMES} frames`);
     block.parts.push(Buffer.from(payload));
     block.bytes += payload.length;
     if (block.bytes > MAX_HEADER_BLOCK_BYTES) throw new H2ProtocolError(H2_PROTOCOL_ERROR, `header block over ${MAX_HEADER_BLOCK_BYTES} bytes`);
