@@ -134,6 +134,10 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
   private partial: Buffer[] = [];
   private partialBytes = 0;
   private partialNeed = FRAME_HEADER_BYTES;
+  /** Payload bytes still to come of a DATA frame that spans reads, its stream, and whether it ends that stream. */
+  private dataLeft = 0;
+  private dataStreamId = 0;
+  private dataEndStream = false;
   private goawaySent = false;
 
   /** `preface`: bytes before our SETTINGS (the client's connection preface); `settings`: [id, value] pairs besides the window and frame size. */
@@ -343,16 +347,37 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
   private parse(buf: Buffer): void {
     let off = 0;
     try {
-      while (buf.length - off >= FRAME_HEADER_BYTES) {
+      while (off < buf.length) {
+        if (this.dataLeft > 0) {
+          // The rest of a DATA frame that spans reads goes to its stream as it arrives.
+          const n = Math.min(this.dataLeft, buf.length - off);
+          this.dataLeft -= n;
+          this.onDataPiece(this.dataStreamId, buf.subarray(off, off + n), n, this.dataLeft === 0 && this.dataEndStream);
+          off += n;
+          if (this.destroyed) return;
+          continue;
+        }
+        if (buf.length - off < FRAME_HEADER_BYTES) break;
         const length = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
         if (length > this.options.maxFrameBytes) throw new H2ProtocolError(H2_FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds our SETTINGS_MAX_FRAME_SIZE ${this.options.maxFrameBytes}`);
-        if (buf.length - off - FRAME_HEADER_BYTES < length) {
-          this.partialNeed = FRAME_HEADER_BYTES + length;
-          break;
-        }
         const type = buf[off + 3]!;
         const flags = buf[off + 4]!;
         const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
+        if (buf.length - off - FRAME_HEADER_BYTES < length) {
+          if (type !== DATA || flags & FLAG_PADDED) {
+            this.partialNeed = FRAME_HEADER_BYTES + length;
+            break;
+          }
+          // A DATA frame larger than this read (a 64 KiB packet over 16 KiB TLS
+          // records): passing its pieces on spares joining them, a copy of every
+          // byte, as nghttp2 does.
+          this.checkDataFrame(streamId);
+          off += FRAME_HEADER_BYTES;
+          this.dataLeft = length;
+          this.dataStreamId = streamId;
+          this.dataEndStream = (flags & FLAG_END_STREAM) !== 0;
+          continue;
+        }
         const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + length);
         off += FRAME_HEADER_BYTES + length;
         this.onFrame(type, flags, streamId, payload);
@@ -424,24 +449,30 @@ export abstract class H2Session<S extends H2Stream> extends EventEmitter impleme
     this.streams.get(streamId)?.reset(code);
   }
 
-  private onData(flags: number, streamId: number, payload: Buffer): void {
+  private checkDataFrame(streamId: number): void {
+    if (this.headerBlock !== null) throw new H2ProtocolError(H2_PROTOCOL_ERROR, 'header block interrupted by another frame');
     if (streamId === 0) throw new H2ProtocolError(H2_PROTOCOL_ERROR, 'DATA on stream 0');
+    if (!this.streams.has(streamId) && this.isIdle(streamId)) throw new H2ProtocolError(H2_PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
+  }
+
+  private onData(flags: number, streamId: number, payload: Buffer): void {
+    this.checkDataFrame(streamId);
     let data = payload;
     if (flags & FLAG_PADDED) {
       const pad = payload.length > 0 ? payload[0]! : 256;
       if (pad >= payload.length) throw new H2ProtocolError(H2_PROTOCOL_ERROR, 'DATA padding exceeds the frame');
       data = payload.subarray(1, payload.length - pad);
     }
-    this.receiveWindow -= payload.length;
+    this.onDataPiece(streamId, data, payload.length, (flags & FLAG_END_STREAM) !== 0);
+  }
+
+  /** DATA for `streamId`: a whole frame, or the piece of one that arrived in this read; `frameBytes` as flow control counts it. */
+  private onDataPiece(streamId: number, data: Buffer, frameBytes: number, endStream: boolean): void {
+    this.receiveWindow -= frameBytes;
     if (this.receiveWindow < 0) throw new H2ProtocolError(H2_FLOW_CONTROL_ERROR, `${this.peerRole} sent more than the connection window`);
-    this.creditOwed += payload.length;
-    const stream = this.streams.get(streamId);
-    if (stream === undefined) {
-      if (this.isIdle(streamId)) throw new H2ProtocolError(H2_PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
-    } else {
-      // A stream we already closed or reset gets none: frames in flight are expected.
-      stream.receiveData(data, payload.length, (flags & FLAG_END_STREAM) !== 0);
-    }
+    this.creditOwed += frameBytes;
+    // A stream we already closed or reset gets none: frames in flight are expected.
+    this.streams.get(streamId)?.receiveData(data, frameBytes, endStream);
     this.returnConnectionCredit();
   }
 
