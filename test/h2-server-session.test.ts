@@ -14,7 +14,8 @@ import path from 'node:path';
 import { H2ServerSession, MAX_HEADER_LIST_BYTES, RESET_BURST, type H2ServerStream } from '../src/grpc/h2-server-session.ts';
 import { H2ClientSession } from '../src/grpc/h2-client-session.ts';
 import { encodeHeaderBlock } from '../src/grpc/hpack-encoder.ts';
-import type { H2Headers } from '../src/grpc/h2-frames.ts';
+import { CLIENT_PREFACE, type H2Headers } from '../src/grpc/h2-frames.ts';
+import { frame } from './helpers/http2-raw.ts';
 import { MAX_PENDING_REPLIES } from '../src/grpc/h2-session.ts';
 
 const MiB = 1024 * 1024;
@@ -269,17 +270,8 @@ test('PING both ways: the client’s pings are acknowledged, ours come back with
 
 // --- a raw client -----------------------------------------------------------------
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const PREFACE = CLIENT_PREFACE;
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
-
-function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(streamId, 5);
-  return Buffer.concat([h, payload]);
-}
 
 function requestHeaders(streamId: number, fields: Array<[string, string]>, endStream = false): Buffer {
   return frame(1, 0x4 | (endStream ? 1 : 0), streamId, encodeHeaderBlock(fields));
