@@ -42,9 +42,9 @@
 import { Duplex } from 'node:stream';
 import type net from 'node:net';
 import { HpackDecoder, HpackError, encodeRawString } from './hpack-decoder.ts';
+import { CLIENT_PREFACE, CONTINUATION, FLAG_ACK, FLAG_END_HEADERS, FLAG_END_STREAM, FLAG_PADDED, FLAG_PRIORITY, FRAME_HEADER_BYTES, HEADERS, SETTINGS } from './h2-frames.ts';
 
-/** RFC 9113 §3.4. */
-export const CLIENT_PREFACE: Buffer = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+export { CLIENT_PREFACE };
 /** A SETTINGS frame with no parameters on stream 0: the smallest valid server preface. */
 export const EMPTY_SETTINGS_FRAME: Buffer = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
 
@@ -71,15 +71,10 @@ export const PEEK_TIMEOUT_MS = 5_000;
  */
 const REEMIT_FRAME_PAYLOAD = 16_384;
 
-const FRAME_HEADER = 9;
-const TYPE_HEADERS = 0x1;
-const TYPE_SETTINGS = 0x4;
-const TYPE_CONTINUATION = 0x9;
-const FLAG_END_STREAM = 0x1;
-const FLAG_ACK = 0x1;
-const FLAG_END_HEADERS = 0x4;
-const FLAG_PADDED = 0x8;
-const FLAG_PRIORITY = 0x20;
+const FRAME_HEADER = FRAME_HEADER_BYTES;
+const TYPE_HEADERS = HEADERS;
+const TYPE_SETTINGS = SETTINGS;
+const TYPE_CONTINUATION = CONTINUATION;
 
 const AUTHORITY_NAME = Buffer.from(':authority', 'latin1');
 /** Bytes nghttp2 (Node 24's, checked byte by byte in test/authority-repair.test.ts) accepts in an authority. Not '@'. */
