@@ -320,6 +320,8 @@ for (const [what, bytes, code, debug] of [
   ['a header block interrupted by another frame', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(1, 0, 1, encodeHeaderBlock(GOOD_REQUEST)), frame(6, 0, 0, Buffer.alloc(8))]), 0x1, /interrupted/],
   ['a CONTINUATION flood: a header block in empty frames that never ends', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(1, 0, 1, encodeHeaderBlock(GOOD_REQUEST)), ...Array.from({ length: 600 }, () => frame(9, 0, 1))]), 0xb, /more than 512 frames/],
   ['a header block over 256 KiB', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(1, 0, 1, encodeHeaderBlock(GOOD_REQUEST)), ...Array.from({ length: 17 }, () => frame(9, 0, 1, Buffer.alloc(16_384)))]), 0x1, /header block over 262144 bytes/],
+  ['RST_STREAM on a stream never opened', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(3, 0, 5, Buffer.from([0, 0, 0, 8]))]), 0x1, /RST_STREAM on idle stream 5/],
+  ['SETTINGS_ENABLE_PUSH of 2', Buffer.concat([PREFACE, frame(4, 0, 0, Buffer.from([0, 2, 0, 0, 0, 2]))]), 0x1, /SETTINGS_ENABLE_PUSH 2/],
   ['a WINDOW_UPDATE that overflows the connection window', Buffer.concat([PREFACE, EMPTY_SETTINGS, frame(8, 0, 0, Buffer.from([0x7f, 0xff, 0xff, 0xff]))]), 0x3, /above 2\^31-1/],
 ] as const) {
   test(`bad input from a client: ${what} fails that connection with GOAWAY ${code} and a precise reason`, async () => {
