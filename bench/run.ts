@@ -18,7 +18,8 @@
  *   --only a,b              run only these scenarios: throughput, rtt, dial, concurrent, idle, hol, many
  *   --modes grpc,http-connect   tunnel modes to run (default both)
  *   --skip-many             leave out the many-connections scenario
- *   --reps N                runs per target and scenario, interleaved, median reported (default 3);
+ *   --reps N                runs per target and scenario, interleaved, median reported (default 5;
+ *                           the head-of-line scenario runs 2N - 1);
  *                           this machine's run-to-run spread is ±15–30 %, so small differences
  *                           need more runs, or an A/B inside one invocation
  *   --profile[=DIR]         run server and agent under node --cpu-prof and print the top self-time
@@ -165,7 +166,7 @@ function parseBenchArgs(args: string[]) {
 }
 
 const quick = opts.quick!;
-const reps = opts.reps === undefined ? 3 : Number(opts.reps);
+const reps = opts.reps === undefined ? 5 : Number(opts.reps);
 if (!Number.isInteger(reps) || reps < 1 || reps > 99) usageError('--reps needs a whole number of runs per target, 1 to 99');
 if (quick && opts.reps !== undefined) usageError('--reps and --quick do not go together (quick mode runs each target once)');
 const only = opts.only ? (opts.only.split(',').map((s) => s.trim()).filter(Boolean) as ScenarioId[]) : null;
@@ -405,7 +406,7 @@ function setupFacts(code: CodeLayout): string[] {
     opts['wait-quiet']
       ? 'Shared-machine guard (`--wait-quiet`): before each measured run the bench waited until processes outside it used under 15 % of one core, and repeated (up to 5 times) any run during which they used over 25 %; the "not bench" column shows what remained.'
       : 'No shared-machine guard: other processes may have competed for the CPU; the "not bench" column of each CPU table shows how much.',
-    `Repetitions: ${quick ? '1 run per target (quick mode)' : `medians of ${reps} runs per target`}, targets interleaved within each repetition (${targetOrderText}, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
+    `Repetitions: ${quick ? '1 run per target (quick mode)' : `medians of ${reps} runs per target (${2 * reps - 1} in the head-of-line scenario)`}, targets interleaved within each repetition (${targetOrderText}, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
   ];
 }
 

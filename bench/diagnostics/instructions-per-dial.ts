@@ -6,7 +6,7 @@
  *
  *   npm run bench:instructions -- [--mode http-connect|grpc] [--who server|agent]
  *                                 [--warm 2500] [--dials 500] [--reps 3] [--against PATH] [--quick]
- *                                 [--work download [--mib 64]]
+ *                                 [--work download [--mib 64]] [--keep DIR]
  *
  * `--work download` measures GET /bytes/N over one tunnelled connection
  * instead of dials: `--mib` per run, two such downloads as warm-up, and the
@@ -20,11 +20,12 @@
  * apart because they move by an order of magnitude between runs.
  * `--against PATH` measures another checkout (e.g. a `git worktree` of an
  * older commit) in the same invocation, runs alternating, and prints the
- * ratio. Valgrind counts user-space instructions only: system calls, cache
+ * ratio. `--keep DIR` copies the callgrind files there (one per thread and
+ * dump: cg.<pid>.<dump>-<thread>) for `callgrind_annotate`. Valgrind counts user-space instructions only: system calls, cache
  * misses and wake-ups are not in it.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -47,6 +48,7 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     work: { type: 'string', default: 'dial' },
     mib: { type: 'string' },
+    keep: { type: 'string' },
   },
   strict: true,
 });
@@ -103,7 +105,9 @@ try {
     const outDir = path.join(armDir, 'callgrind');
     mkdirSync(outDir, { recursive: true });
     const code = compiledLayout(path.join(armDir, 'build'), root);
-    const prefix = ['valgrind', '--tool=callgrind', '--separate-threads=yes', '--dump-line=no', `--callgrind-out-file=${outDir}/cg.%p`];
+    // Kept files are read one dump at a time: each must name its functions itself.
+    const keepFlags = opts.keep ? ['--compress-strings=no', '--compress-pos=no'] : [];
+    const prefix = ['valgrind', '--tool=callgrind', '--separate-threads=yes', '--dump-line=no', ...keepFlags, `--callgrind-out-file=${outDir}/cg.%p`];
     progress(`${label}: starting the ${mode} cluster with the ${who} under valgrind (slow: about 30 s)…`);
     const cluster = await startCluster({ mode, dir: armDir, code, pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath }, commandPrefix: { [who]: prefix } });
     const target = tunnelTarget(cluster);
@@ -157,6 +161,10 @@ try {
     await arm.cluster.stop().catch(() => {});
   }
   await destination.stop();
+  if (opts.keep) {
+    for (const [i, arm] of arms.entries()) cpSync(arm.outDir, path.join(path.resolve(opts.keep), `arm-${i}`), { recursive: true });
+    console.log(`callgrind files kept in ${path.resolve(opts.keep)} (arm-0 = this checkout)`);
+  }
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -250,6 +250,11 @@ export const hol: Scenario = {
     // against next to a stalled reader, 12 alternations: 0.92-0.96 of alone
     // with the pause only before B next to A, 1.04-1.06 with it before both).
     const quietMs = settleMs;
+    // Each kept figure is one transfer next to A over the two transfers alone
+    // around it, so a single run scatters far more than the other scenarios'
+    // (full runs of session 20: 72-144 % for direct, where nothing is shared;
+    // medians of five still moved about ±10 %). Nearly twice the runs here.
+    const runs = ctx.reps * 2 - 1;
     const warmupBytes = (ctx.quick ? 4 : 32) * MiB;
     const address = ctx.destination.httpAddress;
     const cpu = new CpuMeter(ctx);
@@ -385,10 +390,10 @@ export const hol: Scenario = {
           (dialKept[target.name] ??= []).push((100 * bDial) / baseDial);
           (fates[target.name] ??= []).push(...notes);
           const pct = (x: number, base: number): string => `${x.toFixed(0)} MB/s (${((100 * x) / base).toFixed(0)} %)`;
-          ctx.progress(`    ${target.name.padEnd(12)} run ${rep + 1}/${ctx.reps}: alone ${[a, a1, a2, a3].map((x) => x.toFixed(0)).join(', ')} MB/s; next to a stalled reader ${pct(b, baseStalled)}, a destination not reading ${pct(bDest, baseDest)} (A accepted ${(accepted / MiB).toFixed(1)} MiB), a hanging dial ${pct(bDial, baseDial)}`);
+          ctx.progress(`    ${target.name.padEnd(12)} run ${rep + 1}/${runs}: alone ${[a, a1, a2, a3].map((x) => x.toFixed(0)).join(', ')} MB/s; next to a stalled reader ${pct(b, baseStalled)}, a destination not reading ${pct(bDest, baseDest)} (A accepted ${(accepted / MiB).toFixed(1)} MiB), a hanging dial ${pct(bDial, baseDial)}`);
           for (const n of notes) ctx.progress(`      ${n}`);
         };
-      }, ctx.reps, cpu);
+      }, runs, cpu);
     } finally {
       await Promise.allSettled([...dialers.values()].map((d) => d.close()));
       await blackhole.close();
@@ -407,7 +412,7 @@ export const hol: Scenario = {
         `(3) Hanging dial: A dials a loopback port whose TCP connect never completes (a SIGSTOPped listener with a full accept queue); ${quietMs} ms later B runs; A's dial is then aborted. ` +
         `Variants 2 and 3 use a second client tunnel with the same settings as the target's (their dials take an abort signal), A and B on it. ` +
         `B alone again after each variant. Every measured B, alone or not, starts after ${quietMs} ms without other traffic from the bench (a download right after another ran about 8 % faster than one after a pause). ` +
-        `"Kept" = B next to A ÷ the mean of the two downloads of B alone just before and just after that variant (so a slow stretch during a run is charged to neither the variant nor its baseline alone); median of ${ctx.reps} run(s). Direct is the same on plain loopback TCP, where nothing is shared: its spread around 100 % is what this measurement can resolve. CPU is for all seven B transfers.`,
+        `"Kept" = B next to A ÷ the mean of the two downloads of B alone just before and just after that variant (so a slow stretch during a run is charged to neither the variant nor its baseline alone); median of ${runs} run(s) (2 × --reps − 1: a single run of this scenario scatters more than the others'). Direct is the same on plain loopback TCP, where nothing is shared: its spread around 100 % is what this measurement can resolve. CPU is for all seven B transfers.`,
       metrics: [
         { id: 'hol-kept', label: 'Throughput kept next to a stalled reader', unit: '%', better: 'higher', values: med(kept), runs: kept, goal: 90, ratio: false, digits: 0 },
         { id: 'hol-dest-kept', label: 'Throughput kept next to a destination that stopped reading', unit: '%', better: 'higher', values: med(destKept), runs: destKept, goal: 90, ratio: false, digits: 0 },
