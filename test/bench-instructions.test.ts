@@ -5,6 +5,9 @@
  * count: only that one was taken.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runBenchScript } from './helpers/bench-run.ts';
@@ -23,15 +26,33 @@ test('instructions per dial --quick: the server under callgrind, a main-thread a
   assert.ok(Number(line[2]) >= 0);
 });
 
-test('instructions per MiB --quick --work download: the agent under callgrind while it relays a download', { timeout: 240_000 }, async () => {
-  const r = await runBenchScript(script, ['--quick', '--work', 'download', '--who', 'agent'], 230_000, { KONNECTIVITY_TS_FROM_SOURCE: '0' });
-  assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  assert.match(r.stdout, /^instructions per MiB, agent, http-connect mode \(a 4 MiB download per run/m);
-  const line = /^this checkout: main thread ([\d.]+)k /m.exec(r.stdout);
-  assert.ok(line, r.stdout);
+test('instructions per MiB --quick --work download --keep: the agent under callgrind while it relays a download; its callgrind files kept, readable one by one', { timeout: 240_000 }, async () => {
+  const keep = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-instructions-keep-'));
+  try {
+    const r = await runBenchScript(script, ['--quick', '--work', 'download', '--who', 'agent', '--keep', keep], 230_000, { KONNECTIVITY_TS_FROM_SOURCE: '0' });
+    assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    checkDownloadCount(r.stdout);
+    assert.match(r.stdout, /callgrind files kept in /);
+    // A measured dump of the main thread (thread 01): cg.<pid>.<dump>-01.
+    const mainDumps = readdirSync(path.join(keep, 'arm-0')).filter((f) => /^cg\.\d+\.\d+-01$/.test(f));
+    assert.ok(mainDumps.length >= 2, `kept: ${readdirSync(path.join(keep, 'arm-0')).join(' ')}`);
+    // Names written out in full in every dump (not "(id)" references to an earlier file), so one dump annotates alone.
+    const text = readFileSync(path.join(keep, 'arm-0', mainDumps.at(-1)!), 'utf8');
+    assert.match(text, /^fn=[^(\n]/m);
+    assert.doesNotMatch(text, /^fn=\(\d+\)/m);
+  } finally {
+    rmSync(keep, { recursive: true, force: true });
+  }
+});
+
+/** The download run's report: a count per MiB large enough that the download went through. */
+function checkDownloadCount(stdout: string): void {
+  assert.match(stdout, /^instructions per MiB, agent, http-connect mode \(a 4 MiB download per run/m);
+  const line = /^this checkout: main thread ([\d.]+)k /m.exec(stdout);
+  assert.ok(line, stdout);
   // Relaying a MiB (TLS, HTTP/2, packets) takes millions of instructions; fewer means the download did not go through.
   assert.ok(Number(line[1]) > 1000, `main thread ${line[1]}k per MiB`);
-});
+}
 
 test('instructions per dial: a bad option is refused with the reason, before anything starts', async () => {
   const r = await runBenchScript(script, ['--who', 'destination'], 30_000);
