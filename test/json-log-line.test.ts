@@ -93,3 +93,14 @@ test('isoTimestampAt of the current time is that time in toISOString form', () =
   const ms = Date.parse(stamp);
   assert.ok(ms >= before && ms <= after, `${stamp} not within [${before}, ${after}]`);
 });
+
+test('isoTimestampAt equals toISOString in every millisecond around second, minute, day and year boundaries, in any order', () => {
+  const starts = [0, 999, Date.UTC(2026, 10, 24, 23, 59, 59, 990), Date.UTC(2026, 11, 31, 23, 59, 59, 995), Date.UTC(9999, 11, 31, 23, 59, 59, 998), -1500];
+  for (const start of starts) {
+    for (let ms = start - 20; ms < start + 1020; ms++) assert.equal(isoTimestampAt(ms), new Date(ms).toISOString(), `at ${ms}`);
+  }
+  // Back and forth between seconds: the cached second must not leak into another one.
+  for (const ms of [1_000_000_500, 2_000_000_001, 1_000_000_999, 1_000_000_500, 5, 1_000_000_000, 253402300800000, 1_000_000_007]) {
+    assert.equal(isoTimestampAt(ms), new Date(ms).toISOString(), `at ${ms}`);
+  }
+});
