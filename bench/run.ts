@@ -86,7 +86,7 @@ import { rtt } from './scenarios/rtt.ts';
 import { dial } from './scenarios/dial.ts';
 import { concurrent } from './scenarios/concurrent.ts';
 import { idle, addAfterLoad } from './scenarios/idle.ts';
-import { hol } from './scenarios/hol.ts';
+import { hol, holRunCount } from './scenarios/hol.ts';
 import { many } from './scenarios/many.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
@@ -406,7 +406,7 @@ function setupFacts(code: CodeLayout): string[] {
     opts['wait-quiet']
       ? 'Shared-machine guard (`--wait-quiet`): before each measured run the bench waited until processes outside it used under 15 % of one core, and repeated (up to 5 times) any run during which they used over 25 %; the "not bench" column shows what remained.'
       : 'No shared-machine guard: other processes may have competed for the CPU; the "not bench" column of each CPU table shows how much.',
-    `Repetitions: ${quick ? '1 run per target (quick mode)' : `medians of ${reps} runs per target (${2 * reps - 1} in the head-of-line scenario)`}, targets interleaved within each repetition (${targetOrderText}, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
+    `Repetitions: ${quick ? '1 run per target (quick mode)' : `medians of ${reps} runs per target (${holRunCount(reps)} in the head-of-line scenario)`}, targets interleaved within each repetition (${targetOrderText}, then again) so drift hits all alike; warm-up before measuring. Benchmarks assert no speed; the numbers are only reported.`,
   ];
 }
 

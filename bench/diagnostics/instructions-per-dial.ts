@@ -21,8 +21,9 @@
  * `--against PATH` measures another checkout (e.g. a `git worktree` of an
  * older commit) in the same invocation, runs alternating, and prints the
  * ratio. `--keep DIR` copies the callgrind files there (one per thread and
- * dump: cg.<pid>.<dump>-<thread>) for `callgrind_annotate`. Valgrind counts user-space instructions only: system calls, cache
- * misses and wake-ups are not in it.
+ * dump: cg.<pid>.<dump>-<thread>) for `callgrind_annotate`. Valgrind counts
+ * user-space instructions only: system calls, cache misses and wake-ups are
+ * not in it.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';

@@ -237,6 +237,16 @@ function describeFate(what: string, s: { endedAt: number | null; endReason: stri
 
 type PerTarget = Partial<Record<TargetName, number[]>>;
 
+/**
+ * Runs of this scenario for `--reps`: each kept figure is one transfer next
+ * to A over the two transfers alone around it, so a single run scatters far
+ * more than the other scenarios' (full runs of session 20: 72-144 % for
+ * direct, where nothing is shared; medians of five still moved about ±10 %).
+ */
+export function holRunCount(reps: number): number {
+  return reps * 2 - 1;
+}
+
 export const hol: Scenario = {
   id: 'hol',
   title: 'Head-of-line blocking: bulk transfer next to a stalled reader, a destination that stopped reading, a hanging dial',
@@ -250,11 +260,7 @@ export const hol: Scenario = {
     // against next to a stalled reader, 12 alternations: 0.92-0.96 of alone
     // with the pause only before B next to A, 1.04-1.06 with it before both).
     const quietMs = settleMs;
-    // Each kept figure is one transfer next to A over the two transfers alone
-    // around it, so a single run scatters far more than the other scenarios'
-    // (full runs of session 20: 72-144 % for direct, where nothing is shared;
-    // medians of five still moved about ±10 %). Nearly twice the runs here.
-    const runs = ctx.reps * 2 - 1;
+    const runs = holRunCount(ctx.reps);
     const warmupBytes = (ctx.quick ? 4 : 32) * MiB;
     const address = ctx.destination.httpAddress;
     const cpu = new CpuMeter(ctx);

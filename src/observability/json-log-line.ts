@@ -110,7 +110,8 @@ let isoSecond = Number.NaN;
 let isoSecondPrefix = '';
 
 /**
- * `new Date(ms).toISOString()`. Date formatting was about 15k instructions
+ * `new Date(ms).toISOString()` for a whole number of milliseconds (callers
+ * pass `Date.now()`). Date formatting was about 15k instructions
  * per dial in the agent (three lines per dial at the default -v=4, each in a
  * different millisecond), so the text up to the seconds is formatted once per
  * second and the milliseconds are appended.
@@ -121,7 +122,7 @@ export function isoTimestampAt(ms: number): string {
   const second = Math.floor(ms / 1000);
   if (second !== isoSecond) {
     const full = new Date(ms).toISOString();
-    // Six-digit and signed years (outside 0000-9999) and invalid times: no shortcut.
+    // Six-digit and signed years (outside 0000-9999) have a longer form: no shortcut.
     if (full.length !== 24) {
       isoSecond = Number.NaN;
       return (isoText = full);
