@@ -1,0 +1,202 @@
+/**
+ * Where an HTTP-CONNECT dial's time goes, hop by hop:
+ *
+ *   npm run bench:dial-hops -- [--dials 400] [--rounds 2] [--warm 4000] [--against PATH] [--keep DIR] [--quick]
+ *
+ * The dial scenario's p50 says how long a dial takes; this says which
+ * process spends it on what. The client (this process), the server, the
+ * agent and the destination are recorded with `perf record` on scheduler
+ * and system-call tracepoints while they dial back to back, and each dial
+ * is rebuilt from its system calls (bench/lib/hop-timeline.ts): the time
+ * from one step to the next, e.g. from the agent's connect() to the
+ * destination until it writes the DIAL_RSP, or from the server writing
+ * DIAL_REQ until the agent reads it (in that row, "waits" is how long the
+ * reader stood in the run queue after being woken).
+ *
+ * Targets, in alternating rounds after `--warm` dials each: `floor`, the
+ * thinnest Node relay with our agent link's shape (chain-h2-mux of
+ * bench/diagnostics/node-relay-floor.ts: one HTTP/2 stream over TLS
+ * carrying every dial, no protocol, no logs, metrics or graceful closes),
+ * and `ours` (this checkout, compiled, in HTTP-CONNECT mode), and with
+ * `--against PATH` another checkout (e.g. a `git worktree` of an older
+ * commit). `--keep DIR` keeps each round's perf.data there (`perf script -i`
+ * shows every call in order). Needs `perf` with tracepoint access (Debian's linux-perf, as
+ * root or with kernel.perf_event_paranoid ≤ 1); tracing slows every
+ * system call a little, the same for every target. Nothing here asserts
+ * a speed.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { compiledLayout, startCluster, type Cluster } from '../lib/cluster.ts';
+import { startDestination } from '../lib/destination.ts';
+import { firstByteAfter } from '../lib/first-byte.ts';
+import { analyseHopTrace, DIAL_SEQUENCE, HOP_TRACE_EVENTS, HOP_TRACE_FIELDS, type HopRole, type HopTimeline } from '../lib/hop-timeline.ts';
+import { median, percentile, sortNumbers } from '../lib/stats.ts';
+import { createDevPki } from '../../src/dev/pki.ts';
+import { createTunnel, type Tunnel } from '../../src/client/index.ts';
+
+const run = promisify(execFile);
+const { values: opts } = parseArgs({
+  options: {
+    dials: { type: 'string' },
+    rounds: { type: 'string' },
+    warm: { type: 'string' },
+    against: { type: 'string' },
+    keep: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+function usage(message: string): never {
+  process.stderr.write(`dial-hops: ${message}\n`);
+  process.exit(2);
+}
+
+function count(name: 'dials' | 'rounds' | 'warm', fallback: number): number {
+  const raw = opts[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) usage(`--${name} ${raw}: a positive integer`);
+  return n;
+}
+
+const dials = count('dials', opts.quick ? 60 : 400);
+const rounds = count('rounds', opts.quick ? 1 : 2);
+const warm = count('warm', opts.quick ? 100 : 4000);
+const started = performance.now();
+const progress = (line: string): void => {
+  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
+};
+
+/** Why `perf` cannot record the tracepoints here, or null when it can. */
+async function perfProblem(dir: string): Promise<string | null> {
+  try {
+    await run('perf', ['record', '-q', '-o', path.join(dir, 'probe.data'), ...HOP_TRACE_EVENTS.flatMap((e) => ['-e', e]), '--', 'true']);
+    return null;
+  } catch (err) {
+    const text = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim().split('\n').slice(0, 3).join(' ');
+    return `perf cannot record scheduler and system-call tracepoints (${text}); install linux-perf and run as root or with kernel.perf_event_paranoid ≤ 1`;
+  }
+}
+
+interface HopTarget {
+  name: string;
+  tunnel: Tunnel;
+  server: number;
+  agent: number;
+}
+
+const relayFloorScript = fileURLToPath(new URL('./node-relay-floor.ts', import.meta.url));
+
+async function startRelay(args: string[], children: ChildProcess[]): Promise<{ pid: number; line: string }> {
+  const child = spawn(process.execPath, [relayFloorScript, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  return { pid: child.pid!, line: line.toString().trim() };
+}
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'dial-hops-'));
+const children: ChildProcess[] = [];
+const clusters: Cluster[] = [];
+const targets: HopTarget[] = [];
+const destination = await startDestination();
+try {
+  const problem = await perfProblem(dir);
+  if (problem) usage(problem);
+  const pki = await createDevPki(path.join(dir, 'pki'));
+  const hop = 'h2-mux-connect';
+  const relay2 = await startRelay(['--relay2', hop, destination.httpAddress, pki.server.certPath, pki.server.keyPath], children);
+  const floorUds = path.join(dir, 'floor.sock');
+  const relay1 = await startRelay(['--relay1', hop, relay2.line, floorUds, pki.ca.certPath], children);
+  targets.push({ name: 'floor', tunnel: createTunnel({ mode: 'http-connect', transport: { unix: floorUds } }), server: relay1.pid, agent: relay2.pid });
+  const checkouts = [{ name: 'ours', root: undefined as string | undefined }, ...(opts.against ? [{ name: 'against', root: path.resolve(opts.against) }] : [])];
+  for (const { name, root } of checkouts) {
+    const armDir = path.join(dir, name);
+    const code = compiledLayout(path.join(armDir, 'build'), root);
+    const cluster = await startCluster({ mode: 'http-connect', dir: armDir, code, pki: { caCertPath: pki.ca.certPath, serverCertPath: pki.server.certPath, serverKeyPath: pki.server.keyPath } });
+    clusters.push(cluster);
+    targets.push({ name, tunnel: createTunnel({ mode: 'http-connect', transport: { unix: cluster.udsPath } }), server: cluster.server.pid, agent: cluster.agent.pid });
+    progress(`${name}: ${code.description}`);
+  }
+  const dialOnce = async (target: HopTarget): Promise<number> => {
+    const t0 = performance.now();
+    return firstByteAfter(t0, await target.tunnel.dial('tcp', destination.httpAddress));
+  };
+  for (const target of targets) {
+    progress(`${target.name}: ${warm} warm-up dials…`);
+    for (let i = 0; i < warm; i++) await dialOnce(target);
+  }
+  const merged = new Map<string, HopTimeline[]>();
+  const p50s = new Map<string, number[]>();
+  for (let round = 0; round < rounds; round++) {
+    for (const target of round % 2 === 0 ? targets : [...targets].reverse()) {
+      const file = path.join(dir, `${target.name}-${round}.data`);
+      const pids: Record<HopRole, number> = { client: process.pid, server: target.server, agent: target.agent, destination: destination.process.pid };
+      const perf = spawn('perf', ['record', '-q', '-o', file, ...HOP_TRACE_EVENTS.flatMap((e) => ['-e', e]), '-p', Object.values(pids).join(',')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let perfErr = '';
+      perf.stderr!.on('data', (chunk: Buffer) => (perfErr += chunk.toString()));
+      // perf attaches asynchronously and says nothing when it has; dials before that are simply not in the trace.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const samples: number[] = [];
+      for (let i = 0; i < dials; i++) samples.push(await dialOnce(target));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      perf.kill('SIGINT');
+      const [code, signal] = (await once(perf, 'exit')) as [number | null, NodeJS.Signals | null];
+      // Debian's perf is a wrapper script: SIGINT may end it by the signal while perf itself writes its file.
+      if (code !== 0 && signal !== 'SIGINT') throw new Error(`perf record exited with ${code ?? signal}: ${perfErr.trim()}`);
+      const { stdout } = await run('perf', ['script', '-i', file, '-F', HOP_TRACE_FIELDS], { maxBuffer: 1 << 30 });
+      const timeline = analyseHopTrace(stdout, pids);
+      if (opts.keep) {
+        mkdirSync(opts.keep, { recursive: true });
+        copyFileSync(file, path.join(opts.keep, `${target.name}-${round + 1}.data`));
+      }
+      rmSync(file, { force: true });
+      if (timeline.dials < dials / 2) throw new Error(`${target.name}: only ${timeline.dials} of ${dials} dials found whole in the trace (${timeline.anchors} client connects)`);
+      sortNumbers(samples);
+      (p50s.get(target.name) ?? p50s.set(target.name, []).get(target.name)!).push(percentile(samples, 50));
+      (merged.get(target.name) ?? merged.set(target.name, []).get(target.name)!).push(timeline);
+      progress(`${target.name} round ${round + 1}/${rounds}: dial p50 ${percentile(samples, 50).toFixed(3)} ms while traced; ${timeline.dials} of ${dials} dials rebuilt, median ${median(timeline.totalUs).toFixed(0)} µs from connect() to the first byte`);
+    }
+  }
+  report(merged, p50s);
+} finally {
+  for (const target of targets) await target.tunnel.close().catch(() => {});
+  for (const cluster of clusters) await cluster.stop().catch(() => {});
+  for (const child of children) child.kill();
+  await destination.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+function report(merged: Map<string, HopTimeline[]>, p50s: Map<string, number[]>): void {
+  const names = [...merged.keys()];
+  const all = (name: string, pick: (t: HopTimeline) => number[]): number[] => merged.get(name)!.flatMap(pick);
+  const width = Math.max(...DIAL_SEQUENCE.map((s) => s.label.length)) + 4;
+  const cell = (text: string): string => text.padStart(18);
+  console.log(`\nHTTP-CONNECT dial, hop by hop (medians over ${rounds} round(s) of ${dials} traced dials; µs since the previous step, and for reads the median wait in the run queue when the reader had slept):`);
+  console.log(`${'step'.padEnd(width)}${names.map(cell).join('')}`);
+  for (let k = 1; k < DIAL_SEQUENCE.length; k++) {
+    const cells = names.map((name) => {
+      const step = median(all(name, (t) => t.stepUs[k]!));
+      const waits = all(name, (t) => t.runQueueUs[k]!);
+      return cell(waits.length > 0 ? `${step.toFixed(0)} (waits ${median(waits).toFixed(0)})` : step.toFixed(0));
+    });
+    console.log(`${`→ ${DIAL_SEQUENCE[k]!.label}`.padEnd(width)}${cells.join('')}`);
+  }
+  console.log(`${'connect() to first byte, median'.padEnd(width)}${names.map((n) => cell(median(all(n, (t) => t.totalUs)).toFixed(0))).join('')}`);
+  console.log(`${'dial p50 while traced (ms)'.padEnd(width)}${names.map((n) => cell(median(p50s.get(n)!).toFixed(3))).join('')}`);
+  for (const role of ['client', 'server', 'agent', 'destination'] as const) {
+    const label = `${role === 'server' ? 'server / relay 1' : role === 'agent' ? 'agent / relay 2' : role} main thread on CPU per dial`;
+    const cells = names.map((n) => {
+      const timelines = merged.get(n)!;
+      const busy = timelines.reduce((s, t) => s + t.mainThreadBusyUs[role], 0) / timelines.reduce((s, t) => s + t.anchors, 0);
+      return cell(busy.toFixed(0));
+    });
+    console.log(`${label.padEnd(width)}${cells.join('')}`);
+  }
+}
