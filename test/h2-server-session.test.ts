@@ -394,6 +394,32 @@ test('rapid reset: a client opening and resetting streams past the burst gets GO
   await stop(rig);
 });
 
+// kube-apiserver's reusable gRPC tunnel (konnectivity-client's CreateGRPCTunnel) cancels every Proxy
+// stream once its CLOSE_RSP arrives: one RST_STREAM(CANCEL) per dial, on a stream long since answered.
+// Those are not rapid resets, whatever the dial rate; grpc-go's server takes them without complaint.
+test('streams reset after they were answered do not count as rapid resets, at any rate', async () => {
+  let opened = 0;
+  const rig = await h2Server((stream) => {
+    opened++;
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    stream.write(Buffer.from([0, 0, 0, 0, 0]));
+  });
+  const streams = RESET_BURST + 200;
+  const frames = await rawExchange(rig.path, (s) => {
+    const parts: Buffer[] = [PREFACE, EMPTY_SETTINGS];
+    for (let i = 0; i < streams; i++) {
+      const id = 2 * i + 1;
+      parts.push(requestHeaders(id, GOOD_REQUEST), frame(3, 0, id, Buffer.from([0, 0, 0, 8])));
+    }
+    s.write(Buffer.concat(parts));
+  });
+  assert.equal(goawayOf(frames), null);
+  assert.equal(opened, streams);
+  assert.equal(frames.filter((f) => f.type === 1).length, streams, 'every stream answered');
+  await stop(rig);
+});
+
 test('a client that sends PINGs and never reads the ACKs is cut off with ENHANCE_YOUR_CALM, not buffered without end', async () => {
   const rig = await h2Server(() => {});
   const s = net.connect(rig.path);

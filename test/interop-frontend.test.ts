@@ -120,6 +120,15 @@ for (const transport of ['unix', 'tcp'] as const) {
       assert.equal(first.raw, expectedBytes.dialResponse(MAX_INT64, 0n, `dial tcp 127.0.0.1:${port}: connect: connection refused`));
     });
 
+    // kube-apiserver's reusable tunnel cancels each Proxy stream after its CLOSE_RSP (one RST_STREAM per dial).
+    // nghttp2, and our server before, counted those as rapid resets and cut the connection (GOAWAY
+    // ENHANCE_YOUR_CALM) after about 1,000 at more than 33 a second, and with it every tunnel on it.
+    test('the reusable-tunnel pattern: 1,500 dials on one channel, each stream cancelled after CLOSE_RSP; the connection and a tunnel opened before them survive', { timeout: 120_000 }, async () => {
+      const r = await run({ op: 'dial_and_cancel', address: destination.address, count: 1_500 });
+      // grpcio redials by itself after a GOAWAY, so the dials alone would pass; the early tunnel would not.
+      assert.deepEqual({ done: r.done, failure: r.failure, earlyTunnel: r.earlyTunnel }, { done: 1_500, failure: undefined, earlyTunnel: { echoed: 'still there?' } });
+    });
+
     test('a method path with a package (/pkg.ProxyService/Proxy) → UNIMPLEMENTED', async () => {
       const r = await run({ op: 'call', method: '/pkg.ProxyService/Proxy' });
       assert.equal(obj(r.end).status, 'error');

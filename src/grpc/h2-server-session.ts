@@ -22,10 +22,12 @@
  *
  * Bounds against a hostile client, besides the shared ones: header lists
  * over MAX_HEADER_LIST_BYTES (advertised as SETTINGS_MAX_HEADER_LIST_SIZE)
- * and malformed requests reset only their stream; stream resets from the
- * client beyond a burst of RESET_BURST and RESET_RATE_PER_SECOND after it
- * (the "rapid reset" attack, CVE-2023-44487; nghttp2's defaults) fail the
- * connection with ENHANCE_YOUR_CALM.
+ * and malformed requests reset only their stream; resets of streams not yet
+ * answered beyond a burst of RESET_BURST and RESET_RATE_PER_SECOND after it
+ * (the "rapid reset" attack, CVE-2023-44487; nghttp2's numbers) fail the
+ * connection with ENHANCE_YOUR_CALM. nghttp2 counts every reset; resets of
+ * answered streams are what a gRPC client's cancel looks like and cost the
+ * server no work it had not done anyway, so they are not counted.
  */
 import type net from 'node:net';
 import { encodeHeaderBlock } from './hpack-encoder.ts';
@@ -223,12 +225,19 @@ export class H2ServerSession extends H2Session<H2ServerStream> {
   protected onGoawayReceived(): void {}
 
   protected override onResetReceived(streamId: number, code: number): void {
+    // Only a reset that throws away work not yet answered is the attack's pattern. A client that
+    // cancels an answered stream is done with it: kube-apiserver's reusable tunnel cancels every
+    // Proxy stream after its CLOSE_RSP, one RST_STREAM per dial at whatever rate it dials.
+    if (this.streams.get(streamId)?.headersSent === false) this.takeResetToken();
+    super.onResetReceived(streamId, code);
+  }
+
+  private takeResetToken(): void {
     const now = performance.now();
     this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetTokensAt) / 1000) * RESET_RATE_PER_SECOND);
     this.resetTokensAt = now;
     if (this.resetTokens < 1) throw new H2ProtocolError(H2_ENHANCE_YOUR_CALM, `client reset streams faster than ${RESET_RATE_PER_SECOND} a second after a burst of ${RESET_BURST}`);
     this.resetTokens -= 1;
-    super.onResetReceived(streamId, code);
   }
 }
 

@@ -13,6 +13,13 @@ every command ends with one "result" event carrying its "id":
   {"op": "echo_many", "echoes": [ECHO, ...]}
       the echo commands at once, each on its own stream of the one channel;
       "results" lists their results in order.
+  {"op": "dial_and_cancel", "address": A, "count": N}
+      what kube-apiserver's reusable tunnel (CreateGRPCTunnel) does, N times
+      in a row on the one channel: a Proxy stream, DIAL_REQ, DIAL_RSP,
+      CLOSE_REQ, CLOSE_RSP, then cancel the call (RST_STREAM CANCEL).
+      A tunnel dialed on the channel before them (a kubectl exec, say)
+      echoes once after them. Reports how many went through, the first
+      failure, and whether the early tunnel still echoed.
   {"op": "dial", "address": A, "random": "R"}
       DIAL_REQ, report the first answer, half-close, report how the call ended.
   {"op": "call", "method": M}
@@ -95,6 +102,44 @@ def op_echo(channel, cmd):
     return result
 
 
+def op_dial_and_cancel(channel, cmd):
+    long_events = Events()
+    long_stream = ClientStream(channel, PROXY_METHOD, long_events)
+    long_stream.send(dial_request(cmd["address"], 1 << 40))
+    rsp, _ = next_packet(long_events, "DIAL_RSP of the early tunnel")
+    long_id = rsp.dialResponse.connectID
+    result = op_dial_and_cancel_loop(channel, cmd)
+    long_stream.send(data_packet(long_id, b"still there?"))
+    kind, value = long_events.get()
+    if kind == "packet" and value[0].type == pb.DATA:
+        result["earlyTunnel"] = {"echoed": value[0].data.data.decode()}
+    else:
+        result["earlyTunnel"] = {"failed": describe(*value) if kind == "packet" else (rpc_error(value) if kind == "rpc_error" else kind)}
+    long_stream.call.cancel()
+    return result
+
+
+def op_dial_and_cancel_loop(channel, cmd):
+    done = 0
+    for i in range(cmd["count"]):
+        events = Events()
+        stream = ClientStream(channel, PROXY_METHOD, events)
+        stream.send(dial_request(cmd["address"], i + 1))
+        kind, value = events.get()
+        if kind != "packet" or value[0].type != pb.DIAL_RSP or value[0].dialResponse.error:
+            failure = describe(*value) if kind == "packet" else (rpc_error(value) if kind == "rpc_error" else kind)
+            return {"done": done, "failure": {"dial": i + 1, "at": "DIAL_RSP", "got": failure}}
+        connect_id = value[0].dialResponse.connectID
+        stream.send(close_request(connect_id))
+        kind, value = events.get()
+        if kind != "packet" or value[0].type != pb.CLOSE_RSP:
+            failure = describe(*value) if kind == "packet" else (rpc_error(value) if kind == "rpc_error" else kind)
+            return {"done": done, "failure": {"dial": i + 1, "at": "CLOSE_RSP", "got": failure}}
+        stream.call.cancel()
+        done += 1
+    return {"done": done}
+
+
 def op_dial(channel, cmd, method=PROXY_METHOD):
     events = Events()
     stream = ClientStream(channel, method, events)
@@ -156,6 +201,8 @@ def main():
             for t in threads:
                 t.join()
             result = {"results": results}
+        elif op == "dial_and_cancel":
+            result = op_dial_and_cancel(channel, cmd)
         elif op == "dial":
             result = op_dial(channel, cmd)
         elif op == "call":
