@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -48,7 +48,6 @@ test('dial hops --quick --keep: every step of the HTTP-CONNECT dial timed for th
     // A dial crosses four processes and ten hand-offs; under 50 µs nothing real was timed.
     assert.ok(Number(total[1]) > 50 && Number(total[2]) > 50, total[0]);
     assert.deepEqual(readdirSync(keep).sort(), ['floor-1.data', 'ours-1.data']);
-    assert.ok(existsSync(path.join(keep, 'ours-1.data')));
   } finally {
     rmSync(keep, { recursive: true, force: true });
   }

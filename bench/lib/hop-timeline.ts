@@ -3,7 +3,8 @@
  * tracepoints (`perf record` of system calls and scheduler events in the
  * client, server, agent and destination; see
  * bench/diagnostics/dial-hops.ts). Pure: it takes `perf script` text and
- * returns medians, so it is tested on recorded text.
+ * returns each dial's step times (the diagnostic takes the medians), so it
+ * is tested on written traces.
  *
  * A dial is the system calls each process makes for it, in causal order
  * (DIAL_SEQUENCE). The server's frontend socket is the one it accepted last,
