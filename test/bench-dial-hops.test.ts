@@ -5,31 +5,18 @@
  * a time: only that each was measured.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { DIAL_SEQUENCE, HOP_TRACE_EVENTS } from '../bench/lib/hop-timeline.ts';
+import { perfTracepointProblem } from '../bench/lib/perf-probe.ts';
 import { runBenchScript } from './helpers/bench-run.ts';
 
 const script = fileURLToPath(new URL('../bench/diagnostics/dial-hops.ts', import.meta.url));
 
-/** Why this machine cannot record the tracepoints, or false when it can. */
-function perfUnavailable(): string | false {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-perf-probe-'));
-  try {
-    execFileSync('perf', ['record', '-q', '-o', path.join(dir, 'probe.data'), ...HOP_TRACE_EVENTS.flatMap((e) => ['-e', e]), '--', 'true'], { stdio: 'pipe' });
-    return false;
-  } catch (err) {
-    return `perf cannot record scheduler and system-call tracepoints here (${(err as Error).message.split('\n')[0]})`;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-test('dial hops --quick --keep: every step of the HTTP-CONNECT dial timed for the Node floor and for ours, recordings kept', { skip: perfUnavailable(), timeout: 240_000 }, async () => {
+test('dial hops --quick --keep: every step of the HTTP-CONNECT dial timed for the Node floor and for ours, recordings kept', { skip: perfTracepointProblem(HOP_TRACE_EVENTS) ?? false, timeout: 240_000 }, async () => {
   const keep = mkdtempSync(path.join(os.tmpdir(), 'konnectivity-dial-hops-keep-'));
   try {
     const r = await runBenchScript(script, ['--quick', '--keep', keep], 230_000, { KONNECTIVITY_TS_FROM_SOURCE: '0' });

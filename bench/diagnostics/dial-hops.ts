@@ -30,12 +30,13 @@ import { once } from 'node:events';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { compiledLayout, startCluster, type Cluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
 import { firstByteAfter } from '../lib/first-byte.ts';
 import { analyseHopTrace, DIAL_SEQUENCE, HOP_TRACE_EVENTS, HOP_TRACE_FIELDS, type HopRole, type HopTimeline } from '../lib/hop-timeline.ts';
+import { perfTracepointProblem } from '../lib/perf-probe.ts';
+import { startRelayChain } from '../lib/relay-chain.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 import { createDevPki } from '../../src/dev/pki.ts';
 import { createTunnel, type Tunnel } from '../../src/client/index.ts';
@@ -74,31 +75,11 @@ const progress = (line: string): void => {
   process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
 };
 
-/** Why `perf` cannot record the tracepoints here, or null when it can. */
-async function perfProblem(dir: string): Promise<string | null> {
-  try {
-    await run('perf', ['record', '-q', '-o', path.join(dir, 'probe.data'), ...HOP_TRACE_EVENTS.flatMap((e) => ['-e', e]), '--', 'true']);
-    return null;
-  } catch (err) {
-    const text = String((err as { stderr?: unknown }).stderr ?? (err as Error).message).trim().split('\n').slice(0, 3).join(' ');
-    return `perf cannot record scheduler and system-call tracepoints (${text}); install linux-perf and run as root or with kernel.perf_event_paranoid ≤ 1`;
-  }
-}
-
 interface HopTarget {
   name: string;
   tunnel: Tunnel;
   server: number;
   agent: number;
-}
-
-const relayFloorScript = fileURLToPath(new URL('./node-relay-floor.ts', import.meta.url));
-
-async function startRelay(args: string[], children: ChildProcess[]): Promise<{ pid: number; line: string }> {
-  const child = spawn(process.execPath, [relayFloorScript, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-  return { pid: child.pid!, line: line.toString().trim() };
 }
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'dial-hops-'));
@@ -107,14 +88,19 @@ const clusters: Cluster[] = [];
 const targets: HopTarget[] = [];
 const destination = await startDestination();
 try {
-  const problem = await perfProblem(dir);
+  const problem = perfTracepointProblem(HOP_TRACE_EVENTS);
   if (problem) usage(problem);
   const pki = await createDevPki(path.join(dir, 'pki'));
-  const hop = 'h2-mux-connect';
-  const relay2 = await startRelay(['--relay2', hop, destination.httpAddress, pki.server.certPath, pki.server.keyPath], children);
-  const floorUds = path.join(dir, 'floor.sock');
-  const relay1 = await startRelay(['--relay1', hop, relay2.line, floorUds, pki.ca.certPath], children);
-  targets.push({ name: 'floor', tunnel: createTunnel({ mode: 'http-connect', transport: { unix: floorUds } }), server: relay1.pid, agent: relay2.pid });
+  const floor = await startRelayChain({
+    hop: 'h2-mux-connect',
+    destination: destination.httpAddress,
+    certPath: pki.server.certPath,
+    keyPath: pki.server.keyPath,
+    caPath: pki.ca.certPath,
+    uds: path.join(dir, 'floor.sock'),
+    children,
+  });
+  targets.push({ name: 'floor', tunnel: createTunnel({ mode: 'http-connect', transport: { unix: floor.uds } }), server: floor.pids[0], agent: floor.pids[1] });
   const checkouts = [{ name: 'ours', root: undefined as string | undefined }, ...(opts.against ? [{ name: 'against', root: path.resolve(opts.against) }] : [])];
   for (const { name, root } of checkouts) {
     const armDir = path.join(dir, name);

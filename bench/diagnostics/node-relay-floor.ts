@@ -33,7 +33,7 @@
  * bench's own (bench/destination.ts, MiniHttpConnection). Nothing here
  * asserts a speed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -42,7 +42,6 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createTunnel } from '../../src/client/create-tunnel.ts';
 import { createDevPki } from '../../src/dev/pki.ts';
@@ -53,6 +52,7 @@ import { compiledLayout, startCluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
 import { firstByteAfter, newGrpcConnectionFirstByte } from '../lib/first-byte.ts';
 import { MiniHttpConnection } from '../lib/mini-http.ts';
+import { startRelayChain } from '../lib/relay-chain.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
 
 /**
@@ -347,13 +347,6 @@ function runRelay1(hop: ChainHop, relay2Port: number, uds: string, caPath: strin
   server.listen(uds, () => console.log('ready'));
 }
 
-async function startChild(args: string[], children: ChildProcess[]): Promise<string> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-  return line.toString().trim();
-}
-
 /** User plus system CPU milliseconds of a process so far, from /proc (10 ms ticks). */
 function cpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ');
@@ -487,12 +480,8 @@ async function main(): Promise<void> {
     const newConnectionTargets: DialTarget[] = [
       { name: 'direct', dialFirstByte: () => dialFirstByte(directDial), pids: [] },
     ];
-    const startChain = async (hop: ChainHop): Promise<{ uds: string; pids: number[] }> => {
-      const port = await startChild(['--relay2', hop, dest.httpAddress, pki.server.certPath, pki.server.keyPath], children);
-      const uds = path.join(dir, `relay1-${hop}.sock`);
-      await startChild(['--relay1', hop, port, uds, pki.ca.certPath], children);
-      return { uds, pids: children.slice(-2).map((c) => c.pid!) };
-    };
+    const startChain = (hop: ChainHop): Promise<{ uds: string; pids: number[] }> =>
+      startRelayChain({ hop, destination: dest.httpAddress, certPath: pki.server.certPath, keyPath: pki.server.keyPath, caPath: pki.ca.certPath, uds: path.join(dir, `relay1-${hop}.sock`), children });
     if (measures.includes('round-trip') || measures.includes('bulk')) {
       for (const hop of ['tls', 'h2'] as const) {
         const { uds, pids } = await startChain(hop);

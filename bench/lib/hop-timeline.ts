@@ -97,9 +97,13 @@ function traceNumber(text: string): number {
   return Number(BigInt.asIntN(64, raw));
 }
 
+const FIELD_PATTERNS = new Map<string, RegExp>();
+
+/** The value of `name: value` or `name=value` in a tracepoint's arguments. */
 function field(args: string, name: string): string | undefined {
-  const m = new RegExp(`(?:^|[\\s,])${name}[:=] ?(\\S+?)(?:,|\\s|$)`).exec(args);
-  return m?.[1];
+  let pattern = FIELD_PATTERNS.get(name);
+  if (!pattern) FIELD_PATTERNS.set(name, (pattern = new RegExp(`(?:^|[\\s,])${name}[:=] ?(\\S+?)(?:,|\\s|$)`)));
+  return pattern.exec(args)?.[1];
 }
 
 export function analyseHopTrace(perfScriptText: string, pids: Record<HopRole, number>): HopTimeline {

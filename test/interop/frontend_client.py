@@ -102,6 +102,13 @@ def op_echo(channel, cmd):
     return result
 
 
+def summary(kind, value):
+    """An event from a ClientStream, as a report shows it."""
+    if kind == "packet":
+        return describe(*value)
+    return rpc_error(value) if kind == "rpc_error" else kind
+
+
 def op_dial_and_cancel(channel, cmd):
     long_events = Events()
     long_stream = ClientStream(channel, PROXY_METHOD, long_events)
@@ -114,7 +121,7 @@ def op_dial_and_cancel(channel, cmd):
     if kind == "packet" and value[0].type == pb.DATA:
         result["earlyTunnel"] = {"echoed": value[0].data.data.decode()}
     else:
-        result["earlyTunnel"] = {"failed": describe(*value) if kind == "packet" else (rpc_error(value) if kind == "rpc_error" else kind)}
+        result["earlyTunnel"] = {"failed": summary(kind, value)}
     long_stream.call.cancel()
     return result
 
@@ -127,13 +134,13 @@ def op_dial_and_cancel_loop(channel, cmd):
         stream.send(dial_request(cmd["address"], i + 1))
         kind, value = events.get()
         if kind != "packet" or value[0].type != pb.DIAL_RSP or value[0].dialResponse.error:
-            failure = describe(*value) if kind == "packet" else (rpc_error(value) if kind == "rpc_error" else kind)
+            failure = summary(kind, value)
             return {"done": done, "failure": {"dial": i + 1, "at": "DIAL_RSP", "got": failure}}
         connect_id = value[0].dialResponse.connectID
         stream.send(close_request(connect_id))
         kind, value = events.get()
         if kind != "packet" or value[0].type != pb.CLOSE_RSP:
-            failure = describe(*value) if kind == "packet" else (rpc_error(value) if kind == "rpc_error" else kind)
+            failure = summary(kind, value)
             return {"done": done, "failure": {"dial": i + 1, "at": "CLOSE_RSP", "got": failure}}
         stream.call.cancel()
         done += 1
