@@ -9,6 +9,7 @@ import type { KlogOptions } from '../flags/klog-flags.ts';
 import type { Logger } from '../observability/logger.ts';
 import { createDaemonLogger } from '../observability/klog-output.ts';
 import { applyHeapTuning, maxSemiSpaceMb } from '../runtime/heap-tuning.ts';
+import { applyTieringTuning } from '../runtime/tiering-tuning.ts';
 
 export type ParsedOrExit<T> = { options: T } | { exitCode: number };
 
@@ -52,7 +53,7 @@ export function parseDaemonOptions<T>(
   }
 }
 
-/** What both daemons need before their own startup: options, a logger, the heap setting. */
+/** What both daemons need before their own startup: options, a logger, the heap and tiering settings. */
 export function startDaemon<T extends KlogOptions & { readonly warnings: readonly string[] }>(
   parse: () => T,
   usage: () => string,
@@ -62,6 +63,7 @@ export function startDaemon<T extends KlogOptions & { readonly warnings: readonl
   const parsed = parseDaemonOptions(parse, usage, io);
   if ('exitCode' in parsed) return parsed;
   const heap = applyHeapTuning(io.env);
+  const tiering = applyTieringTuning(io.env);
   const options = parsed.options;
   let logger: Logger;
   try {
@@ -72,9 +74,10 @@ export function startDaemon<T extends KlogOptions & { readonly warnings: readonl
     return { exitCode: 2 };
   }
   for (const warning of options.warnings) logger.warn(warning);
-  for (const setting of heap.ignored) logger.warn(`ignoring ${setting}: not a whole number of 0 or more; the default is used`);
+  for (const setting of [...heap.ignored, ...tiering.ignored]) logger.warn(`ignoring ${setting}: not a whole number of 0 or more; the default is used`);
   const youngGenerationMb = maxSemiSpaceMb(process.execArgv, io.env.NODE_OPTIONS ?? '');
   logger.v(1, 'V8 heap settings', { growingPercent: heap.growingPercent, headroomMb: heap.headroomMb, maxSemiSpaceMb: youngGenerationMb ?? 'V8 default' });
+  logger.v(1, 'V8 tiering settings', { turbofanInvocations: tiering.turbofanInvocations });
   if (youngGenerationMb === undefined) {
     logger.warn('Node was started without --max-semi-space-size, which bin/ and the image\'s /proxy-server and /proxy-agent set to 4: under connection churn V8 grows the young generation to 64 MB and memory to about twice the documented bound (docs/design.md, "Memory under connection churn")');
   }
