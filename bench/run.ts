@@ -65,6 +65,7 @@
 import v8 from 'node:v8';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { applyHeapTuning, type HeapTuning } from '../src/runtime/heap-tuning.ts';
+import { applyTieringTuning } from '../src/runtime/tiering-tuning.ts';
 import { shebangNodeArgs } from './lib/shebang-node-args.ts';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,6 +95,10 @@ const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 // same GC setting as the daemons, so its own garbage collection of read
 // buffers does not take CPU from the processes being measured.
 const loadGeneratorHeapTuning = applyHeapTuning();
+// And the same TurboFan budget: its per-dial code (the client library, the
+// probe) then reaches the top tier within the dial scenario's warm-up, as
+// the daemons' does, instead of after about 10,000 dials.
+const loadGeneratorTiering = applyTieringTuning();
 
 function describeHeapTuning(tuning: HeapTuning): string {
   if (tuning.growingPercent === 0) return "V8's own heap growing factor";
@@ -402,6 +407,7 @@ function setupFacts(code: CodeLayout): string[] {
     'The client keeps one tunnel per mode for the whole run: in gRPC mode one HTTP/2 connection with one stream per dial (as current kube-apiserver\'s CreateGRPCTunnel); in HTTP-CONNECT mode one unix-socket connection per dial.',
     'The load generator speaks minimal HTTP/1.1 (`bench/lib/mini-http.ts`: fixed GET, Content-Length framing) so its own cost is small and the same for every target.',
     `V8 heap: server and agent apply src/runtime/heap-tuning.ts at startup, as does the load generator: ${describeHeapTuning(loadGeneratorHeapTuning)} (KONNECTIVITY_HEAP_GROWING_PERCENT, KONNECTIVITY_HEAP_HEADROOM_MB; 0 turns one off). Server and agent start Node with ${describeShebang(code)}. The load generator also applies \`--external-memory-accounted-in-global-limit\` (the daemons do not), so that collecting its read buffers does not take CPU from the processes being measured.`,
+    `V8 tiering: server, agent and the load generator apply src/runtime/tiering-tuning.ts at startup (TurboFan budget: ${loadGeneratorTiering.turbofanInvocations}; KONNECTIVITY_TURBOFAN_INVOCATIONS, 0 for V8's own).`,
     'Fairness on 2 cores: the destination runs in its own process so it never shares an event loop with the load generator. No CPU pinning: a direct run has 2 busy processes on 2 cores, a tunnelled run has 4 (client, server, agent, destination), which is the real deployment shape — the tunnel\'s extra processes compete for the same cores, as they did in the upstream reference. Each scenario\'s CPU table shows every process\'s CPU seconds and share of one core, so a saturated process (~100 %) or a saturated machine (sum ~200 %) is visible.',
     opts['wait-quiet']
       ? 'Shared-machine guard (`--wait-quiet`): before each measured run the bench waited until processes outside it used under 15 % of one core, and repeated (up to 5 times) any run during which they used over 25 %; the "not bench" column shows what remained.'
