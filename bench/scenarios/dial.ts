@@ -48,9 +48,10 @@ export const dial: Scenario = {
     };
     // Every target's long warm-up comes before any target is measured. This
     // process's own per-dial code (the client library, the probe) warms up
-    // with the dials too; warmed along with the first target only, it made
-    // that target's first run the slowest of its runs in most full runs
-    // (docs/benchmarks.md, session 23), and the first target is ours.
+    // with the dials too; warmed along with the first target only, it put
+    // that target's first run at or above the median of its runs in every
+    // run on record (docs/benchmarks.md, session 23), and the first target
+    // is ours.
     for (const target of ctx.targets) {
       try {
         await withTimeout(`${target.name} warm-up`, 300_000, (async () => {

@@ -51,6 +51,7 @@
  * at its cap on Node 24 but not on Node 26, which grows it page by page.
  */
 import v8 from 'node:v8';
+import { wholeNumberSetting } from './whole-number-setting.ts';
 import { PerformanceObserver, constants as perfConstants, type PerformanceEntry } from 'node:perf_hooks';
 
 export const DEFAULT_HEAP_GROWING_PERCENT = 500;
@@ -72,20 +73,11 @@ export interface HeapTuning {
   readonly ignored: readonly string[];
 }
 
-function setting(env: NodeJS.ProcessEnv, name: string, fallback: number, ignored: string[]): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (Number.isInteger(value) && value >= 0) return value;
-  ignored.push(`${name}=${raw}`);
-  return fallback;
-}
-
 export function readHeapTuning(env: NodeJS.ProcessEnv): HeapTuning {
   const ignored: string[] = [];
   return {
-    growingPercent: setting(env, 'KONNECTIVITY_HEAP_GROWING_PERCENT', DEFAULT_HEAP_GROWING_PERCENT, ignored),
-    headroomMb: setting(env, 'KONNECTIVITY_HEAP_HEADROOM_MB', DEFAULT_HEAP_HEADROOM_MB, ignored),
+    growingPercent: wholeNumberSetting(env, 'KONNECTIVITY_HEAP_GROWING_PERCENT', DEFAULT_HEAP_GROWING_PERCENT, ignored),
+    headroomMb: wholeNumberSetting(env, 'KONNECTIVITY_HEAP_HEADROOM_MB', DEFAULT_HEAP_HEADROOM_MB, ignored),
     ignored,
   };
 }

@@ -23,6 +23,7 @@
  * alone.
  */
 import v8 from 'node:v8';
+import { wholeNumberSetting } from './whole-number-setting.ts';
 
 export const DEFAULT_TURBOFAN_INVOCATIONS = 1000;
 export const TURBOFAN_INVOCATIONS_ENV = 'KONNECTIVITY_TURBOFAN_INVOCATIONS';
@@ -46,13 +47,7 @@ export function turbofanFlagGiven(execArgv: readonly string[], nodeOptions: stri
 /** What `applyTieringTuning` would set, without setting it. */
 export function readTieringTuning(env: NodeJS.ProcessEnv, execArgv: readonly string[], v8Version: string): TieringTuning {
   const ignored: string[] = [];
-  const raw = env[TURBOFAN_INVOCATIONS_ENV];
-  let invocations = DEFAULT_TURBOFAN_INVOCATIONS;
-  if (raw !== undefined && raw !== '') {
-    const value = Number(raw);
-    if (Number.isInteger(value) && value >= 0) invocations = value;
-    else ignored.push(`${TURBOFAN_INVOCATIONS_ENV}=${raw}`);
-  }
+  const invocations = wholeNumberSetting(env, TURBOFAN_INVOCATIONS_ENV, DEFAULT_TURBOFAN_INVOCATIONS, ignored);
   if (turbofanFlagGiven(execArgv, env.NODE_OPTIONS ?? '')) return { turbofanInvocations: 'command line', ignored };
   if (Number.parseInt(v8Version, 10) < 12) return { turbofanInvocations: 'unsupported by this V8', ignored };
   return { turbofanInvocations: invocations === 0 ? 'V8 default' : invocations, ignored };
