@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import {
   EndpointDialError,
   canceledDialError,
@@ -104,6 +105,36 @@ test('real dials: success, refused, unresolvable, lookup timeout, cancel', async
     abort.abort();
     await assert.rejects(pending, { message: 'dial tcp slow.example:80: operation was canceled' });
   } finally {
+    await endpoint.close();
+  }
+});
+
+/** The kernel's timer for a local IPv4 socket: `tr` and `tm->when` (clock ticks) of its /proc/net/tcp line. */
+function tcpTimerOf(localPort: number, remotePort: number): { timer: number; ticks: number } | undefined {
+  const hex = (port: number): string => `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+    const fields = line.trim().split(/\s+/);
+    if (!fields[1]?.endsWith(hex(localPort)) || !fields[2]?.endsWith(hex(remotePort))) continue;
+    const [timer, when] = fields[5]!.split(':');
+    return { timer: parseInt(timer!, 16), ticks: parseInt(when!, 16) };
+  }
+  return undefined;
+}
+
+// Upstream's dialer (net.DialTimeout) turns on TCP keepalive with 15 s of idle
+// time: a kubelet or pod that vanishes without FIN/RST is noticed. On Linux the
+// socket's keepalive timer shows in /proc/net/tcp as timer 2, due in ~15 s.
+test('dialed endpoint sockets have TCP keepalive armed at 15 s, as Go dials them', { skip: !existsSync('/proc/net/tcp') && 'no /proc/net/tcp' }, async () => {
+  const endpoint = await startEndpoint(() => {});
+  const socket = await dialTcpEndpoint(endpoint.address, new AbortController().signal);
+  try {
+    const kernel = tcpTimerOf(socket.localPort!, endpoint.port);
+    assert.ok(kernel, 'the dialed socket is in /proc/net/tcp');
+    assert.equal(kernel.timer, 2, 'keepalive timer armed');
+    // USER_HZ is 100: 15 s is 1500 ticks, less the moments since the connect.
+    assert.ok(kernel.ticks > 1400 && kernel.ticks <= 1500, `keepalive due in ${kernel.ticks} ticks`);
+  } finally {
+    socket.destroy();
     await endpoint.close();
   }
 });
