@@ -35,6 +35,7 @@ import { parseArgs } from 'node:util';
 import type { Duplex } from 'node:stream';
 import { compiledLayout, startCluster, type Cluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
+import { diagnosticCli } from '../lib/diagnostic-cli.ts';
 import { firstByteAfter } from '../lib/first-byte.ts';
 import { startRelayChain } from '../lib/relay-chain.ts';
 import { median, percentile, sortNumbers } from '../lib/stats.ts';
@@ -52,22 +53,10 @@ const { values: opts } = parseArgs({
   strict: true,
 });
 
-function usage(message: string): never {
-  process.stderr.write(`cpu-placement: ${message}\n`);
-  process.exit(2);
-}
-
-function count(name: 'dials' | 'rounds' | 'warm', fallback: number): number {
-  const raw = opts[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} ${raw}: a positive integer`);
-  return n;
-}
-
-const dials = count('dials', opts.quick ? 40 : 500);
-const rounds = count('rounds', opts.quick ? 1 : 4);
-const warm = count('warm', opts.quick ? 50 : 4000);
+const { usage, count, progress } = diagnosticCli('cpu-placement');
+const dials = count('dials', opts.dials, opts.quick ? 40 : 500);
+const rounds = count('rounds', opts.rounds, opts.quick ? 1 : 4);
+const warm = count('warm', opts.warm, opts.quick ? 50 : 4000);
 
 /** The CPU ids of a Linux CPU list such as "0,2-3". */
 function cpuIds(list: string): number[] {
@@ -83,35 +72,32 @@ function allowedCpus(): number[] {
   return cpuIds(out.slice(out.lastIndexOf(':') + 1).trim());
 }
 
-/** The CPU ids to pin to, or why this machine cannot run the diagnostic. */
-function cpusOrProblem(): { all: string; a: string; b: string } | string {
+/** The CPU ids to pin to; a machine that cannot be pinned on is a usage error with the reason. */
+function pinnableCpus(): { all: string; a: string; b: string } {
   let cpus: number[];
   try {
     cpus = allowedCpus();
   } catch {
-    return 'needs taskset (util-linux)';
+    return usage('needs taskset (util-linux)');
   }
-  if (cpus.length < 2) return `needs two CPUs to pin to; this process may use ${cpus.join(',')}`;
+  if (cpus.length < 2) return usage(`needs two CPUs to pin to; this process may use ${cpus.join(',')}`);
   const all = cpus.join(',');
   try {
     // Pinning must be allowed, not only reading the affinity.
     execFileSync('taskset', ['-a', '-p', '-c', String(cpus[0]), String(process.pid)], { stdio: 'ignore' });
     execFileSync('taskset', ['-a', '-p', '-c', all, String(process.pid)], { stdio: 'ignore' });
   } catch {
-    return 'needs permission to set CPU affinity (sched_setaffinity)';
+    return usage('needs permission to set CPU affinity (sched_setaffinity)');
   }
   return { all, a: String(cpus[0]), b: String(cpus[1]) };
 }
-
-const cpus = cpusOrProblem();
-if (typeof cpus === 'string') usage(cpus);
 
 const ROLES = ['client', 'server', 'agent', 'destination'] as const;
 type Role = (typeof ROLES)[number];
 /** CPU list per role; the client is this process. */
 type Layout = Record<Role, string>;
 
-const { all, a, b } = cpus;
+const { all, a, b } = pinnableCpus();
 const layouts: Record<string, Layout> = {
   free: { client: all, server: all, agent: all, destination: all },
   cross: { client: a, server: b, agent: a, destination: b },
@@ -139,11 +125,6 @@ function pin(pid: number, cpus: string): void {
   const allowed = /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)?.[1];
   if (allowed === undefined || cpuIds(allowed).join(',') !== cpuIds(cpus).join(',')) throw new Error(`pid ${pid} may run on CPUs ${allowed ?? '?'} after pinning it to ${cpus}`);
 }
-
-const started = performance.now();
-const progress = (line: string): void => {
-  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
-};
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cpu-placement-'));
 const children: ChildProcess[] = [];

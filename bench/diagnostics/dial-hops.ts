@@ -33,6 +33,7 @@ import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { compiledLayout, startCluster, type Cluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
+import { diagnosticCli } from '../lib/diagnostic-cli.ts';
 import { firstByteAfter } from '../lib/first-byte.ts';
 import { analyseHopTrace, DIAL_SEQUENCE, HOP_TRACE_EVENTS, HOP_TRACE_FIELDS, type HopRole, type HopTimeline } from '../lib/hop-timeline.ts';
 import { perfTracepointProblem } from '../lib/perf-probe.ts';
@@ -54,26 +55,10 @@ const { values: opts } = parseArgs({
   strict: true,
 });
 
-function usage(message: string): never {
-  process.stderr.write(`dial-hops: ${message}\n`);
-  process.exit(2);
-}
-
-function count(name: 'dials' | 'rounds' | 'warm', fallback: number): number {
-  const raw = opts[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} ${raw}: a positive integer`);
-  return n;
-}
-
-const dials = count('dials', opts.quick ? 60 : 400);
-const rounds = count('rounds', opts.quick ? 1 : 2);
-const warm = count('warm', opts.quick ? 100 : 4000);
-const started = performance.now();
-const progress = (line: string): void => {
-  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${line}\n`);
-};
+const { usage, count, progress } = diagnosticCli('dial-hops');
+const dials = count('dials', opts.dials, opts.quick ? 60 : 400);
+const rounds = count('rounds', opts.rounds, opts.quick ? 1 : 2);
+const warm = count('warm', opts.warm, opts.quick ? 100 : 4000);
 
 interface HopTarget {
   name: string;

@@ -32,6 +32,7 @@ import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { compiledLayout, startCluster, type Cluster } from '../lib/cluster.ts';
 import { startDestination } from '../lib/destination.ts';
+import { diagnosticCli } from '../lib/diagnostic-cli.ts';
 import { firstByteAfter } from '../lib/first-byte.ts';
 import { tunnelTarget, type Target } from '../lib/targets.ts';
 import { download } from '../scenarios/throughput.ts';
@@ -53,26 +54,14 @@ const { values: opts } = parseArgs({
   },
   strict: true,
 });
+const { usage, count } = diagnosticCli('instructions-per-dial');
 const mode = opts.mode === 'grpc' ? 'grpc' : opts.mode === 'http-connect' ? 'http-connect' : usage(`--mode ${opts.mode}: http-connect or grpc`);
 const who = opts.who === 'server' || opts.who === 'agent' ? opts.who : usage(`--who ${opts.who}: server or agent`);
 const work = opts.work === 'dial' || opts.work === 'download' ? opts.work : usage(`--work ${opts.work}: dial or download`);
-const mib = count('mib', opts.quick ? 4 : 64);
-const warm = count('warm', opts.quick ? 50 : 2500);
-const dials = count('dials', opts.quick ? 50 : 500);
-const reps = count('reps', opts.quick ? 1 : 3);
-
-function usage(message: string): never {
-  process.stderr.write(`instructions-per-dial: ${message}\n`);
-  process.exit(2);
-}
-
-function count(name: 'warm' | 'dials' | 'reps' | 'mib', fallback: number): number {
-  const raw = opts[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} ${raw}: a positive integer`);
-  return n;
-}
+const mib = count('mib', opts.mib, opts.quick ? 4 : 64);
+const warm = count('warm', opts.warm, opts.quick ? 50 : 2500);
+const dials = count('dials', opts.dials, opts.quick ? 50 : 500);
+const reps = count('reps', opts.reps, opts.quick ? 1 : 3);
 
 function progress(line: string): void {
   process.stderr.write(`${line}\n`);
