@@ -150,9 +150,9 @@ try {
   tunnels.push(floorTunnel, oursTunnel);
   const direct = directTarget();
   const targets: PlacementTarget[] = [
-    { name: 'direct', dial: (a) => direct.dial(a), pids: {} },
-    { name: 'floor', dial: (a) => floorTunnel.dial('tcp', a), pids: { server: floor.pids[0], agent: floor.pids[1] } },
-    { name: 'ours', dial: (a) => oursTunnel.dial('tcp', a), pids: { server: cluster.server.pid, agent: cluster.agent.pid } },
+    { name: 'direct', dial: (address) => direct.dial(address), pids: {} },
+    { name: 'floor', dial: (address) => floorTunnel.dial('tcp', address), pids: { server: floor.pids[0], agent: floor.pids[1] } },
+    { name: 'ours', dial: (address) => oursTunnel.dial('tcp', address), pids: { server: cluster.server.pid, agent: cluster.agent.pid } },
   ];
   const pidsOf = (t: PlacementTarget): Partial<Record<Role, number>> => ({ client: process.pid, ...t.pids, destination: destination.process.pid });
   const place = (t: PlacementTarget, layout: Layout): void => {
