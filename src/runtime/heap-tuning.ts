@@ -51,6 +51,7 @@
  * at its cap on Node 24 but not on Node 26, which grows it page by page.
  */
 import v8 from 'node:v8';
+import { nodeFlagValues } from './node-flags.ts';
 import { wholeNumberSetting } from './whole-number-setting.ts';
 import { PerformanceObserver, constants as perfConstants, type PerformanceEntry } from 'node:perf_hooks';
 
@@ -145,9 +146,8 @@ export function applyHeapTuning(env: NodeJS.ProcessEnv = process.env): HeapTunin
  */
 export function maxSemiSpaceMb(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): number | undefined {
   let found: number | undefined;
-  for (const arg of [...nodeOptions.split(/\s+/), ...execArgv]) {
-    const match = /^--max[-_]semi[-_]space[-_]size=(\d+)$/.exec(arg);
-    if (match) found = Number(match[1]);
+  for (const value of nodeFlagValues('max-semi-space-size', execArgv, nodeOptions)) {
+    if (/^\d+$/.test(value)) found = Number(value);
   }
   return found === 0 ? undefined : found;
 }

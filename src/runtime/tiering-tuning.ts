@@ -23,6 +23,7 @@
  * alone.
  */
 import v8 from 'node:v8';
+import { nodeFlagValues } from './node-flags.ts';
 import { wholeNumberSetting } from './whole-number-setting.ts';
 
 export const DEFAULT_TURBOFAN_INVOCATIONS = 1000;
@@ -37,11 +38,9 @@ export interface TieringTuning {
   readonly ignored: readonly string[];
 }
 
-const FLAG = /^--invocation[-_]count[-_]for[-_]turbofan(=|$)/;
-
 /** Whether Node was started with its own `--invocation-count-for-turbofan`. */
 export function turbofanFlagGiven(execArgv: readonly string[], nodeOptions: string): boolean {
-  return [...nodeOptions.split(/\s+/), ...execArgv].some((arg) => FLAG.test(arg));
+  return nodeFlagValues('invocation-count-for-turbofan', execArgv, nodeOptions).length > 0;
 }
 
 /** What `applyTieringTuning` would set, without setting it. */
