@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { EndpointRelay, type PacketPipe } from '../src/agent/endpoint-relay.ts';
 import { createAgentTsMetrics } from '../src/agent/agent-ts-metrics.ts';
+import type { EndpointStallPolicy } from '../src/agent/endpoint-stall-policy.ts';
 import { createTcpEndpointDialer, type EndpointDialer } from '../src/agent/endpoint-dialer.ts';
 import { createAgentMetrics } from '../src/observability/agent-metrics.ts';
 import { silentLogger } from '../src/observability/logger.ts';
@@ -63,7 +64,7 @@ class PausablePipe extends MemoryPipe {
   }
 }
 
-function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndpointBufferedBytes?: number; endpointStallTimeoutMs?: number } = {}) {
+function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndpointBufferedBytes?: number; endpointStallTimeoutMs?: number; endpointStallPolicy?: EndpointStallPolicy } = {}) {
   const metrics = createAgentMetrics({ processMetrics: false });
   const tsMetrics = createAgentTsMetrics(metrics.registry);
   const sendFailures: Packet[] = [];
@@ -73,6 +74,7 @@ function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndp
     maxEndpointBufferedBytes: overrides.maxEndpointBufferedBytes ?? 8 * 1024 * 1024,
     endpointCloseLingerMs: 30_000,
     endpointStallTimeoutMs: overrides.endpointStallTimeoutMs,
+    endpointStallPolicy: overrides.endpointStallPolicy,
     metrics,
     tsMetrics,
     logger: silentLogger,
@@ -265,7 +267,7 @@ test('DIAL_CLS abandons the pending dial it names, without a DIAL_RSP', async ()
   relay.close();
 });
 
-test('a destination that stops reading loses only its own connection; a concurrent bulk transfer completes', async () => {
+test('upstream server, default policy: a destination that stops reading loses only its own connection at twice the bound; the stream never pauses; a concurrent bulk transfer completes', async () => {
   const bound = 256 * 1024;
   const bulk = patternBytes(6 * 1024 * 1024, 11);
   const bulkDone = deferred<Buffer[]>();
@@ -283,7 +285,7 @@ test('a destination that stops reading loses only its own connection; a concurre
       if (n === bulk.length) bulkDone.resolve(chunks);
     });
   });
-  const pipe = new MemoryPipe();
+  const pipe = new PausablePipe();
   const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound });
   try {
     const stalled = (await dial(relay, pipe, endpoint.address, 1n)).connectID;
@@ -302,18 +304,22 @@ test('a destination that stops reading loses only its own connection; a concurre
       await new Promise((r) => setImmediate(r));
     }
     assert.match(closeRsp.closeResponse.error, /destination stopped reading/);
-    assert.match(closeRsp.closeResponse.error, new RegExp(`limit ${bound} bytes`));
+    assert.match(closeRsp.closeResponse.error, new RegExp(`limit ${2 * bound} bytes`));
     assert.equal(sha256(await bulkDone.promise), sha256(bulk));
     const stalls = await tsMetrics.connectionStallCloses.get();
-    assert.equal(stalls.values.find((v) => v.labels.reason === 'endpoint_not_reading')?.value, 1);
+    assert.equal(stalls.values.find((v) => v.labels.reason === 'endpoint_buffer_full')?.value, 1);
+    assert.equal(stalls.values.find((v) => v.labels.reason === 'endpoint_not_reading'), undefined);
+    assert.equal(pipe.pauses, 0, 'the stream was never paused');
+    assert.equal((await tsMetrics.streamPausesForEndpoint.get()).values[0]?.value ?? 0, 0);
     assert.equal(relay.connectionCount, 1);
+    assert.equal(relay.overBoundCount, 0);
   } finally {
     relay.close();
     await endpoint.close();
   }
 });
 
-test('upstream server (no flow control): a destination slower than the sender pauses the stream and loses nothing', async () => {
+test("upstream server, --endpoint-stall-policy=pause: a destination slower than the sender pauses the stream and loses nothing", async () => {
   const bound = 256 * 1024;
   // Larger than what loopback socket buffers absorb, so the agent's own queue passes the bound.
   const payload = patternBytes(16 * 1024 * 1024, 5);
@@ -336,7 +342,7 @@ test('upstream server (no flow control): a destination slower than the sender pa
     });
   });
   const pipe = new PausablePipe();
-  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 5_000 });
+  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 5_000, endpointStallPolicy: 'pause' });
   try {
     const id = (await dial(relay, pipe, endpoint.address, 1n)).connectID;
     // The server sends as fast as the agent reads the stream, in upstream's way: no credit, only the stream's own flow control.
@@ -356,7 +362,7 @@ test('upstream server (no flow control): a destination slower than the sender pa
   }
 });
 
-test('upstream server: a destination that takes nothing for the stall timeout loses its connection and the stream resumes', async () => {
+test('upstream server, --endpoint-stall-policy=pause: a destination that takes nothing for the stall timeout loses its connection and the stream resumes', async () => {
   const bound = 256 * 1024;
   const bulk = patternBytes(2 * 1024 * 1024, 9);
   const bulkDone = deferred<Buffer[]>();
@@ -375,7 +381,7 @@ test('upstream server: a destination that takes nothing for the stall timeout lo
     });
   });
   const pipe = new PausablePipe();
-  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300 });
+  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300, endpointStallPolicy: 'pause' });
   try {
     const stalled = (await dial(relay, pipe, endpoint.address, 1n)).connectID;
     const flowing = (await dial(relay, pipe, endpoint.address, 2n)).connectID;
@@ -397,6 +403,104 @@ test('upstream server: a destination that takes nothing for the stall timeout lo
       relay.handlePacket(packets.data(flowing, bulk.subarray(off, off + 64 * 1024)));
     }
     assert.equal(sha256(await bulkDone.promise), sha256(bulk));
+    assert.equal(relay.connectionCount, 1);
+  } finally {
+    relay.close();
+    await endpoint.close();
+  }
+});
+
+test('upstream server, default policy: a destination busy for a moment (past the bound, under twice it) loses nothing and the stream never pauses', async () => {
+  const bound = 256 * 1024;
+  const payload = patternBytes(8 * 1024 * 1024, 3);
+  const received = deferred<Buffer[]>();
+  let destination: Socket | null = null;
+  const endpoint = await startEndpoint((s) => {
+    destination = s;
+    s.pause(); // busy: reads nothing until the test lets it
+    const chunks: Buffer[] = [];
+    let n = 0;
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (n === payload.length) received.resolve(chunks);
+    });
+  });
+  const pipe = new PausablePipe();
+  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 5_000 });
+  try {
+    const id = (await dial(relay, pipe, endpoint.address, 1n)).connectID;
+    const chunk = 16 * 1024;
+    let off = 0;
+    // Until the agent's own queue for it is past the bound (the socket buffers below it fill first).
+    while (relay.overBoundCount === 0) {
+      assert.ok(off < payload.length, 'the queue passed the bound before the payload ran out');
+      relay.handlePacket(packets.data(id, payload.subarray(off, off + chunk)));
+      off += chunk;
+      await new Promise((r) => setImmediate(r));
+    }
+    destination!.resume();
+    for (; off < payload.length; off += chunk) {
+      relay.handlePacket(packets.data(id, payload.subarray(off, off + chunk)));
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(sha256(await received.promise), sha256(payload));
+    assert.equal(pipe.pauses, 0, 'the stream was never paused');
+    assert.equal(pipe.sent.filter(isCloseRsp(id)).length, 0, 'the busy connection was not closed');
+    assert.equal((await tsMetrics.connectionStallCloses.get()).values.length, 0);
+  } finally {
+    relay.close();
+    await endpoint.close();
+  }
+});
+
+test('upstream server, default policy: a destination over its bound that takes nothing for the stall timeout loses its connection; the stream never pauses and another connection flows meanwhile', async () => {
+  const bound = 256 * 1024;
+  const bulk = patternBytes(4 * 1024 * 1024, 13);
+  const bulkDone = deferred<Buffer[]>();
+  let accepted = 0;
+  const endpoint = await startEndpoint((s) => {
+    if (accepted++ === 0) {
+      s.pause(); // never reads
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let n = 0;
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (n === bulk.length) bulkDone.resolve(chunks);
+    });
+  });
+  const pipe = new PausablePipe();
+  const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300 });
+  try {
+    const stalled = (await dial(relay, pipe, endpoint.address, 1n)).connectID;
+    const flowing = (await dial(relay, pipe, endpoint.address, 2n)).connectID;
+    const junk = Buffer.alloc(16 * 1024, 1);
+    // Past the bound but not twice it, then nothing more: only the stall timeout can close it.
+    while (relay.overBoundCount === 0) {
+      relay.handlePacket(packets.data(stalled, junk));
+      await new Promise((r) => setImmediate(r));
+    }
+    const overAt = performance.now();
+    let off = 0;
+    let closeRsp: CloseResponsePacket | undefined;
+    while (closeRsp === undefined || off < bulk.length) {
+      if (off < bulk.length) {
+        relay.handlePacket(packets.data(flowing, bulk.subarray(off, off + 16 * 1024)));
+        off += 16 * 1024;
+      }
+      closeRsp ??= pipe.sent.find(isCloseRsp(stalled)) as CloseResponsePacket | undefined;
+      await new Promise((r) => setTimeout(r, closeRsp === undefined && off >= bulk.length ? 10 : 0));
+    }
+    assert.match(closeRsp.closeResponse.error, /destination stopped reading .*none taken for 300 ms/);
+    assert.ok(performance.now() - overAt >= 250, 'not closed before the stall timeout');
+    const stalls = await tsMetrics.connectionStallCloses.get();
+    assert.equal(stalls.values.find((v) => v.labels.reason === 'endpoint_not_reading')?.value, 1);
+    assert.equal(stalls.values.find((v) => v.labels.reason === 'endpoint_buffer_full'), undefined);
+    assert.equal(sha256(await bulkDone.promise), sha256(bulk));
+    assert.equal(pipe.pauses, 0, 'the stream was never paused');
     assert.equal(relay.connectionCount, 1);
   } finally {
     relay.close();

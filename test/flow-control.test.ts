@@ -95,10 +95,10 @@ for (const mode of ['grpc', 'http-connect'] as TunnelMode[]) {
 }
 
 for (const mode of ['grpc', 'http-connect'] as TunnelMode[]) {
-  test(`${mode}: without flow control (upstream-style agent), a reader slower than the agent still gets every byte`, async (t) => {
+  test(`${mode}: without flow control (upstream-style agent), --frontend-stall-policy=pause: a reader slower than the agent still gets every byte`, async (t) => {
     const size = 40 * 1024 * 1024;
     const source = await startSource(size);
-    const cluster = await startLocalCluster({ mode, agent: { flowWindowBytes: 0 }, server: { maxFrontendBufferBytes: 2 * 1024 * 1024 } });
+    const cluster = await startLocalCluster({ mode, agent: { flowWindowBytes: 0 }, server: { maxFrontendBufferBytes: 2 * 1024 * 1024, frontendStallPolicy: 'pause' } });
     const tunnel = cluster.openTunnel();
     t.after(async () => {
       await tunnel.close();
@@ -159,10 +159,13 @@ test('agent flags: --flow-control-window and --endpoint-buffer-bytes reach the a
   assert.equal(agentConfigFromOptions(parseAgentOptions([...base, '--endpoint-stall-timeout=0'], {})).endpointStallTimeoutMs, 0);
   assert.equal(agentConfigFromOptions(parseAgentOptions([...base, '--endpoint-stall-timeout=1m30s'], {})).endpointStallTimeoutMs, 90_000);
   assert.throws(() => parseAgentOptions([...base, '--endpoint-stall-timeout=-1s'], {}), /--endpoint-stall-timeout must be 0/);
+  assert.equal(defaults.endpointStallPolicy, 'close');
+  assert.equal(agentConfigFromOptions(parseAgentOptions([...base, '--endpoint-stall-policy=pause'], {})).endpointStallPolicy, 'pause');
+  assert.throws(() => parseAgentOptions([...base, '--endpoint-stall-policy=wait'], {}), /--endpoint-stall-policy "wait" must be close or pause/);
   assert.throws(() => parseAgentOptions([...base, '--flow-control-window=100'], {}), /--flow-control-window 100 must be 0 \(off\) or between/);
 });
 
-test('server flag --frontend-stall-timeout reaches the config (0 = close at once)', async () => {
+test('server flags --frontend-stall-timeout (0 = close at once) and --frontend-stall-policy reach the config', async () => {
   const { parseServerOptions } = await import('../src/server/server-options.ts');
   const { serverConfigFromOptions } = await import('../src/cli/server-main.ts');
   const { silentLogger } = await import('../src/observability/logger.ts');
@@ -173,6 +176,9 @@ test('server flag --frontend-stall-timeout reaches the config (0 = close at once
   const base = ['--uds-name', `${dir}/s.sock`, '--server-port=0', `--cluster-cert=${dir}/c.crt`, `--cluster-key=${dir}/c.key`];
   assert.equal(serverConfigFromOptions(parseServerOptions(base, {}), silentLogger).frontendStallTimeoutMs, 30_000);
   assert.equal(serverConfigFromOptions(parseServerOptions([...base, '--frontend-stall-timeout=0'], {}), silentLogger).frontendStallTimeoutMs, 0);
+  assert.equal(serverConfigFromOptions(parseServerOptions(base, {}), silentLogger).frontendStallPolicy, 'close');
+  assert.equal(serverConfigFromOptions(parseServerOptions([...base, '--frontend-stall-policy=pause'], {}), silentLogger).frontendStallPolicy, 'pause');
+  assert.throws(() => parseServerOptions([...base, '--frontend-stall-policy=wait'], {}), /--frontend-stall-policy "wait" must be close or pause/);
 });
 
 test('agent: --endpoint-buffer-bytes must cover 1.5 windows plus one 4 MiB packet while flow control is on', async () => {

@@ -264,9 +264,33 @@ for (const mode of modes) {
     assert.equal(agent.endpointConnectionCount, 0);
   });
 
-  test(`${mode}: agent without the flow-control extension (upstream-style): a destination that stops reading pauses the stream until --endpoint-stall-timeout, then only A is closed (counted) and B completes`, async (t) => {
+  test(`${mode}: agent without the flow-control extension (upstream-style), default policy: a destination that stops reading never pauses the stream; only A is closed, at twice its bound (counted), and B completes`, async (t) => {
+    // Large enough that B's own destination, which reads, never falls this far behind on a busy CI machine.
+    const bound = 4 * MiB;
+    const cluster = await startCluster(t, { mode, agent: { flowWindowBytes: 0, maxEndpointBufferedBytes: bound } });
+    const agent = cluster.agents[0]!;
+    assert.equal(cluster.server.router.backendList[0]!.flow, null, 'no flow control negotiated');
+    const { stuck, bDest, tunnel, a, aConn, held } = await stuckUploadBesideSink(t, cluster, agent);
+    await waitFor(() => a.closed || heldFor(agent, stuck.address) > bound, 'the agent to queue more than its bound for A');
+    const b = await within('B (16 MiB beside the stalled destination)', transferB(tunnel, bDest));
+    assert.equal(b.bytes, B_BYTES);
+    assert.equal(b.sha256, sha256(randomPayload(B_BYTES)));
+
+    await within("A's close", closed(a.socket));
+    aConn.socket.resume(); // a paused socket cannot notice its peer going away
+    await within("A's destination socket to close", aConn.closed);
+    assert.equal(await counter(agent, STALL_CLOSES, { reason: 'endpoint_buffer_full' }), 1, 'A was closed at twice its bound');
+    assert.equal(await counter(agent, STALL_CLOSES, { reason: 'endpoint_not_reading' }), 0);
+    assert.equal(await counter(agent, STREAM_PAUSES), 0, 'the server stream was never paused');
+    // The agent's queue for A stayed under twice its bound (plus the one DATA packet that crossed it).
+    assert.ok(held.peak() <= 2 * bound + MAX_DATA_PAYLOAD_BYTES, `the agent held ${held.peak()} bytes for A (limit ${2 * bound})`);
+    await waitFor(() => agent.endpointConnectionCount === 0, 'no endpoint connection left at the agent');
+    await waitFor(() => cluster.server.router.establishedCount === 0, 'established count back to 0');
+  });
+
+  test(`${mode}: agent without the flow-control extension (upstream-style), --endpoint-stall-policy=pause: a destination that stops reading pauses the stream until --endpoint-stall-timeout, then only A is closed (counted) and B completes`, async (t) => {
     const bound = MiB;
-    const cluster = await startCluster(t, { mode, agent: { flowWindowBytes: 0, maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300 } });
+    const cluster = await startCluster(t, { mode, agent: { flowWindowBytes: 0, maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300, endpointStallPolicy: 'pause' } });
     const agent = cluster.agents[0]!;
     assert.equal(cluster.server.router.backendList[0]!.flow, null, 'no flow control negotiated');
     const { stuck, stuckAddress, bDest, tunnel, a, aConn, held } = await stuckUploadBesideSink(t, cluster, agent);

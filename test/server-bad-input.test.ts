@@ -227,15 +227,40 @@ test('frontend and agent port: a message over 4 MiB fails only that stream, with
 });
 
 for (const mode of ['grpc', 'http-connect'] as const) {
-  test(`${mode}: with an upstream-style agent (no credit), a frontend that never reads is closed after the stall timeout (its agent stream paused meanwhile), then another connection on that agent completes`, async (t) => {
+  test(`${mode}: with an upstream-style agent (no credit), default policy: a frontend that never reads is closed once twice its bound is queued (counted), the agent stream is never paused, and a transfer beside it completes`, async (t) => {
+    const bound = 8 * MiB;
+    const cluster = await startCluster(t, { mode, agents: 0, server: { maxFrontendBufferBytes: bound } });
+    const agent = await fakeAgent(t, cluster);
+    const flooding = agent.serveEchoFloodingFirst();
+    await neverReadingConnection(t, cluster, mode, '10.0.0.1:80');
+    // Started while the agent floods the stalled connection on the same stream.
+    const transfer = await startEchoTransfer(openTunnel(t, cluster), '10.0.0.2:80', 4 * MiB);
+    await waitFor(flooding.closeRequested, 'the server to close the stalled connection (CLOSE_REQ to the agent)');
+    await transfer.finish();
+    assert.equal(cluster.server.router.stalledFrontendCloses, 1);
+    assert.equal(cluster.server.router.frontendBoundPauses, 0, 'the agent stream was never paused');
+    const closes = (await cluster.server.metrics.connectionStallCloses.get()).values;
+    assert.deepEqual(closes.map((v) => [v.labels.reason, v.value]), [['frontend_buffer_full', 1]]);
+    assert.equal((await cluster.server.metrics.streamPausesForFrontend.get()).values[0]?.value ?? 0, 0);
+    // Twice the bound plus what the transports in between hold, nowhere near unbounded.
+    const pushed = flooding.pushedBytes();
+    assert.ok(pushed < 64 * MiB, `the agent pushed ${pushed} bytes before the server gave up`);
+    await waitFor(() => cluster.server.router.establishedCount === 0, 'both connections to be forgotten');
+  });
+
+  test(`${mode}: with an upstream-style agent (no credit), --frontend-stall-policy=pause: a frontend that never reads is closed after the stall timeout (its agent stream paused meanwhile), then another connection on that agent completes`, async (t) => {
     // Small enough to reach quickly, large enough that the healthy echo below never gets near it.
     const bound = 8 * MiB;
-    const cluster = await startCluster(t, { mode, agents: 0, server: { maxFrontendBufferBytes: bound, frontendStallTimeoutMs: 300 } });
+    const cluster = await startCluster(t, { mode, agents: 0, server: { maxFrontendBufferBytes: bound, frontendStallTimeoutMs: 300, frontendStallPolicy: 'pause' } });
     const agent = await fakeAgent(t, cluster);
     const flooding = agent.serveEchoFloodingFirst();
     await neverReadingConnection(t, cluster, mode, '10.0.0.1:80');
     await waitFor(flooding.closeRequested, 'the server to close the stalled connection (CLOSE_REQ to the agent)');
     assert.equal(cluster.server.router.stalledFrontendCloses, 1);
+    assert.equal(cluster.server.router.frontendBoundPauses, 1, 'the agent stream was paused for it');
+    const closes = (await cluster.server.metrics.connectionStallCloses.get()).values;
+    assert.deepEqual(closes.map((v) => [v.labels.reason, v.value]), [['frontend_not_reading', 1]]);
+    assert.equal((await cluster.server.metrics.streamPausesForFrontend.get()).values[0]?.value, 1);
     // Bounded: the bound plus what the transports in between hold, nowhere near unbounded.
     const pushed = flooding.pushedBytes();
     assert.ok(pushed < 64 * MiB, `the agent pushed ${pushed} bytes before the server gave up`);

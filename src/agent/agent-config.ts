@@ -7,6 +7,7 @@
 import type { ProxyServerAddress } from './server-dialer.ts';
 import type { ServerCountSource } from './server-count.ts';
 import type { DestinationPolicy } from './destination-policy.ts';
+import type { EndpointStallPolicy } from './endpoint-stall-policy.ts';
 import { DEFAULT_FLOW_WINDOW_BYTES } from '../protocol/flow-control.ts';
 
 export interface AgentConfig {
@@ -60,11 +61,13 @@ export interface AgentConfig {
    */
   maxEndpointBufferedBytes?: number;
   /**
-   * Servers without flow control (upstream servers): how long the stream may
-   * stay paused for one destination over its buffer bound before that
-   * connection is closed (default 30 s). 0 = close at the bound, never pause.
+   * Servers without flow control (upstream servers): how long one destination
+   * over its buffer bound may take no byte before that connection is closed
+   * (default 30 s). 0 = close at the bound.
    */
   endpointStallTimeoutMs?: number;
+  /** Servers without flow control: close (default) or pause the server stream while a destination is over its bound. */
+  endpointStallPolicy?: EndpointStallPolicy;
   /** How long a closing endpoint may take to accept its remaining bytes (default 30 s). */
   endpointCloseLingerMs?: number;
   /** Endpoint dial timeout; upstream hard-codes 5 s. */
@@ -101,6 +104,7 @@ export const AGENT_DEFAULTS = {
   serverConnectTimeoutMs: 30_000,
   maxEndpointBufferedBytes: 8 * 1024 * 1024,
   endpointStallTimeoutMs: 30_000,
+  endpointStallPolicy: 'close' as EndpointStallPolicy,
   endpointCloseLingerMs: 30_000,
   endpointDialTimeoutMs: 5_000,
   maxEndpointConnections: 10_000,

@@ -15,6 +15,7 @@ import type { LabelSelector } from '../flags/label-selector.ts';
 import { OptionsError } from '../flags/options-error.ts';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES as MAX_GRPC_MESSAGE_BYTES } from '../grpc/packet-stream.ts';
 import { ALLOWED_DESTINATIONS_FLAG, DestinationPolicy } from './destination-policy.ts';
+import { ENDPOINT_STALL_POLICIES, type EndpointStallPolicy } from './endpoint-stall-policy.ts';
 
 /** How the agent decides how many servers to connect to (see spec §7.3); "" behaves as "default". */
 export type ServerCountSource = '' | 'default' | 'max';
@@ -217,6 +218,8 @@ export interface AgentExtensionOptions {
   readonly endpointBufferBytes: number;
   /** `--endpoint-stall-timeout`: servers without flow control; 0 = close at the buffer bound, never pausing a server stream. */
   readonly endpointStallTimeoutMs: number;
+  /** `--endpoint-stall-policy`: servers without flow control; 'close' never pauses a server stream, 'pause' does as upstream. */
+  readonly endpointStallPolicy: EndpointStallPolicy;
   /** `--proxy-server-addresses`: more `host:port` proxy-servers connected to directly (HA without a load balancer). */
   readonly proxyServerAddresses: readonly string[];
 }
@@ -252,13 +255,19 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
   const endpointBufferBytes = flags.int(
     'endpoint-buffer-bytes',
     8 * 1024 * 1024,
-    'Bytes queued toward one destination that is not reading. With konnectivity-ts servers (flow control) the server never sends more; with upstream servers the stream is paused at this bound (see --endpoint-stall-timeout).',
+    'Bytes queued toward one destination that is not reading. With konnectivity-ts servers (flow control) the server never sends more; with upstream servers see --endpoint-stall-policy.',
     group,
   );
   const endpointStallTimeout = flags.duration(
     'endpoint-stall-timeout',
     '30s',
-    'Servers without per-connection flow control (upstream servers): when a destination has --endpoint-buffer-bytes queued, the server stream is paused (as upstream does) and the connection is closed only if that destination makes no progress for this long. 0 = close at once and never pause a server stream.',
+    'Servers without per-connection flow control (upstream servers): once --endpoint-buffer-bytes are queued for a destination that is not reading, its connection is closed if that destination takes no byte for this long (see --endpoint-stall-policy for what happens meanwhile). 0 = close as soon as --endpoint-buffer-bytes are queued.',
+    group,
+  );
+  const endpointStallPolicy = flags.string(
+    'endpoint-stall-policy',
+    'close',
+    "Servers without per-connection flow control (upstream servers), while --endpoint-buffer-bytes are queued for one destination: 'close' (the default) never pauses the server's stream, so other connections keep flowing; the queue may grow to twice --endpoint-buffer-bytes while the destination keeps taking bytes, and past that its connection alone is closed. 'pause' stops reading the server's whole stream until the destination drains, as upstream's agent does (every connection on that stream waits; a slow destination loses nothing).",
     group,
   );
   const proxyServerAddresses = flags.stringSlice(
@@ -272,6 +281,7 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
     flowControlWindowBytes: flowControlWindow.value,
     endpointBufferBytes: endpointBufferBytes.value,
     endpointStallTimeoutMs: endpointStallTimeout.milliseconds,
+    endpointStallPolicy: endpointStallPolicy.value as EndpointStallPolicy,
     tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
     allowedDestinations: flags.changed('allowed-destinations') ? allowedDestinations.value : null,
     deniedDestinations: deniedDestinations.value,
@@ -327,6 +337,7 @@ function validateAgentExtensionOptions(options: AgentOptions): string | undefine
     return `--endpoint-buffer-bytes ${options.endpointBufferBytes} must be at least 1.5 × --flow-control-window + 4 MiB (${neededForWindow}) while flow control is on, or a slow destination would be closed as not reading`;
   }
   if (options.endpointStallTimeoutMs < 0) return `--endpoint-stall-timeout must be 0 (close at once) or more`;
+  if (!ENDPOINT_STALL_POLICIES.includes(options.endpointStallPolicy)) return `--endpoint-stall-policy ${JSON.stringify(options.endpointStallPolicy)} must be close or pause`;
   if (options.maxPendingEndpointDials < 0) return `--max-pending-endpoint-dials ${options.maxPendingEndpointDials} must be 0 (unlimited) or more`;
   return undefined;
 }

@@ -7,21 +7,26 @@ import { Counter, type Registry } from 'prom-client';
 
 const NS = 'konnectivity_network_proxy_agent_ts_';
 
-/** Why an endpoint connection was closed by the per-connection memory bound. */
-export type StallCloseReason = 'endpoint_not_reading';
+/**
+ * Why an endpoint connection was closed because its destination stopped
+ * reading: it took no byte for --endpoint-stall-timeout while over its bound,
+ * or what was queued for it passed the limit (twice --endpoint-buffer-bytes,
+ * or the bound itself with a stall timeout of 0).
+ */
+export type StallCloseReason = 'endpoint_not_reading' | 'endpoint_buffer_full';
 
 export function createAgentTsMetrics(registry: Registry) {
   const registers = [registry];
   return {
     connectionStallCloses: new Counter({
       name: NS + 'connection_stall_closes_total',
-      help: 'Endpoint connections closed because their destination stopped reading and the per-connection buffer bound was exceeded, by reason.',
+      help: 'Endpoint connections closed because their destination stopped reading while a proxy-server without per-connection flow control (an upstream server) kept sending, by reason: endpoint_not_reading (no progress for --endpoint-stall-timeout) or endpoint_buffer_full (twice --endpoint-buffer-bytes queued).',
       labelNames: ['reason'] as const,
       registers,
     }),
     streamPausesForEndpoint: new Counter({
       name: NS + 'stream_pauses_for_endpoint_total',
-      help: 'Times a proxy-server stream without flow control (an upstream server) was paused because one destination had more than --endpoint-buffer-bytes queued; it resumes when that destination drains.',
+      help: 'Times a proxy-server stream without flow control (an upstream server) was paused because one destination had more than --endpoint-buffer-bytes queued (only with --endpoint-stall-policy=pause); it resumes when that destination drains.',
       registers,
     }),
     undecodablePackets: new Counter({

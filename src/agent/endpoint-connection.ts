@@ -37,6 +37,8 @@ export class EndpointConnection {
   /** Flow-control credit state when the server negotiated it; null otherwise. */
   credit: ConnectionCredit | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
+  /** Payload bytes accepted by `write`. */
+  private bytesAccepted = 0;
 
   constructor(connectID: bigint, address: string, socket: Socket, hooks: EndpointConnectionHooks) {
     this.connectID = connectID;
@@ -80,9 +82,20 @@ export class EndpointConnection {
     return this.socket.writableLength;
   }
 
-  /** Queues a DATA payload for the destination (pieces as one writev). Never blocks; the relay enforces the bound. */
-  write(payload: Data): void {
-    if (!this.socket.destroyed && this.socket.writable) writePayloadToSocket(this.socket, payload);
+  /**
+   * Bytes the destination has taken (accepted by `write` and no longer
+   * queued). Node counts a write as done only when the whole write is, so
+   * this moves in steps of whole writes.
+   */
+  get takenBytes(): number {
+    return this.bytesAccepted - this.socket.writableLength;
+  }
+
+  /** Queues a DATA payload of `length` bytes for the destination (pieces as one writev). Never blocks; the relay enforces the bound. */
+  write(payload: Data, length: number): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    this.bytesAccepted += length;
+    writePayloadToSocket(this.socket, payload);
   }
 
   pauseReading(reason: number = PauseReason.PIPE_FULL): void {

@@ -9,11 +9,14 @@
  * server the shared stream is never paused because of one connection. Toward
  * the server, a full pipe pauses reads on every endpoint of this stream (the
  * shared pipe is what is full, so all of them wait equally) until it drains.
- * Toward endpoints, each connection may buffer up to a bound. An upstream
- * server has no per-connection flow control, so a destination over its bound
- * pauses the stream (upstream's own behaviour) until it drains, and only a
- * destination that makes no progress for the stall timeout loses its
- * connection; a konnectivity-ts server never exceeds the window it was given.
+ * Toward endpoints, each connection may buffer up to a bound; a
+ * konnectivity-ts server never exceeds the window it was given. An upstream
+ * server has no per-connection flow control: under the default 'close' policy
+ * a destination over its bound may queue up to twice the bound while it keeps
+ * taking bytes and is closed past that (the stream never pauses); under
+ * 'pause' the stream pauses until it drains, as upstream's agent does. Either
+ * way a destination that takes nothing for the stall timeout loses its
+ * connection, and nothing else does.
  */
 import type { Socket } from 'node:net';
 import type { AgentMetrics } from '../observability/agent-metrics.ts';
@@ -22,7 +25,8 @@ import { bindPacketCounter, type PacketCounter } from '../observability/packet-c
 import { bindHistogramRecorder, type HistogramRecorder } from '../observability/histogram-recorder.ts';
 import { PacketType, packetTypeName, packets, payloadLength, type DialRequest, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
-import type { AgentTsMetrics } from './agent-ts-metrics.ts';
+import type { AgentTsMetrics, StallCloseReason } from './agent-ts-metrics.ts';
+import type { EndpointStallPolicy } from './endpoint-stall-policy.ts';
 import { EndpointConnection, PauseReason } from './endpoint-connection.ts';
 import { ConnectionCredit } from '../protocol/flow-control.ts';
 import type { EndpointDialer } from './endpoint-dialer.ts';
@@ -45,8 +49,10 @@ export interface EndpointRelayOptions {
   maxEndpointBufferedBytes: number;
   /** How long a closing endpoint may take to accept its remaining bytes. */
   endpointCloseLingerMs: number;
-  /** Servers without flow control: how long the stream may stay paused for one destination; 0 = close at the bound. */
+  /** Servers without flow control: how long one destination over its bound may take no byte; 0 = close at the bound. */
   endpointStallTimeoutMs?: number;
+  /** Servers without flow control: close (default) or pause the stream while a destination is over its bound. */
+  endpointStallPolicy?: EndpointStallPolicy;
   metrics: AgentMetrics;
   tsMetrics: AgentTsMetrics;
   logger: Logger;
@@ -67,8 +73,11 @@ export class EndpointRelay {
   private readonly maxBuffered: number;
   private readonly lingerMs: number;
   private readonly stallTimeoutMs: number;
-  /** Connections over their buffer bound while the stream is paused for them, with their stall timers. */
-  private readonly overBound = new Map<EndpointConnection, NodeJS.Timeout>();
+  private readonly stallPolicy: EndpointStallPolicy;
+  /** Connections over their buffer bound without credit, with their progress checks. */
+  private readonly overBound = new Map<EndpointConnection, { readonly timer: NodeJS.Timeout; readonly pausesStream: boolean }>();
+  /** Entries of overBound that pause the stream ('pause' policy). */
+  private pausesForEndpoints = 0;
   private readonly metrics: AgentMetrics;
   private readonly tsMetrics: AgentTsMetrics;
   private readonly logger: Logger;
@@ -94,6 +103,7 @@ export class EndpointRelay {
     this.maxBuffered = options.maxEndpointBufferedBytes;
     this.lingerMs = options.endpointCloseLingerMs;
     this.stallTimeoutMs = options.endpointStallTimeoutMs ?? 30_000;
+    this.stallPolicy = options.endpointStallPolicy ?? 'close';
     this.metrics = options.metrics;
     this.tsMetrics = options.tsMetrics;
     this.logger = options.logger;
@@ -111,6 +121,11 @@ export class EndpointRelay {
 
   get pendingDialCount(): number {
     return this.pendingDials.size;
+  }
+
+  /** Connections with more than their bound queued toward a destination (servers without flow control). */
+  get overBoundCount(): number {
+    return this.overBound.size;
   }
 
   /** True while endpoint reads wait for the server pipe to drain. */
@@ -138,11 +153,10 @@ export class EndpointRelay {
           return;
         }
         const length = payloadLength(packet.data);
-        conn.write(packet.data);
-        if (conn.bufferedBytes > this.maxBuffered) {
-          // A server with credit cannot get here unless it ignores its window.
-          if (conn.credit || !this.pipe.pauseReceive || this.stallTimeoutMs === 0) this.closeStalled(conn);
-          else this.holdStreamFor(conn);
+        conn.write(packet.data, length);
+        const buffered = conn.bufferedBytes;
+        if (buffered > this.maxBuffered) {
+          this.endpointOverBound(conn, buffered);
           return;
         }
         if (conn.credit) {
@@ -195,8 +209,9 @@ export class EndpointRelay {
     this.closed = true;
     for (const dial of this.pendingDials.values()) dial.abort();
     this.pendingDials.clear();
-    for (const timer of this.overBound.values()) clearInterval(timer);
+    for (const { timer } of this.overBound.values()) clearInterval(timer);
     this.overBound.clear();
+    this.pausesForEndpoints = 0;
     for (const conn of this.connections.values()) conn.destroy();
     this.metrics.openEndpointConnections.dec(this.connections.size);
     this.connections.clear();
@@ -262,16 +277,18 @@ export class EndpointRelay {
     if (this.logger.enabled(3)) this.logger.v(3, 'endpoint connection closed on request', { connectID });
   }
 
-  private closeStalled(conn: EndpointConnection): void {
+  private closeStalled(conn: EndpointConnection, reason: StallCloseReason, limit: number): void {
     const buffered = conn.bufferedBytes;
     this.forget(conn);
     conn.destroy();
-    this.tsMetrics.connectionStallCloses.labels('endpoint_not_reading').inc();
-    const reason =
-      `konnectivity-agent closed connection ${conn.connectID} to ${conn.address}: the destination stopped reading ` +
-      `(${buffered} bytes queued, per-connection limit ${this.maxBuffered} bytes)`;
-    this.logger.warn('closing stalled endpoint connection', { connectID: conn.connectID, address: conn.address, buffered, limit: this.maxBuffered });
-    this.send(packets.closeResponse(conn.connectID, reason));
+    this.tsMetrics.connectionStallCloses.labels(reason).inc();
+    const why =
+      reason === 'endpoint_not_reading'
+        ? `${buffered} bytes queued, more than ${limit}, and none taken for ${this.stallTimeoutMs} ms`
+        : `${buffered} bytes queued, per-connection limit ${limit} bytes`;
+    const error = `konnectivity-agent closed connection ${conn.connectID} to ${conn.address}: the destination stopped reading (${why})`;
+    this.logger.warn('closing stalled endpoint connection', { connectID: conn.connectID, address: conn.address, reason, buffered, limit });
+    this.send(packets.closeResponse(conn.connectID, error));
   }
 
   private forget(conn: EndpointConnection): void {
@@ -280,35 +297,44 @@ export class EndpointRelay {
   }
 
   /**
-   * Without per-connection flow control the only ways to bound memory are to
-   * stop reading the shared stream or to close the connection. A destination
-   * that is merely slower than the client (kubectl cp to a slow disk) must not
-   * lose its transfer, so we pause the stream, as upstream's agent does, and
-   * close only a connection that makes no progress for the stall timeout.
+   * A destination has more than its bound queued. Without per-connection flow
+   * control the server keeps sending, so memory is bounded either by stopping
+   * the shared stream (upstream's way: every connection on it waits) or by
+   * closing this connection. The default policy never stops the stream but
+   * gives a destination that is only slow, or briefly busy, room up to twice
+   * the bound while it keeps taking bytes (docs/design/flow-control.md).
    */
-  private holdStreamFor(conn: EndpointConnection): void {
+  private endpointOverBound(conn: EndpointConnection, buffered: number): void {
+    // A server with credit cannot get here unless it ignores its window.
+    if (conn.credit || this.stallTimeoutMs === 0) return this.closeStalled(conn, 'endpoint_buffer_full', this.maxBuffered);
+    const pause = this.stallPolicy === 'pause' && this.pipe.pauseReceive !== undefined;
+    if (!pause && buffered > 2 * this.maxBuffered) return this.closeStalled(conn, 'endpoint_buffer_full', 2 * this.maxBuffered);
+    this.watchOverBound(conn, pause);
+  }
+
+  /** Closes the connection if its destination takes no byte for a whole stall timeout; pauses the stream under 'pause'. */
+  private watchOverBound(conn: EndpointConnection, pause: boolean): void {
     if (this.overBound.has(conn)) return;
-    // Progress, not completion, keeps the connection: a destination that took
-    // any bytes during the last interval gets another one.
-    let lastBuffered = conn.bufferedBytes;
+    let taken = conn.takenBytes;
     const timer = setInterval(() => {
       if (!this.overBound.has(conn)) return;
-      const now = conn.bufferedBytes;
-      if (now < lastBuffered) lastBuffered = now;
-      else this.closeStalled(conn);
+      const now = conn.takenBytes;
+      if (now > taken) taken = now;
+      else this.closeStalled(conn, 'endpoint_not_reading', this.maxBuffered);
     }, this.stallTimeoutMs);
     timer.unref();
-    this.overBound.set(conn, timer);
+    this.overBound.set(conn, { timer, pausesStream: pause });
+    if (!pause) return;
     this.tsMetrics.streamPausesForEndpoint.inc();
-    if (this.overBound.size === 1) this.pipe.pauseReceive?.();
+    if (++this.pausesForEndpoints === 1) this.pipe.pauseReceive?.();
   }
 
   private releaseStreamFor(conn: EndpointConnection): void {
-    const timer = this.overBound.get(conn);
-    if (timer === undefined) return;
-    clearInterval(timer);
+    const entry = this.overBound.get(conn);
+    if (entry === undefined) return;
+    clearInterval(entry.timer);
     this.overBound.delete(conn);
-    if (this.overBound.size === 0 && !this.closed) this.pipe.resumeReceive?.();
+    if (entry.pausesStream && --this.pausesForEndpoints === 0 && !this.closed) this.pipe.resumeReceive?.();
   }
 
   private readonly onLingerExpired = (): void => {

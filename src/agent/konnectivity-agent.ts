@@ -88,6 +88,7 @@ export class KonnectivityAgent {
       maxEndpointBufferedBytes: config.maxEndpointBufferedBytes ?? AGENT_DEFAULTS.maxEndpointBufferedBytes,
       endpointCloseLingerMs: config.endpointCloseLingerMs ?? AGENT_DEFAULTS.endpointCloseLingerMs,
       endpointStallTimeoutMs: config.endpointStallTimeoutMs ?? AGENT_DEFAULTS.endpointStallTimeoutMs,
+      endpointStallPolicy: config.endpointStallPolicy ?? AGENT_DEFAULTS.endpointStallPolicy,
       metrics: this.metrics,
       tsMetrics: this.tsMetrics,
       logger: this.logger,

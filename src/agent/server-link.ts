@@ -11,6 +11,7 @@ import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics } from './agent-ts-metrics.ts';
 import type { EndpointDialer } from './endpoint-dialer.ts';
 import { EndpointRelay } from './endpoint-relay.ts';
+import type { EndpointStallPolicy } from './endpoint-stall-policy.ts';
 import type { ProxyServerAddress, ServerSession } from './server-dialer.ts';
 
 export interface ServerLinkOptions {
@@ -18,6 +19,7 @@ export interface ServerLinkOptions {
   maxEndpointBufferedBytes: number;
   endpointCloseLingerMs: number;
   endpointStallTimeoutMs: number;
+  endpointStallPolicy: EndpointStallPolicy;
   metrics: AgentMetrics;
   tsMetrics: AgentTsMetrics;
   logger: Logger;
@@ -55,6 +57,7 @@ export class ServerLink {
       maxEndpointBufferedBytes: options.maxEndpointBufferedBytes,
       endpointCloseLingerMs: options.endpointCloseLingerMs,
       endpointStallTimeoutMs: options.endpointStallTimeoutMs,
+      endpointStallPolicy: options.endpointStallPolicy,
       metrics: options.metrics,
       tsMetrics: options.tsMetrics,
       logger: this.logger,

@@ -41,6 +41,7 @@ export function agentConfigFromOptions(o: AgentOptions): AgentConfig & AgentTlsR
     flowWindowBytes: o.flowControlWindowBytes,
     maxEndpointBufferedBytes: o.endpointBufferBytes,
     endpointStallTimeoutMs: o.endpointStallTimeoutMs,
+    endpointStallPolicy: o.endpointStallPolicy,
     destinationPolicy: destinationPolicyFromOptions(o),
     maxEndpointConnections: o.maxEndpointConnections,
     maxPendingEndpointDials: o.maxPendingEndpointDials,

@@ -39,6 +39,7 @@ export function serverConfigFromOptions(o: ServerOptions, logger: Logger): Serve
     gracefulShutdownTimeoutMs: o.gracefulShutdownTimeoutMs,
     limits: o.limits,
     frontendStallTimeoutMs: o.frontendStallTimeoutMs,
+    frontendStallPolicy: o.frontendStallPolicy,
     http2Implementation: o.http2Implementation,
     tlsReloadIntervalMs: o.tlsReloadIntervalMs,
     enableProfiling: o.enableProfiling,

@@ -13,6 +13,12 @@ const latencyBuckets = [0.000001, 0.00001, 0.0001, 0.005, 0.025, 0.1, 0.5, 2.5, 
 
 export type DialFailureReason = 'no_agent' | 'error_response' | 'unrecognized_response' | 'send_rsp' | 'backend_close' | 'backend_dial_timeout' | 'frontend_close';
 export type StreamSegment = 'from_client' | 'to_client' | 'from_agent' | 'to_agent';
+/**
+ * Why a connection was closed because its frontend stopped reading: it made no
+ * progress for --frontend-stall-timeout (or the timeout is 0), or what was
+ * queued for it passed twice the per-frontend bound.
+ */
+export type FrontendStallCloseReason = 'frontend_not_reading' | 'frontend_buffer_full';
 
 export function createServerMetrics(options: { processMetrics?: boolean } = {}) {
   const registry = new Registry();
@@ -47,6 +53,17 @@ export function createServerMetrics(options: { processMetrics?: boolean } = {}) 
       name: TS_NS + 'tls_handshake_failures_total',
       help: 'TLS handshakes that failed on a listener (refused or missing client certificate, client not trusting the server, not TLS at all), by listener: agent or frontend. Bare TCP connections that send nothing (health checks) are not counted.',
       labelNames: ['listener'] as const,
+      registers,
+    }),
+    connectionStallCloses: new Counter({
+      name: TS_NS + 'connection_stall_closes_total',
+      help: 'Connections closed because their frontend (kube-apiserver) stopped reading while an agent without per-connection flow control (an upstream agent) kept sending, by reason: frontend_not_reading (no progress for --frontend-stall-timeout) or frontend_buffer_full (twice the per-frontend bound queued).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    streamPausesForFrontend: new Counter({
+      name: TS_NS + 'stream_pauses_for_frontend_total',
+      help: 'Times an agent stream without per-connection flow control was paused because one frontend was over its bound (only with --frontend-stall-policy=pause); it resumes when that frontend drains.',
       registers,
     }),
   };

@@ -24,6 +24,7 @@ import { ServerTlsReloading, type ServerTlsListener } from '../tls/server-tls.ts
 import type { ReloadOutcome } from '../tls/tls-reloader.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 import type { ServerLimits } from './limits.ts';
+import type { FrontendStallPolicy } from './frontend-stall-policy.ts';
 import { DrainNoticeSet } from './server-drain-notice.ts';
 import { rememberPeerAddresses, tlsHandshakeFailureReporter } from './tls-handshake-failures.ts';
 
@@ -51,8 +52,10 @@ export interface ServerConfig {
   backendDialTimeoutMs: number;
   gracefulShutdownTimeoutMs: number;
   maxFrontendBufferBytes?: number;
-  /** Agents without flow control: stall time of a frontend over its bound before its connection is closed (default 30 s). */
+  /** Agents without flow control: how long a frontend over its bound may take nothing before its connection is closed (default 30 s). */
   frontendStallTimeoutMs?: number;
+  /** Agents without flow control: close (default) or pause the agent stream while a frontend is over its bound. */
+  frontendStallPolicy?: FrontendStallPolicy;
   /** HTTP/2 server of the gRPC listeners (`--http2-implementation`); default 'builtin'. */
   http2Implementation?: 'builtin' | 'node';
   /** konnectivity-ts exhaustion bounds (limits.ts); defaults for what is left out. */
@@ -113,6 +116,7 @@ export class KonnectivityServer {
       backendDialTimeoutMs: config.backendDialTimeoutMs,
       maxFrontendBufferBytes,
       ...(config.frontendStallTimeoutMs !== undefined ? { frontendStallTimeoutMs: config.frontendStallTimeoutMs } : {}),
+      ...(config.frontendStallPolicy !== undefined ? { frontendStallPolicy: config.frontendStallPolicy } : {}),
       ...(config.limits ? { limits: config.limits } : {}),
     });
     const limits = this.router.limits;

@@ -9,10 +9,11 @@ import { PacketType, packets, payloadLength, type Data, type Packet } from '../p
 import type { Logger } from '../observability/logger.ts';
 import { bindPacketCounter, type PacketCounter } from '../observability/packet-counters.ts';
 import { bindHistogramRecorder, type HistogramRecorder } from '../observability/histogram-recorder.ts';
-import type { DialFailureReason, ServerMetrics } from '../observability/server-metrics.ts';
+import type { DialFailureReason, FrontendStallCloseReason, ServerMetrics } from '../observability/server-metrics.ts';
 import type { AgentIdentifiers } from './agent-identifiers.ts';
 import { BackendRegistry, type ProxyStrategyName, type RoutableBackend } from './backend-registry.ts';
 import { ConnectionCredit } from '../protocol/flow-control.ts';
+import type { FrontendStallPolicy } from './frontend-stall-policy.ts';
 import {
   IdleSweeper,
   connectionsPerAgentError,
@@ -69,10 +70,13 @@ export interface ProxyRouterOptions {
   maxFrontendBufferBytes: number;
   /**
    * For agents without per-connection flow control (upstream agents): how long
-   * a frontend over its buffer bound may stay without progress, while its agent
-   * stream is paused, before that one connection is closed. Default 30 s.
+   * a frontend over its buffer bound may go without taking a byte before that
+   * one connection is closed; 0 closes it as soon as it passes the bound.
+   * Default 30 s.
    */
   frontendStallTimeoutMs?: number;
+  /** What else happens while such a frontend is over its bound (FrontendStallPolicy). Default 'close'. */
+  frontendStallPolicy?: FrontendStallPolicy;
   random?: () => number;
   /** konnectivity-ts exhaustion bounds (limits.ts); defaults apply to what is left out. */
   limits?: Partial<ServerLimits>;
@@ -100,6 +104,11 @@ export interface NegotiatedFlowControl {
   agentWindow: number;
   /** What we accept per connection from the agent. */
   ourWindow: number;
+}
+
+interface OverBoundFrontend {
+  readonly timer: NodeJS.Timeout;
+  readonly pausesStream: boolean;
 }
 
 interface PendingDial {
@@ -141,9 +150,12 @@ export class Backend implements RoutableBackend {
   readonly pausedFrontends = new Set<FrontendSession>();
   /**
    * Connections whose frontend is over its buffer bound while this stream has
-   * no per-connection flow control: the stream is paused until they drain.
+   * no per-connection flow control, each with its progress check. Under the
+   * 'pause' policy the stream stays paused while any of them `pausesStream`.
    */
-  readonly overBound = new Map<EstablishedConnection, NodeJS.Timeout>();
+  readonly overBound = new Map<EstablishedConnection, OverBoundFrontend>();
+  /** Entries of overBound that pause this stream. */
+  pausesForFrontends = 0;
   closed = false;
 
   constructor(agentId: string, identifiers: AgentIdentifiers, transport: BackendTransport, flow: NegotiatedFlowControl | null = null) {
@@ -159,6 +171,8 @@ export class FrontendSession {
   readonly router: ProxyRouter;
   readonly pending = new Set<bigint>();
   readonly connections = new Set<EstablishedConnection>();
+  /** Payload bytes handed to `peer.data` so far; minus `peer.bufferedBytes`, what the frontend took. */
+  bytesQueued = 0;
   /** Upstream's "backend chosen for this stream": set by the first dial. */
   backend: Backend | null = null;
   firstConnectID = 0n;
@@ -196,8 +210,10 @@ export class ProxyRouter {
   private readonly backends = new Set<Backend>();
   /** Connections closed because their frontend stopped reading (a konnectivity-ts addition). */
   stalledFrontendCloses = 0;
-  /** Times an agent stream without flow control was paused for a frontend over its bound. */
+  /** Times an agent stream without flow control was paused for a frontend over its bound ('pause' policy). */
   frontendBoundPauses = 0;
+  private readonly stallTimeoutMs: number;
+  private readonly stallPolicy: FrontendStallPolicy;
   private readonly count: Record<'fromAgent' | 'toAgent' | 'fromClient' | 'toClient', PacketCounter>;
   private readonly recordDialSeconds: HistogramRecorder;
   private readonly recordConnectionSeconds: HistogramRecorder;
@@ -208,6 +224,8 @@ export class ProxyRouter {
 
   constructor(options: ProxyRouterOptions) {
     this.options = options;
+    this.stallTimeoutMs = options.frontendStallTimeoutMs ?? DEFAULT_FRONTEND_STALL_TIMEOUT_MS;
+    this.stallPolicy = options.frontendStallPolicy ?? 'close';
     this.limits = resolveServerLimits(options.limits);
     this.limitMetrics = createServerLimitMetrics(options.metrics.registry);
     this.idleSweeper = this.limits.idleConnectionTimeoutMs > 0 ? new IdleSweeper(this.limits.idleConnectionTimeoutMs) : null;
@@ -235,7 +253,7 @@ export class ProxyRouter {
    * which can be all 16 MiB at once.
    */
   get frontendLingerMs(): number {
-    return Math.max(this.options.frontendStallTimeoutMs ?? DEFAULT_FRONTEND_STALL_TIMEOUT_MS, MIN_FRONTEND_LINGER_MS);
+    return Math.max(this.stallTimeoutMs, MIN_FRONTEND_LINGER_MS);
   }
 
   /** Frontend transports report what they sent to their client. */
@@ -311,33 +329,49 @@ export class ProxyRouter {
   }
 
   /**
-   * Without per-connection flow control the only ways to bound memory are to
-   * stop reading the shared agent stream or to close the connection. A reader
-   * that is merely slower than the agent (kubectl cp to a slow client) must
-   * not lose its transfer, so we pause the stream — upstream's behaviour — and
-   * close only a connection that makes no progress for frontendStallTimeoutMs.
+   * A frontend has more than its bound queued. Without per-connection flow
+   * control the agent keeps sending, so memory is bounded either by stopping
+   * the shared stream (upstream's way: every connection on the agent waits) or
+   * by closing this connection. The default policy never stops the stream but
+   * gives a reader that is only slow, or briefly busy, room up to twice the
+   * bound while it keeps taking bytes (docs/design/flow-control.md).
    */
-  private holdBackendFor(conn: EstablishedConnection): void {
+  private frontendOverBound(conn: EstablishedConnection, buffered: number): void {
+    const bound = this.options.maxFrontendBufferBytes;
+    // A peer with credit cannot get here unless it ignores its window.
+    if (conn.credit || this.stallTimeoutMs === 0) return this.closeStalledFrontend(conn, 'frontend_buffer_full', bound);
+    const pause = this.stallPolicy === 'pause' && conn.backend.transport.pauseReceive !== undefined;
+    if (!pause && buffered > 2 * bound) return this.closeStalledFrontend(conn, 'frontend_buffer_full', 2 * bound);
+    this.watchOverBound(conn, pause);
+  }
+
+  /** Closes the connection if its frontend takes no byte for a whole stall timeout; pauses the stream under 'pause'. */
+  private watchOverBound(conn: EstablishedConnection, pause: boolean): void {
     const b = conn.backend;
     if (b.overBound.has(conn)) return;
-    const timer = setTimeout(() => {
-      if (!b.overBound.has(conn)) return;
-      this.releaseBackendFor(conn);
-      if (conn.frontend) this.closeStalledFrontend(conn);
-    }, this.options.frontendStallTimeoutMs ?? DEFAULT_FRONTEND_STALL_TIMEOUT_MS);
+    const fe = conn.frontend!;
+    let taken = fe.bytesQueued - fe.peer.bufferedBytes;
+    const timer = setInterval(() => {
+      if (!b.overBound.has(conn) || conn.frontend !== fe) return;
+      const now = fe.bytesQueued - fe.peer.bufferedBytes;
+      if (now > taken) taken = now;
+      else this.closeStalledFrontend(conn, 'frontend_not_reading', this.options.maxFrontendBufferBytes);
+    }, this.stallTimeoutMs);
     timer.unref?.();
-    b.overBound.set(conn, timer);
+    b.overBound.set(conn, { timer, pausesStream: pause });
+    if (!pause) return;
     this.frontendBoundPauses++;
-    if (b.overBound.size === 1) b.transport.pauseReceive?.();
+    this.metrics.streamPausesForFrontend.inc();
+    if (++b.pausesForFrontends === 1) b.transport.pauseReceive?.();
   }
 
   private releaseBackendFor(conn: EstablishedConnection): void {
     const b = conn.backend;
-    const timer = b.overBound.get(conn);
-    if (timer === undefined) return;
-    clearTimeout(timer);
+    const entry = b.overBound.get(conn);
+    if (entry === undefined) return;
+    clearInterval(entry.timer);
     b.overBound.delete(conn);
-    if (b.overBound.size === 0 && !b.closed) b.transport.resumeReceive?.();
+    if (entry.pausesStream && --b.pausesForFrontends === 0 && !b.closed) b.transport.resumeReceive?.();
   }
 
   private returnCredit(conn: EstablishedConnection, drained: boolean): void {
@@ -361,11 +395,11 @@ export class ProxyRouter {
         const n = payloadLength(p.data);
         conn.bytesFromAgent += n;
         const fe = conn.frontend;
+        fe.bytesQueued += n;
         fe.peer.data(conn.connectID, p.data);
-        if (fe.peer.bufferedBytes > this.options.maxFrontendBufferBytes) {
-          // A peer with credit cannot get here unless it ignores its window.
-          if (conn.credit || !b.transport.pauseReceive || this.options.frontendStallTimeoutMs === 0) this.closeStalledFrontend(conn);
-          else this.holdBackendFor(conn);
+        const buffered = fe.peer.bufferedBytes;
+        if (buffered > this.options.maxFrontendBufferBytes) {
+          this.frontendOverBound(conn, buffered);
           return;
         }
         if (conn.credit) {
@@ -445,15 +479,21 @@ export class ProxyRouter {
     fe.peer.dialResponse(random, connectID, '');
   }
 
-  private closeStalledFrontend(conn: EstablishedConnection): void {
+  private closeStalledFrontend(conn: EstablishedConnection, reason: FrontendStallCloseReason, limit: number): void {
     this.releaseBackendFor(conn);
     const fe = conn.frontend!;
+    const buffered = fe.peer.bufferedBytes;
     this.stalledFrontendCloses++;
-    this.log.warn('closing connection: frontend stopped reading', { connectID: conn.connectID, agentID: conn.backend.agentId, bufferedBytes: fe.peer.bufferedBytes });
+    this.metrics.connectionStallCloses.inc({ reason });
+    this.log.warn('closing connection: frontend stopped reading', { connectID: conn.connectID, agentID: conn.backend.agentId, reason, bufferedBytes: buffered, limit });
     fe.connections.delete(conn);
     conn.frontend = null;
     this.sendToBackend(conn.backend, packets.closeRequest(conn.connectID));
-    fe.peer.closeResponse(conn.connectID, `konnectivity-ts: frontend stopped reading (more than ${this.options.maxFrontendBufferBytes} bytes buffered)`);
+    const why =
+      reason === 'frontend_not_reading'
+        ? `${buffered} bytes queued, more than ${limit}, and none taken for ${this.stallTimeoutMs} ms`
+        : `${buffered} bytes queued, limit ${limit}`;
+    fe.peer.closeResponse(conn.connectID, `konnectivity-ts: frontend stopped reading (${why})`);
     fe.peer.abandon?.(this.frontendLingerMs);
   }
 

@@ -12,6 +12,7 @@ import { registerKlogFlags, type KlogOptions } from '../flags/klog-flags.ts';
 import { OptionsError } from '../flags/options-error.ts';
 import { acceptedGoCipherSuites, goTlsVersionToNode } from './tls-names.ts';
 import { SERVER_LIMIT_DEFAULTS, type ServerLimits } from './limits.ts';
+import { FRONTEND_STALL_POLICIES, type FrontendStallPolicy } from './frontend-stall-policy.ts';
 
 export type ProxyStrategy = 'default' | 'destHost' | 'defaultRoute';
 export type ServerMode = 'grpc' | 'http-connect';
@@ -338,8 +339,10 @@ export interface ServerExtensionOptions {
   readonly limits: ServerLimits;
   /** `--tls-reload-interval`: how often the listeners' TLS files are checked and hot-reloaded; 0 = load once (upstream). */
   readonly tlsReloadIntervalMs: number;
-  /** `--frontend-stall-timeout`: agents without flow control; 0 = close at the buffer bound, never pausing an agent stream. */
+  /** `--frontend-stall-timeout`: agents without flow control; 0 = close at the buffer bound. */
   readonly frontendStallTimeoutMs: number;
+  /** `--frontend-stall-policy`: agents without flow control; 'close' never pauses an agent stream, 'pause' does as upstream. */
+  readonly frontendStallPolicy: FrontendStallPolicy;
   /** `--authentication-cache-ttl`: accepted agent tokens are accepted again without a TokenReview for this long; 0 = never. */
   readonly authenticationCacheTtlMs: number;
   /** `--http2-implementation`: which HTTP/2 server the gRPC listeners use. */
@@ -377,7 +380,13 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
   const frontendStall = flags.duration(
     'frontend-stall-timeout',
     '30s',
-    'Agents without per-connection flow control (upstream agents): when a frontend stops reading and 16 MiB are queued for it, its agent stream is paused (as upstream does) and the connection is closed only if that frontend makes no progress for this long. 0 = close at once and never pause an agent stream.',
+    'Agents without per-connection flow control (upstream agents): once 16 MiB are queued for a frontend that is not reading, its connection is closed if that frontend takes no byte for this long (see --frontend-stall-policy for what happens meanwhile). 0 = close as soon as 16 MiB are queued.',
+    group,
+  );
+  const frontendStallPolicy = flags.string(
+    'frontend-stall-policy',
+    'close',
+    "Agents without per-connection flow control (upstream agents), while 16 MiB are queued for one frontend: 'close' (the default) never pauses the agent's stream, so other connections on that agent keep flowing; the queue may grow to 32 MiB while the frontend keeps taking bytes, and past that its connection alone is closed. 'pause' stops reading the agent's whole stream until the frontend drains, as upstream does (every connection on that agent waits; a slow reader loses nothing).",
     group,
   );
   const http2Implementation = flags.string(
@@ -390,6 +399,7 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
     authenticationCacheTtlMs: authCacheTtl.milliseconds,
     http2Implementation: http2Implementation.value as 'builtin' | 'node',
     frontendStallTimeoutMs: frontendStall.milliseconds,
+    frontendStallPolicy: frontendStallPolicy.value as FrontendStallPolicy,
     limits: {
       maxPendingDialsPerFrontend: perFrontend.value,
       maxPendingDialsPerAgent: perAgentPending.value,
@@ -417,6 +427,7 @@ function validateServerExtensionOptions(options: ServerOptions): string | undefi
   for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
   if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
   if (options.frontendStallTimeoutMs < 0) return `--frontend-stall-timeout must be 0 (close at once) or more`;
+  if (!FRONTEND_STALL_POLICIES.includes(options.frontendStallPolicy)) return `--frontend-stall-policy ${JSON.stringify(options.frontendStallPolicy)} must be close or pause`;
   if (options.http2Implementation !== 'builtin' && options.http2Implementation !== 'node') return `--http2-implementation ${JSON.stringify(options.http2Implementation)} must be builtin or node`;
   if (options.authenticationCacheTtlMs < 0) return `--authentication-cache-ttl must be 0 (review every connect) or more`;
   if (l.httpConnectMaxHeaderBytes <= 0) return `--http-connect-max-header-bytes ${l.httpConnectMaxHeaderBytes} must be greater than 0`;
