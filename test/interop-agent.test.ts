@@ -174,3 +174,60 @@ test('python agent: headers first, DIAL_REQ bytes, DATA echo, DRAIN marks the ba
   assert.equal(finished?.code, 'OK', `python's half-close ended the call with OK: ${JSON.stringify(finished)}`);
   await until(() => backend(AGENT_ID) === undefined, 'the backend to be removed after the agent left');
 });
+
+test('python agent (no flow control, as upstream) floods a connection whose client never reads: our server never pauses the agent stream, closes that connection alone at twice its bound (counted), and another connection through the same agent echoes meanwhile', async () => {
+  const agentId = 'py-flood-agent';
+  const agent = new PythonPeer(env, 'agent_peer.py', [agentTarget, '--ca', cluster.pki.ca.certPath, '--agent-id', agentId]);
+  const tunnel = cluster.openTunnel('grpc');
+  const stallCloses = async (reason: string): Promise<number> =>
+    (await cluster.server.metrics.connectionStallCloses.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+  const closesBefore = await stallCloses('frontend_buffer_full');
+  const pausesBefore = cluster.server.router.frontendBoundPauses;
+  try {
+    await agent.next('headers');
+    await until(() => backend(agentId) !== undefined, 'the python agent to be registered');
+    assert.equal(cluster.server.router.describeBackends().length, 1, 'the python agent is the only agent');
+
+    // A: the client never reads; python sends on it as fast as the stream takes bytes.
+    const stalled = await tunnel.dial('tcp', '10.20.30.40:9000');
+    stalled.pause();
+    stalled.on('error', () => {});
+    const stalledClosed = new Promise<void>((resolve) => stalled.on('close', () => resolve()));
+    const aID = str(await agent.next('dial_req'), 'connectID');
+    agent.command(`flood ${aID}`);
+
+    // B, through the same agent stream while A floods: 2 MiB echoed back in full.
+    const echo = await tunnel.dial('tcp', '10.20.30.40:9001');
+    await agent.next('dial_req');
+    const data = randomBytes(2 * 1024 * 1024);
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const echoed = new Promise<void>((resolve) => {
+      echo.on('data', (c: Buffer) => {
+        chunks.push(c);
+        got += c.length;
+        if (got === data.length) resolve();
+      });
+    });
+    echo.write(data);
+    await echoed;
+    assert.equal(createHash('sha256').update(Buffer.concat(chunks)).digest('hex'), createHash('sha256').update(data).digest('hex'));
+
+    // A alone is closed: CLOSE_REQ to python, the reason counted, the agent stream never paused.
+    const stopped = await agent.next('flood_stopped');
+    assert.equal(stopped.connectID, aID);
+    // A paused socket cannot see its end: reading again, the client gets what was queued, then the close.
+    stalled.resume();
+    await stalledClosed;
+    assert.equal((await stallCloses('frontend_buffer_full')) - closesBefore, 1);
+    assert.equal(cluster.server.router.frontendBoundPauses - pausesBefore, 0, 'the agent stream was never paused');
+    // Bounded: twice the 16 MiB bound plus what the transports in between hold.
+    assert.ok(Number(stopped.bytes) < 64 * 1024 * 1024, `python sent ${String(stopped.bytes)} bytes before the server closed the connection`);
+    echo.end();
+    await agent.next('close_req');
+  } finally {
+    await tunnel.close();
+    await agent.stop();
+  }
+  await until(() => backend(agentId) === undefined, 'the backend to be removed after the agent left');
+});

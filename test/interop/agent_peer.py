@@ -13,10 +13,16 @@ how the call was refused ("rejected"). Otherwise it:
   - reports any other packet ("packet").
 stdin commands: "drain" sends a DRAIN packet ("drain_sent"); "close N" sends
 an unsolicited CLOSE_RSP for connection N, as when its destination hangs up
-("closed"); EOF half-closes the stream and reports how it ended ("finished").
+("closed"); "flood N" sends 64 KiB DATA packets on connection N, as fast as
+the stream takes them, until a CLOSE_REQ for N arrives ("flood_stopped", with
+the bytes sent): a destination that never stops sending, behind an agent
+without per-connection flow control, as upstream's is; EOF half-closes the
+stream and reports how it ended ("finished").
 """
 import argparse
 import hashlib
+import threading
+import time
 
 from konn_common import (
     ClientStream, Events, close_response, data_packet, describe, dial_response, drain_packet, emit, fail, grpc,
@@ -62,12 +68,27 @@ def main():
     events.follow_stdin()
     next_id = 0
     conns = {}  # connectID -> [bytes echoed, sha256]
+    floods = {}  # connectID -> [stop event, bytes sent]
+
+    def flood(cid, state):
+        chunk = bytes(64 * 1024)
+        while not state[0].is_set():
+            # grpc takes one message at a time as HTTP/2 flow control allows; keep only a few waiting.
+            if stream.queued() > 8:
+                time.sleep(0.001)
+                continue
+            stream.send(data_packet(cid, chunk))
+            state[1] += len(chunk)
     while True:
         kind, value = events.get(timeout=60)
         if kind == "cmd":
             if value == "drain":
                 stream.send(drain_packet())
                 emit("drain_sent")
+            elif value.startswith("flood "):
+                cid = int(value.split()[1])
+                state = floods[cid] = [threading.Event(), 0]
+                threading.Thread(target=flood, args=(cid, state), daemon=True).start()
             elif value.startswith("close "):
                 cid = int(value.split()[1])
                 conns.pop(cid, None)
@@ -97,6 +118,13 @@ def main():
             entry[0] += len(packet.data.data)
             entry[1].update(packet.data.data)
             stream.send(data_packet(packet.data.connectID, packet.data.data))
+        elif packet.type == pb.CLOSE_REQ and packet.closeRequest.connectID in floods:
+            cid = packet.closeRequest.connectID
+            state = floods.pop(cid)
+            state[0].set()
+            conns.pop(cid, None)
+            emit("flood_stopped", bytes=state[1], **describe(packet, raw))
+            stream.send(close_response(cid))
         elif packet.type == pb.CLOSE_REQ and packet.closeRequest.connectID in conns:
             cid = packet.closeRequest.connectID
             echoed, digest = conns.pop(cid)

@@ -232,6 +232,10 @@ class ClientStream:
     def send(self, packet):
         self._out.put(packet.SerializeToString())
 
+    def queued(self):
+        """Messages handed to `send` that grpc has not taken yet."""
+        return self._out.qsize()
+
     def close_send(self):
         self._out.put(None)
 
