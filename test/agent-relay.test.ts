@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { EndpointRelay, type PacketPipe } from '../src/agent/endpoint-relay.ts';
 import { createAgentTsMetrics } from '../src/agent/agent-ts-metrics.ts';
-import type { EndpointStallPolicy } from '../src/agent/endpoint-stall-policy.ts';
+import type { StallPolicy } from '../src/protocol/stall-policy.ts';
 import { createTcpEndpointDialer, type EndpointDialer } from '../src/agent/endpoint-dialer.ts';
 import { createAgentMetrics } from '../src/observability/agent-metrics.ts';
 import { silentLogger } from '../src/observability/logger.ts';
@@ -64,7 +64,7 @@ class PausablePipe extends MemoryPipe {
   }
 }
 
-function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndpointBufferedBytes?: number; endpointStallTimeoutMs?: number; endpointStallPolicy?: EndpointStallPolicy } = {}) {
+function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndpointBufferedBytes?: number; endpointStallTimeoutMs?: number; endpointStallPolicy?: StallPolicy } = {}) {
   const metrics = createAgentMetrics({ processMetrics: false });
   const tsMetrics = createAgentTsMetrics(metrics.registry);
   const sendFailures: Packet[] = [];

@@ -7,7 +7,7 @@
 import type { ProxyServerAddress } from './server-dialer.ts';
 import type { ServerCountSource } from './server-count.ts';
 import type { DestinationPolicy } from './destination-policy.ts';
-import type { EndpointStallPolicy } from './endpoint-stall-policy.ts';
+import type { StallPolicy } from '../protocol/stall-policy.ts';
 import { DEFAULT_FLOW_WINDOW_BYTES } from '../protocol/flow-control.ts';
 
 export interface AgentConfig {
@@ -67,7 +67,7 @@ export interface AgentConfig {
    */
   endpointStallTimeoutMs?: number;
   /** Servers without flow control: close (default) or pause the server stream while a destination is over its bound. */
-  endpointStallPolicy?: EndpointStallPolicy;
+  endpointStallPolicy?: StallPolicy;
   /** How long a closing endpoint may take to accept its remaining bytes (default 30 s). */
   endpointCloseLingerMs?: number;
   /** Endpoint dial timeout; upstream hard-codes 5 s. */
@@ -104,7 +104,7 @@ export const AGENT_DEFAULTS = {
   serverConnectTimeoutMs: 30_000,
   maxEndpointBufferedBytes: 8 * 1024 * 1024,
   endpointStallTimeoutMs: 30_000,
-  endpointStallPolicy: 'close' as EndpointStallPolicy,
+  endpointStallPolicy: 'close' as StallPolicy,
   endpointCloseLingerMs: 30_000,
   endpointDialTimeoutMs: 5_000,
   maxEndpointConnections: 10_000,

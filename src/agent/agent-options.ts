@@ -15,7 +15,7 @@ import type { LabelSelector } from '../flags/label-selector.ts';
 import { OptionsError } from '../flags/options-error.ts';
 import { DEFAULT_MAX_RECEIVE_MESSAGE_BYTES as MAX_GRPC_MESSAGE_BYTES } from '../grpc/packet-stream.ts';
 import { ALLOWED_DESTINATIONS_FLAG, DestinationPolicy } from './destination-policy.ts';
-import { ENDPOINT_STALL_POLICIES, type EndpointStallPolicy } from './endpoint-stall-policy.ts';
+import { STALL_POLICIES, type StallPolicy } from '../protocol/stall-policy.ts';
 
 /** How the agent decides how many servers to connect to (see spec §7.3); "" behaves as "default". */
 export type ServerCountSource = '' | 'default' | 'max';
@@ -219,7 +219,7 @@ export interface AgentExtensionOptions {
   /** `--endpoint-stall-timeout`: servers without flow control; 0 = close at the buffer bound, never pausing a server stream. */
   readonly endpointStallTimeoutMs: number;
   /** `--endpoint-stall-policy`: servers without flow control; 'close' never pauses a server stream, 'pause' does as upstream. */
-  readonly endpointStallPolicy: EndpointStallPolicy;
+  readonly endpointStallPolicy: StallPolicy;
   /** `--proxy-server-addresses`: more `host:port` proxy-servers connected to directly (HA without a load balancer). */
   readonly proxyServerAddresses: readonly string[];
 }
@@ -281,7 +281,7 @@ function registerAgentExtensionFlags(flags: FlagSet): () => AgentExtensionOption
     flowControlWindowBytes: flowControlWindow.value,
     endpointBufferBytes: endpointBufferBytes.value,
     endpointStallTimeoutMs: endpointStallTimeout.milliseconds,
-    endpointStallPolicy: endpointStallPolicy.value as EndpointStallPolicy,
+    endpointStallPolicy: endpointStallPolicy.value as StallPolicy,
     tlsReloadIntervalMs: tlsReloadInterval.milliseconds,
     allowedDestinations: flags.changed('allowed-destinations') ? allowedDestinations.value : null,
     deniedDestinations: deniedDestinations.value,
@@ -337,7 +337,7 @@ function validateAgentExtensionOptions(options: AgentOptions): string | undefine
     return `--endpoint-buffer-bytes ${options.endpointBufferBytes} must be at least 1.5 × --flow-control-window + 4 MiB (${neededForWindow}) while flow control is on, or a slow destination would be closed as not reading`;
   }
   if (options.endpointStallTimeoutMs < 0) return `--endpoint-stall-timeout must be 0 (close at once) or more`;
-  if (!ENDPOINT_STALL_POLICIES.includes(options.endpointStallPolicy)) return `--endpoint-stall-policy ${JSON.stringify(options.endpointStallPolicy)} must be close or pause`;
+  if (!STALL_POLICIES.includes(options.endpointStallPolicy)) return `--endpoint-stall-policy ${JSON.stringify(options.endpointStallPolicy)} must be close or pause`;
   if (options.maxPendingEndpointDials < 0) return `--max-pending-endpoint-dials ${options.maxPendingEndpointDials} must be 0 (unlimited) or more`;
   return undefined;
 }

@@ -26,7 +26,7 @@ import { bindHistogramRecorder, type HistogramRecorder } from '../observability/
 import { PacketType, packetTypeName, packets, payloadLength, type DialRequest, type Packet } from '../protocol/packet.ts';
 import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics, StallCloseReason } from './agent-ts-metrics.ts';
-import type { EndpointStallPolicy } from './endpoint-stall-policy.ts';
+import { stallLimit, watchProgress, type StallPolicy } from '../protocol/stall-policy.ts';
 import { EndpointConnection, PauseReason } from './endpoint-connection.ts';
 import { ConnectionCredit } from '../protocol/flow-control.ts';
 import type { EndpointDialer } from './endpoint-dialer.ts';
@@ -52,7 +52,7 @@ export interface EndpointRelayOptions {
   /** Servers without flow control: how long one destination over its bound may take no byte; 0 = close at the bound. */
   endpointStallTimeoutMs?: number;
   /** Servers without flow control: close (default) or pause the stream while a destination is over its bound. */
-  endpointStallPolicy?: EndpointStallPolicy;
+  endpointStallPolicy?: StallPolicy;
   metrics: AgentMetrics;
   tsMetrics: AgentTsMetrics;
   logger: Logger;
@@ -73,7 +73,7 @@ export class EndpointRelay {
   private readonly maxBuffered: number;
   private readonly lingerMs: number;
   private readonly stallTimeoutMs: number;
-  private readonly stallPolicy: EndpointStallPolicy;
+  private readonly stallPolicy: StallPolicy;
   /** Connections over their buffer bound without credit, with their progress checks. */
   private readonly overBound = new Map<EndpointConnection, { readonly timer: NodeJS.Timeout; readonly pausesStream: boolean }>();
   /** Entries of overBound that pause the stream ('pause' policy). */
@@ -308,21 +308,18 @@ export class EndpointRelay {
     // A server with credit cannot get here unless it ignores its window.
     if (conn.credit || this.stallTimeoutMs === 0) return this.closeStalled(conn, 'endpoint_buffer_full', this.maxBuffered);
     const pause = this.stallPolicy === 'pause' && this.pipe.pauseReceive !== undefined;
-    if (!pause && buffered > 2 * this.maxBuffered) return this.closeStalled(conn, 'endpoint_buffer_full', 2 * this.maxBuffered);
+    if (!pause && buffered > stallLimit(this.maxBuffered)) return this.closeStalled(conn, 'endpoint_buffer_full', stallLimit(this.maxBuffered));
     this.watchOverBound(conn, pause);
   }
 
   /** Closes the connection if its destination takes no byte for a whole stall timeout; pauses the stream under 'pause'. */
   private watchOverBound(conn: EndpointConnection, pause: boolean): void {
     if (this.overBound.has(conn)) return;
-    let taken = conn.takenBytes;
-    const timer = setInterval(() => {
-      if (!this.overBound.has(conn)) return;
-      const now = conn.takenBytes;
-      if (now > taken) taken = now;
-      else this.closeStalled(conn, 'endpoint_not_reading', this.maxBuffered);
-    }, this.stallTimeoutMs);
-    timer.unref();
+    const timer = watchProgress(
+      () => conn.takenBytes,
+      this.stallTimeoutMs,
+      () => this.connections.get(conn.connectID) === conn && this.closeStalled(conn, 'endpoint_not_reading', this.maxBuffered),
+    );
     this.overBound.set(conn, { timer, pausesStream: pause });
     if (!pause) return;
     this.tsMetrics.streamPausesForEndpoint.inc();

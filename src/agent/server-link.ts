@@ -11,7 +11,7 @@ import type { ProtocolError } from '../protocol/protocol-error.ts';
 import type { AgentTsMetrics } from './agent-ts-metrics.ts';
 import type { EndpointDialer } from './endpoint-dialer.ts';
 import { EndpointRelay } from './endpoint-relay.ts';
-import type { EndpointStallPolicy } from './endpoint-stall-policy.ts';
+import type { StallPolicy } from '../protocol/stall-policy.ts';
 import type { ProxyServerAddress, ServerSession } from './server-dialer.ts';
 
 export interface ServerLinkOptions {
@@ -19,7 +19,7 @@ export interface ServerLinkOptions {
   maxEndpointBufferedBytes: number;
   endpointCloseLingerMs: number;
   endpointStallTimeoutMs: number;
-  endpointStallPolicy: EndpointStallPolicy;
+  endpointStallPolicy: StallPolicy;
   metrics: AgentMetrics;
   tsMetrics: AgentTsMetrics;
   logger: Logger;

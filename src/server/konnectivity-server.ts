@@ -24,7 +24,7 @@ import { ServerTlsReloading, type ServerTlsListener } from '../tls/server-tls.ts
 import type { ReloadOutcome } from '../tls/tls-reloader.ts';
 import { HttpConnectFrontend } from './http-connect/http-connect-frontend.ts';
 import type { ServerLimits } from './limits.ts';
-import type { FrontendStallPolicy } from './frontend-stall-policy.ts';
+import type { StallPolicy } from '../protocol/stall-policy.ts';
 import { DrainNoticeSet } from './server-drain-notice.ts';
 import { rememberPeerAddresses, tlsHandshakeFailureReporter } from './tls-handshake-failures.ts';
 
@@ -55,7 +55,7 @@ export interface ServerConfig {
   /** Agents without flow control: how long a frontend over its bound may take nothing before its connection is closed (default 30 s). */
   frontendStallTimeoutMs?: number;
   /** Agents without flow control: close (default) or pause the agent stream while a frontend is over its bound. */
-  frontendStallPolicy?: FrontendStallPolicy;
+  frontendStallPolicy?: StallPolicy;
   /** HTTP/2 server of the gRPC listeners (`--http2-implementation`); default 'builtin'. */
   http2Implementation?: 'builtin' | 'node';
   /** konnectivity-ts exhaustion bounds (limits.ts); defaults for what is left out. */

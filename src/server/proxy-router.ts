@@ -13,7 +13,7 @@ import type { DialFailureReason, FrontendStallCloseReason, ServerMetrics } from 
 import type { AgentIdentifiers } from './agent-identifiers.ts';
 import { BackendRegistry, type ProxyStrategyName, type RoutableBackend } from './backend-registry.ts';
 import { ConnectionCredit } from '../protocol/flow-control.ts';
-import type { FrontendStallPolicy } from './frontend-stall-policy.ts';
+import { stallLimit, watchProgress, type StallPolicy } from '../protocol/stall-policy.ts';
 import {
   IdleSweeper,
   connectionsPerAgentError,
@@ -75,8 +75,8 @@ export interface ProxyRouterOptions {
    * Default 30 s.
    */
   frontendStallTimeoutMs?: number;
-  /** What else happens while such a frontend is over its bound (FrontendStallPolicy). Default 'close'. */
-  frontendStallPolicy?: FrontendStallPolicy;
+  /** What else happens while such a frontend is over its bound (StallPolicy). Default 'close'. */
+  frontendStallPolicy?: StallPolicy;
   random?: () => number;
   /** konnectivity-ts exhaustion bounds (limits.ts); defaults apply to what is left out. */
   limits?: Partial<ServerLimits>;
@@ -213,7 +213,7 @@ export class ProxyRouter {
   /** Times an agent stream without flow control was paused for a frontend over its bound ('pause' policy). */
   frontendBoundPauses = 0;
   private readonly stallTimeoutMs: number;
-  private readonly stallPolicy: FrontendStallPolicy;
+  private readonly stallPolicy: StallPolicy;
   private readonly count: Record<'fromAgent' | 'toAgent' | 'fromClient' | 'toClient', PacketCounter>;
   private readonly recordDialSeconds: HistogramRecorder;
   private readonly recordConnectionSeconds: HistogramRecorder;
@@ -341,7 +341,7 @@ export class ProxyRouter {
     // A peer with credit cannot get here unless it ignores its window.
     if (conn.credit || this.stallTimeoutMs === 0) return this.closeStalledFrontend(conn, 'frontend_buffer_full', bound);
     const pause = this.stallPolicy === 'pause' && conn.backend.transport.pauseReceive !== undefined;
-    if (!pause && buffered > 2 * bound) return this.closeStalledFrontend(conn, 'frontend_buffer_full', 2 * bound);
+    if (!pause && buffered > stallLimit(bound)) return this.closeStalledFrontend(conn, 'frontend_buffer_full', stallLimit(bound));
     this.watchOverBound(conn, pause);
   }
 
@@ -350,14 +350,11 @@ export class ProxyRouter {
     const b = conn.backend;
     if (b.overBound.has(conn)) return;
     const fe = conn.frontend!;
-    let taken = fe.bytesQueued - fe.peer.bufferedBytes;
-    const timer = setInterval(() => {
-      if (!b.overBound.has(conn) || conn.frontend !== fe) return;
-      const now = fe.bytesQueued - fe.peer.bufferedBytes;
-      if (now > taken) taken = now;
-      else this.closeStalledFrontend(conn, 'frontend_not_reading', this.options.maxFrontendBufferBytes);
-    }, this.stallTimeoutMs);
-    timer.unref?.();
+    const timer = watchProgress(
+      () => fe.bytesQueued - fe.peer.bufferedBytes,
+      this.stallTimeoutMs,
+      () => conn.frontend === fe && this.closeStalledFrontend(conn, 'frontend_not_reading', this.options.maxFrontendBufferBytes),
+    );
     b.overBound.set(conn, { timer, pausesStream: pause });
     if (!pause) return;
     this.frontendBoundPauses++;

@@ -12,7 +12,7 @@ import { registerKlogFlags, type KlogOptions } from '../flags/klog-flags.ts';
 import { OptionsError } from '../flags/options-error.ts';
 import { acceptedGoCipherSuites, goTlsVersionToNode } from './tls-names.ts';
 import { SERVER_LIMIT_DEFAULTS, type ServerLimits } from './limits.ts';
-import { FRONTEND_STALL_POLICIES, type FrontendStallPolicy } from './frontend-stall-policy.ts';
+import { STALL_POLICIES, type StallPolicy } from '../protocol/stall-policy.ts';
 
 export type ProxyStrategy = 'default' | 'destHost' | 'defaultRoute';
 export type ServerMode = 'grpc' | 'http-connect';
@@ -342,7 +342,7 @@ export interface ServerExtensionOptions {
   /** `--frontend-stall-timeout`: agents without flow control; 0 = close at the buffer bound. */
   readonly frontendStallTimeoutMs: number;
   /** `--frontend-stall-policy`: agents without flow control; 'close' never pauses an agent stream, 'pause' does as upstream. */
-  readonly frontendStallPolicy: FrontendStallPolicy;
+  readonly frontendStallPolicy: StallPolicy;
   /** `--authentication-cache-ttl`: accepted agent tokens are accepted again without a TokenReview for this long; 0 = never. */
   readonly authenticationCacheTtlMs: number;
   /** `--http2-implementation`: which HTTP/2 server the gRPC listeners use. */
@@ -399,7 +399,7 @@ function registerServerExtensionFlags(flags: FlagSet): () => ServerExtensionOpti
     authenticationCacheTtlMs: authCacheTtl.milliseconds,
     http2Implementation: http2Implementation.value as 'builtin' | 'node',
     frontendStallTimeoutMs: frontendStall.milliseconds,
-    frontendStallPolicy: frontendStallPolicy.value as FrontendStallPolicy,
+    frontendStallPolicy: frontendStallPolicy.value as StallPolicy,
     limits: {
       maxPendingDialsPerFrontend: perFrontend.value,
       maxPendingDialsPerAgent: perAgentPending.value,
@@ -427,7 +427,7 @@ function validateServerExtensionOptions(options: ServerOptions): string | undefi
   for (const [flag, v] of atLeastZero) if (v < 0) return `${flag} ${v} must be 0 (no limit) or more`;
   if (options.tlsReloadIntervalMs < 0) return `--tls-reload-interval must be 0 (disabled) or more`;
   if (options.frontendStallTimeoutMs < 0) return `--frontend-stall-timeout must be 0 (close at once) or more`;
-  if (!FRONTEND_STALL_POLICIES.includes(options.frontendStallPolicy)) return `--frontend-stall-policy ${JSON.stringify(options.frontendStallPolicy)} must be close or pause`;
+  if (!STALL_POLICIES.includes(options.frontendStallPolicy)) return `--frontend-stall-policy ${JSON.stringify(options.frontendStallPolicy)} must be close or pause`;
   if (options.http2Implementation !== 'builtin' && options.http2Implementation !== 'node') return `--http2-implementation ${JSON.stringify(options.http2Implementation)} must be builtin or node`;
   if (options.authenticationCacheTtlMs < 0) return `--authentication-cache-ttl must be 0 (review every connect) or more`;
   if (l.httpConnectMaxHeaderBytes <= 0) return `--http-connect-max-header-bytes ${l.httpConnectMaxHeaderBytes} must be greater than 0`;
