@@ -64,6 +64,30 @@ class PausablePipe extends MemoryPipe {
   }
 }
 
+/**
+ * An endpoint whose first connection never reads (the stalled destination)
+ * and whose later ones collect what they get; `bulkDone` resolves with the
+ * chunks once a later one has `bulkLength` bytes.
+ */
+async function stalledThenCollecting(bulkLength: number) {
+  const bulkDone = deferred<Buffer[]>();
+  let accepted = 0;
+  const endpoint = await startEndpoint((s) => {
+    if (accepted++ === 0) {
+      s.pause(); // never reads
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let n = 0;
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      if (n === bulkLength) bulkDone.resolve(chunks);
+    });
+  });
+  return { endpoint, bulkDone };
+}
+
 function makeRelay(pipe: MemoryPipe, overrides: { dial?: EndpointDialer; maxEndpointBufferedBytes?: number; endpointStallTimeoutMs?: number; endpointStallPolicy?: StallPolicy } = {}) {
   const metrics = createAgentMetrics({ processMetrics: false });
   const tsMetrics = createAgentTsMetrics(metrics.registry);
@@ -270,21 +294,7 @@ test('DIAL_CLS abandons the pending dial it names, without a DIAL_RSP', async ()
 test('upstream server, default policy: a destination that stops reading loses only its own connection at twice the bound; the stream never pauses; a concurrent bulk transfer completes', async () => {
   const bound = 256 * 1024;
   const bulk = patternBytes(6 * 1024 * 1024, 11);
-  const bulkDone = deferred<Buffer[]>();
-  let accepted = 0;
-  const endpoint = await startEndpoint((s) => {
-    if (accepted++ === 0) {
-      s.pause(); // the stalled destination: never reads
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      chunks.push(c);
-      n += c.length;
-      if (n === bulk.length) bulkDone.resolve(chunks);
-    });
-  });
+  const { endpoint, bulkDone } = await stalledThenCollecting(bulk.length);
   const pipe = new PausablePipe();
   const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound });
   try {
@@ -365,21 +375,7 @@ test("upstream server, --endpoint-stall-policy=pause: a destination slower than 
 test('upstream server, --endpoint-stall-policy=pause: a destination that takes nothing for the stall timeout loses its connection and the stream resumes', async () => {
   const bound = 256 * 1024;
   const bulk = patternBytes(2 * 1024 * 1024, 9);
-  const bulkDone = deferred<Buffer[]>();
-  let accepted = 0;
-  const endpoint = await startEndpoint((s) => {
-    if (accepted++ === 0) {
-      s.pause(); // never reads
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      chunks.push(c);
-      n += c.length;
-      if (n === bulk.length) bulkDone.resolve(chunks);
-    });
-  });
+  const { endpoint, bulkDone } = await stalledThenCollecting(bulk.length);
   const pipe = new PausablePipe();
   const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300, endpointStallPolicy: 'pause' });
   try {
@@ -457,21 +453,7 @@ test('upstream server, default policy: a destination busy for a moment (past the
 test('upstream server, default policy: a destination over its bound that takes nothing for the stall timeout loses its connection; the stream never pauses and another connection flows meanwhile', async () => {
   const bound = 256 * 1024;
   const bulk = patternBytes(4 * 1024 * 1024, 13);
-  const bulkDone = deferred<Buffer[]>();
-  let accepted = 0;
-  const endpoint = await startEndpoint((s) => {
-    if (accepted++ === 0) {
-      s.pause(); // never reads
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let n = 0;
-    s.on('data', (c: Buffer) => {
-      chunks.push(c);
-      n += c.length;
-      if (n === bulk.length) bulkDone.resolve(chunks);
-    });
-  });
+  const { endpoint, bulkDone } = await stalledThenCollecting(bulk.length);
   const pipe = new PausablePipe();
   const { relay, tsMetrics } = makeRelay(pipe, { maxEndpointBufferedBytes: bound, endpointStallTimeoutMs: 300 });
   try {
