@@ -73,11 +73,10 @@ export class EndpointRelay {
   private readonly maxBuffered: number;
   private readonly lingerMs: number;
   private readonly stallTimeoutMs: number;
-  private readonly stallPolicy: StallPolicy;
+  /** The 'pause' policy on a pipe that can pause: the stream stays paused while overBound has entries. */
+  private readonly pausesStream: boolean;
   /** Connections over their buffer bound without credit, with their progress checks. */
-  private readonly overBound = new Map<EndpointConnection, { readonly timer: NodeJS.Timeout; readonly pausesStream: boolean }>();
-  /** Entries of overBound that pause the stream ('pause' policy). */
-  private pausesForEndpoints = 0;
+  private readonly overBound = new Map<EndpointConnection, NodeJS.Timeout>();
   private readonly metrics: AgentMetrics;
   private readonly tsMetrics: AgentTsMetrics;
   private readonly logger: Logger;
@@ -103,7 +102,7 @@ export class EndpointRelay {
     this.maxBuffered = options.maxEndpointBufferedBytes;
     this.lingerMs = options.endpointCloseLingerMs;
     this.stallTimeoutMs = options.endpointStallTimeoutMs ?? 30_000;
-    this.stallPolicy = options.endpointStallPolicy ?? 'close';
+    this.pausesStream = (options.endpointStallPolicy ?? 'close') === 'pause' && this.pipe.pauseReceive !== undefined;
     this.metrics = options.metrics;
     this.tsMetrics = options.tsMetrics;
     this.logger = options.logger;
@@ -209,9 +208,8 @@ export class EndpointRelay {
     this.closed = true;
     for (const dial of this.pendingDials.values()) dial.abort();
     this.pendingDials.clear();
-    for (const { timer } of this.overBound.values()) clearInterval(timer);
+    for (const timer of this.overBound.values()) clearInterval(timer);
     this.overBound.clear();
-    this.pausesForEndpoints = 0;
     for (const conn of this.connections.values()) conn.destroy();
     this.metrics.openEndpointConnections.dec(this.connections.size);
     this.connections.clear();
@@ -307,31 +305,30 @@ export class EndpointRelay {
   private endpointOverBound(conn: EndpointConnection, buffered: number): void {
     // A server with credit cannot get here unless it ignores its window.
     if (conn.credit || this.stallTimeoutMs === 0) return this.closeStalled(conn, 'endpoint_buffer_full', this.maxBuffered);
-    const pause = this.stallPolicy === 'pause' && this.pipe.pauseReceive !== undefined;
-    if (!pause && buffered > stallLimit(this.maxBuffered)) return this.closeStalled(conn, 'endpoint_buffer_full', stallLimit(this.maxBuffered));
-    this.watchOverBound(conn, pause);
+    if (!this.pausesStream && buffered > stallLimit(this.maxBuffered)) return this.closeStalled(conn, 'endpoint_buffer_full', stallLimit(this.maxBuffered));
+    this.watchOverBound(conn);
   }
 
   /** Closes the connection if its destination takes no byte for a whole stall timeout; pauses the stream under 'pause'. */
-  private watchOverBound(conn: EndpointConnection, pause: boolean): void {
+  private watchOverBound(conn: EndpointConnection): void {
     if (this.overBound.has(conn)) return;
     const timer = watchProgress(
       () => conn.takenBytes,
       this.stallTimeoutMs,
       () => this.connections.get(conn.connectID) === conn && this.closeStalled(conn, 'endpoint_not_reading', this.maxBuffered),
     );
-    this.overBound.set(conn, { timer, pausesStream: pause });
-    if (!pause) return;
+    this.overBound.set(conn, timer);
+    if (!this.pausesStream) return;
     this.tsMetrics.streamPausesForEndpoint.inc();
-    if (++this.pausesForEndpoints === 1) this.pipe.pauseReceive?.();
+    if (this.overBound.size === 1) this.pipe.pauseReceive?.();
   }
 
   private releaseStreamFor(conn: EndpointConnection): void {
-    const entry = this.overBound.get(conn);
-    if (entry === undefined) return;
-    clearInterval(entry.timer);
+    const timer = this.overBound.get(conn);
+    if (timer === undefined) return;
+    clearInterval(timer);
     this.overBound.delete(conn);
-    if (entry.pausesStream && --this.pausesForEndpoints === 0 && !this.closed) this.pipe.resumeReceive?.();
+    if (this.pausesStream && this.overBound.size === 0 && !this.closed) this.pipe.resumeReceive?.();
   }
 
   private readonly onLingerExpired = (): void => {

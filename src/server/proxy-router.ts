@@ -106,11 +106,6 @@ export interface NegotiatedFlowControl {
   ourWindow: number;
 }
 
-interface OverBoundFrontend {
-  readonly timer: NodeJS.Timeout;
-  readonly pausesStream: boolean;
-}
-
 interface PendingDial {
   readonly random: bigint;
   readonly frontend: FrontendSession;
@@ -151,11 +146,9 @@ export class Backend implements RoutableBackend {
   /**
    * Connections whose frontend is over its buffer bound while this stream has
    * no per-connection flow control, each with its progress check. Under the
-   * 'pause' policy the stream stays paused while any of them `pausesStream`.
+   * 'pause' policy the stream stays paused while there are any.
    */
-  readonly overBound = new Map<EstablishedConnection, OverBoundFrontend>();
-  /** Entries of overBound that pause this stream. */
-  pausesForFrontends = 0;
+  readonly overBound = new Map<EstablishedConnection, NodeJS.Timeout>();
   closed = false;
 
   constructor(agentId: string, identifiers: AgentIdentifiers, transport: BackendTransport, flow: NegotiatedFlowControl | null = null) {
@@ -340,13 +333,17 @@ export class ProxyRouter {
     const bound = this.options.maxFrontendBufferBytes;
     // A peer with credit cannot get here unless it ignores its window.
     if (conn.credit || this.stallTimeoutMs === 0) return this.closeStalledFrontend(conn, 'frontend_buffer_full', bound);
-    const pause = this.stallPolicy === 'pause' && conn.backend.transport.pauseReceive !== undefined;
-    if (!pause && buffered > stallLimit(bound)) return this.closeStalledFrontend(conn, 'frontend_buffer_full', stallLimit(bound));
-    this.watchOverBound(conn, pause);
+    if (!this.pausesStream(conn.backend) && buffered > stallLimit(bound)) return this.closeStalledFrontend(conn, 'frontend_buffer_full', stallLimit(bound));
+    this.watchOverBound(conn);
+  }
+
+  /** The 'pause' policy, on an agent stream that can pause. */
+  private pausesStream(b: Backend): boolean {
+    return this.stallPolicy === 'pause' && b.transport.pauseReceive !== undefined;
   }
 
   /** Closes the connection if its frontend takes no byte for a whole stall timeout; pauses the stream under 'pause'. */
-  private watchOverBound(conn: EstablishedConnection, pause: boolean): void {
+  private watchOverBound(conn: EstablishedConnection): void {
     const b = conn.backend;
     if (b.overBound.has(conn)) return;
     const fe = conn.frontend!;
@@ -355,20 +352,20 @@ export class ProxyRouter {
       this.stallTimeoutMs,
       () => conn.frontend === fe && this.closeStalledFrontend(conn, 'frontend_not_reading', this.options.maxFrontendBufferBytes),
     );
-    b.overBound.set(conn, { timer, pausesStream: pause });
-    if (!pause) return;
+    b.overBound.set(conn, timer);
+    if (!this.pausesStream(b)) return;
     this.frontendBoundPauses++;
     this.metrics.streamPausesForFrontend.inc();
-    if (++b.pausesForFrontends === 1) b.transport.pauseReceive?.();
+    if (b.overBound.size === 1) b.transport.pauseReceive?.();
   }
 
   private releaseBackendFor(conn: EstablishedConnection): void {
     const b = conn.backend;
-    const entry = b.overBound.get(conn);
-    if (entry === undefined) return;
-    clearInterval(entry.timer);
+    const timer = b.overBound.get(conn);
+    if (timer === undefined) return;
+    clearInterval(timer);
     b.overBound.delete(conn);
-    if (entry.pausesStream && --b.pausesForFrontends === 0 && !b.closed) b.transport.resumeReceive?.();
+    if (this.pausesStream(b) && b.overBound.size === 0 && !b.closed) b.transport.resumeReceive?.();
   }
 
   private returnCredit(conn: EstablishedConnection, drained: boolean): void {
